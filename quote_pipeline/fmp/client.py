@@ -1,0 +1,465 @@
+"""A small, thread-pooled client for FMP's quote endpoints. No Dagster import.
+
+Every request goes through :class:`CallPacer` (so retries count against the plan's cap too),
+is retried with exponential back-off and jitter by tenacity when the failure is transient,
+and is classified into a :class:`FailureKind` otherwise. Per-symbol problems become
+:class:`QuoteFailure` records; only an invalid key or an exhausted quota stops the fetch.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+
+import requests
+from requests.adapters import HTTPAdapter
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from quote_pipeline.fmp.errors import (
+    FMPAuthError,
+    FMPEndpointRestrictedError,
+    FMPError,
+    FMPQuotaExhaustedError,
+    classify_error_message,
+    classify_status,
+    install_log_redaction,
+    redact,
+)
+from quote_pipeline.fmp.pacing import CallPacer
+from quote_pipeline.models import (
+    TRANSIENT_FAILURE_KINDS,
+    FailureKind,
+    Quote,
+    QuoteFailure,
+)
+
+DEFAULT_BASE_URL = "https://financialmodelingprep.com"
+QUOTE_PATH = "/stable/quote-short"
+BATCH_QUOTE_PATH = "/stable/batch-quote-short"
+
+_T = TypeVar("_T")
+
+
+class MissingAPIKeyError(ValueError):
+    """No API key was configured; raised before any request is made."""
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """How the client talks to FMP. Defaults suit a paid plan against the real API."""
+
+    base_url: str = DEFAULT_BASE_URL
+    connect_timeout: float = 3.05
+    read_timeout: float = 10.0
+    max_concurrency: int = 32  # threads, and pooled connections, per client
+    symbols_per_request: int = 100  # batch endpoint only
+    calls_per_minute: int | None = None  # None: no client-side cap
+    attempts: int = 4  # per request, for transient failures (5xx, resets, timeouts, 429)
+    backoff_initial: float = 0.5  # seconds; doubles per attempt, with jitter
+    backoff_max: float = 8.0
+    rate_limit_pause: float = 2.0  # every thread waits this long after a 429
+    # A 429 streak this long (seconds, with no successful call) means the quota is gone.
+    quota_exhausted_after: float = 65.0
+
+
+@dataclass
+class QuoteFetchResult:
+    """The outcome of one fetch: quotes, per-symbol failures and what it cost."""
+
+    quotes: list[Quote] = field(default_factory=list)
+    failures: list[QuoteFailure] = field(default_factory=list)
+    requests_made: int = 0
+    used_batch_endpoint: bool = False
+    quota_exhausted: bool = False
+
+    @classmethod
+    def combine(cls, results: Sequence[QuoteFetchResult]) -> QuoteFetchResult:
+        """One result from several (the fan-in of mapped fetches)."""
+        return cls(
+            quotes=[q for r in results for q in r.quotes],
+            failures=[f for r in results for f in r.failures],
+            requests_made=sum(r.requests_made for r in results),
+            used_batch_endpoint=any(r.used_batch_endpoint for r in results),
+            quota_exhausted=any(r.quota_exhausted for r in results),
+        )
+
+
+class _Transient(FMPError):
+    """A failure worth another attempt (5xx, reset, timeout, 429)."""
+
+
+class FMPClient:
+    """Fetches quotes concurrently over one pooled ``requests.Session``."""
+
+    def __init__(
+        self,
+        api_key: str | None,
+        settings: ClientSettings | None = None,
+        *,
+        pacer: CallPacer | None = None,
+    ) -> None:
+        if not api_key or not api_key.strip():
+            raise MissingAPIKeyError(
+                "no FMP API key: set FMP_API_KEY (or configure the fmp resource's api_key)"
+            )
+        install_log_redaction()
+        self._api_key = api_key.strip()
+        self.settings = settings or ClientSettings()
+        self.base_url = self.settings.base_url.rstrip("/")
+        self.pacer = pacer or CallPacer(self.settings.calls_per_minute)
+        self._session = requests.Session()
+        adapter = HTTPAdapter(
+            pool_connections=1,
+            pool_maxsize=self.settings.max_concurrency,
+            max_retries=0,  # retries are ours, so that each attempt is paced
+        )
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._lock = threading.Lock()
+        self._requests_made = 0
+        self._rate_limited_since: float | None = None
+        self._quota_exhausted = False
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> FMPClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def requests_made(self) -> int:
+        """HTTP requests sent so far by this client, retries included."""
+        return self._requests_made
+
+    @property
+    def quota_exhausted(self) -> bool:
+        return self._quota_exhausted
+
+    # --- public API -------------------------------------------------------------------
+
+    def batch_endpoint_available(self, probe_symbol: str) -> bool:
+        """Ask the batch endpoint for one symbol: False when the plan answers 402.
+
+        Doubles as a pre-flight check: an invalid key raises :class:`FMPAuthError` after a
+        single request, before any fan-out.
+        """
+        try:
+            self._get_json(BATCH_QUOTE_PATH, {"symbols": probe_symbol})
+        except FMPEndpointRestrictedError:
+            return False
+        except FMPError as exc:
+            if exc.kind in (FailureKind.AUTH_ERROR, FailureKind.QUOTA_EXHAUSTED):
+                raise
+            # Anything else (a bad body, a 5xx streak) says nothing about the plan.
+            return True
+        return True
+
+    def check_access(self, probe_symbol: str) -> None:
+        """One single-symbol request; raises :class:`FMPAuthError` on an invalid key."""
+        try:
+            self._get_json(QUOTE_PATH, {"symbol": probe_symbol})
+        except FMPError as exc:
+            if exc.kind in (FailureKind.AUTH_ERROR, FailureKind.QUOTA_EXHAUSTED):
+                raise
+
+    def fetch_quotes(
+        self,
+        symbols: Sequence[str],
+        *,
+        use_batch_endpoint: bool,
+        on_fallback: Callable[[str], None] | None = None,
+    ) -> QuoteFetchResult:
+        """Quotes for ``symbols``; each symbol ends up in ``quotes`` or in ``failures``.
+
+        Raises :class:`FMPAuthError` at the first 401/403 (pending requests are cancelled).
+        When the quota runs out, the symbols not yet fetched become ``quota_exhausted``
+        failures and ``result.quota_exhausted`` is set; what was fetched is kept.
+        A 402 from the batch endpoint switches to single-symbol requests (``on_fallback``
+        is told why).
+        """
+        started_requests = self._requests_made
+        result = QuoteFetchResult(used_batch_endpoint=use_batch_endpoint)
+        singles = list(symbols)
+        if use_batch_endpoint:
+            refused = threading.Event()
+
+            def fetch_chunk(chunk: list[str]) -> tuple[list[Quote], list[QuoteFailure]] | None:
+                if refused.is_set():
+                    return None
+                try:
+                    return self._fetch_batch(chunk)
+                except FMPEndpointRestrictedError as exc:
+                    if not refused.is_set():
+                        refused.set()
+                        if on_fallback:
+                            on_fallback(f"{exc}; using single-symbol requests instead")
+                    return None
+
+            chunks = list(_chunks(symbols, self.settings.symbols_per_request))
+            singles = []
+            for chunk, outcome in zip(chunks, self._in_parallel(fetch_chunk, chunks), strict=True):
+                if outcome is None:
+                    singles.extend(chunk)
+                else:
+                    result.quotes.extend(outcome[0])
+                    result.failures.extend(outcome[1])
+            result.used_batch_endpoint = not refused.is_set()
+        for quotes, failures in self._in_parallel(self._fetch_single, singles):
+            result.quotes.extend(quotes)
+            result.failures.extend(failures)
+        result.requests_made = self._requests_made - started_requests
+        result.quota_exhausted = self._quota_exhausted
+        return result
+
+    def _in_parallel(self, task: Callable[[Any], _T], items: Sequence[Any]) -> list[_T]:
+        """``task`` over ``items`` on the thread pool, results in order.
+
+        The first exception (an invalid key) cancels what has not started and is raised.
+        """
+        if not items:
+            return []
+        workers = min(self.settings.max_concurrency, len(items))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fmp") as pool:
+            futures = [pool.submit(task, item) for item in items]
+            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in done:
+                if (error := future.exception()) is not None:
+                    for other in pending:
+                        other.cancel()
+                    raise error
+            return [future.result() for future in futures]
+
+    # --- one symbol, one group ----------------------------------------------------------
+
+    def _fetch_single(self, symbol: str) -> tuple[list[Quote], list[QuoteFailure]]:
+        """One symbol from the all-plans endpoint."""
+        if self._quota_exhausted:
+            return [], _fail_all(
+                [symbol], FailureKind.QUOTA_EXHAUSTED, "not requested: quota exhausted"
+            )
+        try:
+            payload, fetched_at = self._get_json(QUOTE_PATH, {"symbol": symbol})
+        except FMPAuthError:
+            raise
+        except FMPError as exc:
+            return [], [QuoteFailure(symbol, exc.kind, str(exc))]
+        return _parse_quote_rows(payload, [symbol], fetched_at)
+
+    def _fetch_batch(self, symbols: list[str]) -> tuple[list[Quote], list[QuoteFailure]]:
+        """Up to ``symbols_per_request`` symbols in one call to the premium endpoint."""
+        try:
+            payload, fetched_at = self._get_json(BATCH_QUOTE_PATH, {"symbols": ",".join(symbols)})
+        except (FMPAuthError, FMPEndpointRestrictedError):
+            raise
+        except FMPError as exc:
+            return [], _fail_all(symbols, exc.kind, str(exc))
+        return _parse_quote_rows(payload, symbols, fetched_at)
+
+    # --- HTTP -------------------------------------------------------------------------
+
+    def _get_json(self, path: str, params: dict[str, str]) -> tuple[Any, datetime]:
+        """GET ``path`` and decode its JSON (decimals exact), retrying transient failures."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self.settings.attempts),
+            wait=wait_exponential_jitter(
+                initial=self.settings.backoff_initial, max=self.settings.backoff_max
+            ),
+            retry=retry_if_exception(
+                lambda exc: isinstance(exc, _Transient) and not self._quota_exhausted
+            ),
+            reraise=True,
+        )
+        try:
+            return retrying(self._attempt, path, params)
+        except _Transient as exc:
+            if self._quota_exhausted:
+                raise FMPQuotaExhaustedError(
+                    f"{path}: FMP quota exhausted (429 'Limit Reach' for over "
+                    f"{self.settings.quota_exhausted_after:.0f} s)",
+                    status=exc.status,
+                ) from None
+            raise FMPError(exc.kind, str(exc), status=exc.status) from None
+
+    def _attempt(self, path: str, params: dict[str, str]) -> tuple[Any, datetime]:
+        self.pacer.acquire()
+        with self._lock:
+            self._requests_made += 1
+        try:
+            response = self._session.get(
+                self.base_url + path,
+                params={**params, "apikey": self._api_key},
+                timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+            )
+        except requests.RequestException as exc:
+            # requests puts the full URL, key included, in its messages: redact, and drop
+            # the chained exception so no traceback carries the original text.
+            message = redact(f"{path}: {type(exc).__name__}: {exc}", self._api_key)
+            raise _Transient(FailureKind.TRANSPORT_ERROR, message) from None
+        fetched_at = datetime.now(UTC)
+        status = response.status_code
+        try:
+            payload = json.loads(response.content.decode("utf-8"), parse_float=Decimal)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            payload = None
+            if status == 200:
+                raise FMPError(
+                    FailureKind.BAD_RESPONSE, f"{path}: malformed JSON ({exc.msg})", status=status
+                ) from None
+        error_text = payload.get("Error Message") if isinstance(payload, dict) else None
+        if status == 200 and error_text is None:
+            self._note_success()
+            if isinstance(payload, dict):
+                raise FMPError(
+                    FailureKind.BAD_RESPONSE,
+                    f"{path}: expected a JSON list, got an object with keys {sorted(payload)[:5]}",
+                    status=status,
+                )
+            return payload, fetched_at
+
+        kind = (
+            classify_error_message(str(error_text))
+            if error_text is not None
+            else classify_status(status)
+        )
+        if status in (401, 403):  # the status outranks a body that says otherwise
+            kind = FailureKind.AUTH_ERROR
+        detail = redact(str(error_text)[:200], self._api_key) if error_text else response.reason
+        message = f"{path}: HTTP {status}: {detail}"
+        if kind == FailureKind.AUTH_ERROR:
+            raise FMPAuthError(message, status=status)
+        if kind == FailureKind.QUOTA_EXHAUSTED:
+            self._quota_exhausted = True
+            raise FMPQuotaExhaustedError(message, status=status)
+        if kind == FailureKind.RATE_LIMITED:
+            self._note_rate_limited()
+            raise _Transient(kind, message, status=status)
+        if kind == FailureKind.NOT_IN_PLAN and "restricted endpoint" in detail.lower():
+            raise FMPEndpointRestrictedError(message, status=status)
+        if kind == FailureKind.SERVER_ERROR:
+            raise _Transient(kind, message, status=status)
+        self._note_success()
+        raise FMPError(kind, message, status=status)
+
+    def _note_success(self) -> None:
+        with self._lock:
+            self._rate_limited_since = None
+
+    def _note_rate_limited(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if self._rate_limited_since is None:
+                self._rate_limited_since = now
+            elif now - self._rate_limited_since >= self.settings.quota_exhausted_after:
+                self._quota_exhausted = True
+        self.pacer.pause(self.settings.rate_limit_pause)
+
+
+# --- parsing --------------------------------------------------------------------------------
+
+
+def _parse_quote_rows(
+    payload: Any, requested: list[str], fetched_at: datetime
+) -> tuple[list[Quote], list[QuoteFailure]]:
+    """Match the rows of a quote response to the requested symbols, validating each."""
+    wanted = set(requested)
+    quotes: dict[str, Quote] = {}
+    failures: dict[str, QuoteFailure] = {}
+    for row in payload:
+        symbol = row.get("symbol") if isinstance(row, dict) else None
+        if not isinstance(symbol, str) or symbol.upper() not in wanted:
+            continue  # a row we cannot attribute; a requested symbol without one is reported
+        symbol = symbol.upper()
+        try:
+            quotes[symbol] = parse_quote(row, fetched_at)
+            failures.pop(symbol, None)
+        except ValueError as exc:
+            failures.setdefault(symbol, QuoteFailure(symbol, FailureKind.BAD_RESPONSE, str(exc)))
+    for symbol in requested:
+        if symbol not in quotes and symbol not in failures:
+            failures[symbol] = QuoteFailure(
+                symbol, FailureKind.NO_QUOTE, "the API returned no quote for this symbol"
+            )
+    return list(quotes.values()), list(failures.values())
+
+
+def parse_quote(row: dict[str, Any], fetched_at: datetime) -> Quote:
+    """One quote row (decoded with ``parse_float=Decimal``), validated; ValueError if not."""
+    symbol = str(row["symbol"]).upper()
+    price = _decimal(row, "price", required=True)
+    if price is None or price <= 0:
+        raise ValueError(f"{symbol}: price must be positive, got {row.get('price')!r}")
+    volume = _integer(row, "volume")
+    if volume < 0:
+        raise ValueError(f"{symbol}: volume must not be negative, got {volume}")
+    if volume >= 2**63:
+        raise ValueError(f"{symbol}: volume {volume} does not fit in 64 bits")
+    change = _decimal(row, "change", required=False)
+    quoted_at = fetched_at
+    if row.get("timestamp") is not None:
+        timestamp = row["timestamp"]
+        if isinstance(timestamp, bool) or not isinstance(timestamp, int | Decimal):
+            raise ValueError(f"{symbol}: timestamp must be epoch seconds, got {timestamp!r}")
+        quoted_at = datetime.fromtimestamp(int(timestamp), tz=UTC)
+    return Quote(symbol, price, volume, change, quoted_at, fetched_at)
+
+
+def _decimal(row: dict[str, Any], key: str, *, required: bool) -> Decimal | None:
+    value = row.get(key)
+    if value is None:
+        if required:
+            raise ValueError(f"{row.get('symbol')}: missing {key!r}")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise ValueError(f"{row.get('symbol')}: {key} must be a number, got {value!r}")
+    try:
+        number = Decimal(value)
+    except InvalidOperation as exc:  # pragma: no cover - json gives valid numbers
+        raise ValueError(f"{row.get('symbol')}: {key} is not a number") from exc
+    if not number.is_finite():
+        raise ValueError(f"{row.get('symbol')}: {key} must be finite, got {value!r}")
+    return number
+
+
+def _integer(row: dict[str, Any], key: str) -> int:
+    number = _decimal(row, key, required=True)
+    assert number is not None
+    if number != number.to_integral_value():
+        raise ValueError(f"{row.get('symbol')}: {key} must be a whole number, got {number}")
+    return int(number)
+
+
+def _fail_all(symbols: list[str], kind: FailureKind, message: str) -> list[QuoteFailure]:
+    return [QuoteFailure(s, kind, message) for s in symbols]
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "TRANSIENT_FAILURE_KINDS",
+    "ClientSettings",
+    "FMPClient",
+    "MissingAPIKeyError",
+    "QuoteFetchResult",
+    "parse_quote",
+]

@@ -1,0 +1,74 @@
+"""Client-side pacing: stay under the plan's calls-per-minute so FMP never has to say 429."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+
+class CallPacer:
+    """A rolling-window limiter shared by every thread of a client.
+
+    ``acquire()`` blocks until one more call fits in the last ``window_seconds``, and until
+    any back-off set by ``pause()`` (after a 429) has passed. ``calls_per_window=None``
+    means unlimited, but pauses still apply.
+    """
+
+    def __init__(
+        self,
+        calls_per_window: int | None,
+        *,
+        window_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if calls_per_window is not None and calls_per_window < 1:
+            raise ValueError("calls_per_window must be at least 1 (or None for no cap)")
+        self.calls_per_window = calls_per_window
+        self.window_seconds = window_seconds
+        self._clock = clock
+        self._sleep = sleep
+        self._sent: deque[float] = deque()
+        self._resume_at = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        """Wait for a free slot, then take it."""
+        while True:
+            with self._lock:
+                now = self._clock()
+                wait = self._resume_at - now
+                if wait <= 0 and self.calls_per_window is not None:
+                    while self._sent and self._sent[0] <= now - self.window_seconds:
+                        self._sent.popleft()
+                    if len(self._sent) >= self.calls_per_window:
+                        wait = self._sent[0] + self.window_seconds - now
+                if wait <= 0:
+                    if self.calls_per_window is not None:
+                        self._sent.append(now)
+                    return
+            self._sleep(min(wait, 1.0))
+
+    def pause(self, seconds: float) -> None:
+        """Hold every caller back for ``seconds`` (the API said slow down)."""
+        with self._lock:
+            self._resume_at = max(self._resume_at, self._clock() + seconds)
+
+
+_shared_pacers: dict[tuple[str, int | None], CallPacer] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_pacer(account: str, calls_per_minute: int | None) -> CallPacer:
+    """One pacer per API account and cap in this process.
+
+    Clients come and go with each step of a run; the plan's cap belongs to the account, so
+    every client of the same account in a process shares the same window.
+    """
+    key = (account, calls_per_minute)
+    with _shared_lock:
+        if key not in _shared_pacers:
+            _shared_pacers[key] = CallPacer(calls_per_minute)
+        return _shared_pacers[key]

@@ -1,0 +1,163 @@
+"""Reads and writes of the project's tables. Every write is one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from quote_pipeline.models import Quote, normalize_symbols
+from quote_pipeline.storage.schema import quote_snapshots, stocks, tickers
+
+
+def _dialect_insert(conn: Connection, table: sa.Table) -> Any:
+    """INSERT with ``on_conflict_do_*`` for the connection's dialect."""
+    name = conn.dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"no upsert for the {name} dialect (use PostgreSQL or SQLite)")
+
+
+# --- tickers -------------------------------------------------------------------------------
+
+
+def list_tickers(engine: Engine) -> list[str]:
+    """Every tracked ticker, sorted."""
+    with engine.connect() as conn:
+        return list(conn.scalars(sa.select(tickers.c.ticker).order_by(tickers.c.ticker)))
+
+
+def add_tickers(engine: Engine, raw_symbols: Iterable[str], *, now: datetime) -> list[str]:
+    """Track the symbols (validated first: one bad symbol adds none). Returns the new ones."""
+    symbols = normalize_symbols(raw_symbols)
+    if not symbols:
+        return []
+    with engine.begin() as conn:
+        stmt = _dialect_insert(conn, tickers).on_conflict_do_nothing(index_elements=["ticker"])
+        added = conn.scalars(
+            stmt.returning(tickers.c.ticker),
+            [{"ticker": s, "added_at": now} for s in symbols],
+        ).all()
+    return sorted(added)
+
+
+def remove_tickers(engine: Engine, raw_symbols: Iterable[str]) -> list[str]:
+    """Stop tracking the symbols. Returns those that were tracked. Stored quotes stay."""
+    symbols = normalize_symbols(raw_symbols)
+    if not symbols:
+        return []
+    with engine.begin() as conn:
+        removed = conn.scalars(
+            sa.delete(tickers).where(tickers.c.ticker.in_(symbols)).returning(tickers.c.ticker)
+        ).all()
+    return sorted(removed)
+
+
+# --- quotes --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteWriteSummary:
+    """What one write of quotes changed."""
+
+    stocks_upserted: int  # rows inserted or moved forward in ``stocks``
+    stale_skipped: int  # quotes older than what ``stocks`` already holds
+    snapshots_inserted: int  # new rows in ``quote_snapshots`` (repeats are ignored)
+
+
+def write_quotes(
+    engine: Engine, quotes: Sequence[Quote], *, written_at: datetime
+) -> QuoteWriteSummary:
+    """Upsert ``quotes`` into ``stocks`` and append them to ``quote_snapshots``.
+
+    One transaction and one bulk statement per table: all rows land, or none do. A quote
+    never replaces a newer one already stored, so re-running an old materialization cannot
+    move prices backwards; a repeated (ticker, quoted_at) adds no snapshot.
+    """
+    if len({q.symbol for q in quotes}) != len(quotes):
+        raise ValueError("write_quotes got the same ticker twice; de-duplicate first")
+    if not quotes:
+        return QuoteWriteSummary(0, 0, 0)
+    stock_rows = [
+        {
+            "ticker": q.symbol,
+            "price": q.price,
+            "volume": q.volume,
+            "change": q.change,
+            "quoted_at": q.quoted_at,
+            "updated_at": written_at,
+        }
+        for q in quotes
+    ]
+    snapshot_rows = [
+        {
+            "ticker": q.symbol,
+            "price": q.price,
+            "volume": q.volume,
+            "quoted_at": q.quoted_at,
+            "fetched_at": q.fetched_at,
+        }
+        for q in quotes
+    ]
+    with engine.begin() as conn:
+        insert_stock = _dialect_insert(conn, stocks)
+        excluded = insert_stock.excluded
+        upsert = insert_stock.on_conflict_do_update(
+            index_elements=["ticker"],
+            set_={
+                "price": excluded.price,
+                "volume": excluded.volume,
+                "change": excluded.change,
+                "quoted_at": excluded.quoted_at,
+                "updated_at": excluded.updated_at,
+            },
+            where=stocks.c.quoted_at <= excluded.quoted_at,
+        ).returning(stocks.c.ticker)
+        upserted = len(conn.scalars(upsert, stock_rows).all())
+
+        append = (
+            _dialect_insert(conn, quote_snapshots)
+            .on_conflict_do_nothing(index_elements=["ticker", "quoted_at"])
+            .returning(quote_snapshots.c.ticker)
+        )
+        appended = len(conn.scalars(append, snapshot_rows).all())
+    return QuoteWriteSummary(
+        stocks_upserted=upserted,
+        stale_skipped=len(quotes) - upserted,
+        snapshots_inserted=appended,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StockRow:
+    """A row of the ``stocks`` table."""
+
+    ticker: str
+    price: Decimal
+    volume: int
+    change: Decimal | None
+    quoted_at: datetime
+    updated_at: datetime
+
+
+def read_stocks(engine: Engine, symbols: Iterable[str] | None = None) -> list[StockRow]:
+    """Rows of ``stocks`` (all, or those of ``symbols``), sorted by ticker."""
+    query = sa.select(stocks).order_by(stocks.c.ticker)
+    if symbols is not None:
+        query = query.where(stocks.c.ticker.in_(list(symbols)))
+    with engine.connect() as conn:
+        return [StockRow(**row._mapping) for row in conn.execute(query)]
+
+
+def count_snapshots(engine: Engine) -> int:
+    """How many rows ``quote_snapshots`` holds."""
+    with engine.connect() as conn:
+        return conn.scalar(sa.select(sa.func.count()).select_from(quote_snapshots)) or 0
