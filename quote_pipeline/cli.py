@@ -1,0 +1,175 @@
+"""`quote-pipeline`: manage the tracked tickers, show the stocks table, run the sandbox/demo."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from quote_pipeline.models import InvalidSymbolError
+from quote_pipeline.sandbox.command import add_sandbox_parser
+from quote_pipeline.storage import (
+    add_tickers,
+    create_db_engine,
+    display_url,
+    list_tickers,
+    read_stocks,
+    remove_tickers,
+    resolve_database_url,
+)
+from quote_pipeline.tickers_file import TickerFileError, read_ticker_file
+
+EXIT_USAGE = 2
+
+
+def _engine(args: argparse.Namespace):
+    return create_db_engine(args.database_url)
+
+
+def cmd_tickers_add(args: argparse.Namespace) -> int:
+    added = add_tickers(_engine(args), args.symbols, now=datetime.now(UTC))
+    print(f"added {len(added)} ticker(s): {' '.join(added)}" if added else "nothing new to add")
+    return 0
+
+
+def cmd_tickers_remove(args: argparse.Namespace) -> int:
+    removed = remove_tickers(_engine(args), args.symbols)
+    print(f"removed {len(removed)} ticker(s): {' '.join(removed)}" if removed else "none tracked")
+    return 0
+
+
+def cmd_tickers_list(args: argparse.Namespace) -> int:
+    for symbol in list_tickers(_engine(args)):
+        print(symbol)
+    return 0
+
+
+def cmd_tickers_import(args: argparse.Namespace) -> int:
+    symbols = read_ticker_file(Path(args.file))
+    added = add_tickers(_engine(args), symbols, now=datetime.now(UTC))
+    print(f"read {len(symbols)} symbol(s) from {args.file}; added {len(added)} new")
+    return 0
+
+
+def cmd_stocks(args: argparse.Namespace) -> int:
+    print_stocks(args.database_url, limit=args.limit)
+    return 0
+
+
+def print_stocks(database_url: str | None, *, limit: int | None = None) -> None:
+    """Print the stocks table (prices as stored, exact)."""
+    rows = read_stocks(create_db_engine(database_url))
+    print(f"stocks in {display_url(resolve_database_url(database_url))}: {len(rows)} row(s)")
+    if not rows:
+        return
+    frame = pd.DataFrame(
+        [
+            {
+                "ticker": r.ticker,
+                "price": str(r.price),
+                "volume": r.volume,
+                "change": "" if r.change is None else str(r.change),
+                "quoted_at (UTC)": r.quoted_at.strftime("%Y-%m-%d %H:%M:%S"),
+            }
+            for r in rows[:limit]
+        ]
+    )
+    print(frame.to_string(index=False))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Start the sandbox, seed sample tickers if none, run `refresh_quotes`, print stocks."""
+    from quote_pipeline.sandbox import SandboxConfig, SandboxServer
+
+    engine = create_db_engine(args.database_url)
+    if not list_tickers(engine):
+        sample = resources.files("quote_pipeline") / "data" / "sample_tickers.csv"
+        with resources.as_file(sample) as path:
+            added = add_tickers(engine, read_ticker_file(path), now=datetime.now(UTC))
+        print(f"seeded {len(added)} sample tickers")
+    config = SandboxConfig(latency_ms=args.latency_ms, premium=args.premium)
+    with SandboxServer(config) as sandbox:
+        env = {
+            **os.environ,
+            "FMP_BASE_URL": sandbox.url,
+            "FMP_API_KEY": config.api_key,
+            "QUOTE_PIPELINE_DATABASE_URL": resolve_database_url(args.database_url),
+        }
+        if not env.get("DAGSTER_HOME"):
+            home = Path(".dagster_home").resolve()
+            home.mkdir(exist_ok=True)
+            env["DAGSTER_HOME"] = str(home)
+        print(
+            f"sandbox at {sandbox.url}; running refresh_quotes (DAGSTER_HOME={env['DAGSTER_HOME']})"
+        )
+        command = [
+            sys.executable, "-m", "dagster", "job", "execute",
+            "-m", "quote_pipeline.definitions", "-j", "refresh_quotes",
+        ]  # fmt: skip
+        completed = subprocess.run(command, env=env, check=False)
+    if completed.returncode != 0:
+        print("refresh_quotes failed; see the log above", file=sys.stderr)
+        return completed.returncode
+    print_stocks(args.database_url)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="quote-pipeline", description=__doc__)
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="SQLAlchemy URL (default: $QUOTE_PIPELINE_DATABASE_URL, else ./data/*.db)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    tickers = commands.add_parser("tickers", help="manage the tracked tickers")
+    tickers_commands = tickers.add_subparsers(dest="tickers_command", required=True)
+    add = tickers_commands.add_parser("add", help="track symbols (all or none)")
+    add.add_argument("symbols", nargs="+", metavar="SYM")
+    add.set_defaults(func=cmd_tickers_add)
+    remove = tickers_commands.add_parser("remove", help="stop tracking symbols")
+    remove.add_argument("symbols", nargs="+", metavar="SYM")
+    remove.set_defaults(func=cmd_tickers_remove)
+    tickers_commands.add_parser("list", help="print the tracked symbols").set_defaults(
+        func=cmd_tickers_list
+    )
+    import_ = tickers_commands.add_parser(
+        "import", help="track the symbols of a CSV (`ticker` column) or a one-per-line file"
+    )
+    import_.add_argument("file")
+    import_.set_defaults(func=cmd_tickers_import)
+
+    stocks = commands.add_parser("stocks", help="print the stocks table")
+    stocks.add_argument("--limit", type=int, default=None)
+    stocks.set_defaults(func=cmd_stocks)
+
+    demo = commands.add_parser(
+        "demo", help="run refresh_quotes against a local sandbox API and print the result"
+    )
+    demo.add_argument("--latency-ms", type=float, default=50.0)
+    demo.add_argument("--premium", action="store_true", help="let the sandbox serve batches")
+    demo.set_defaults(func=cmd_demo)
+
+    add_sandbox_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (InvalidSymbolError, TickerFileError) as exc:
+        print(f"quote-pipeline: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

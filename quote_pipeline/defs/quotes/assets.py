@@ -1,0 +1,295 @@
+"""The quote refresh: tickers → raw_quotes (mapped fetches) → stocks."""
+
+import math
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from quote_pipeline.defs.resources import DatabaseResource, FMPResource
+from quote_pipeline.fmp import FMPAuthError, FMPQuotaExhaustedError, QuoteFetchResult
+from quote_pipeline.models import (
+    TRANSIENT_FAILURE_KINDS,
+    FailureKind,
+    Quote,
+    QuoteFailure,
+)
+from quote_pipeline.storage import list_tickers, write_quotes
+
+GROUP = "quotes"
+OWNERS = ["team:market-data"]
+
+# The Celery task's settings (5 retries, 60 s apart), with exponential back-off and jitter
+# so that a fleet of retries does not hit a recovering API at the same instant.
+FETCH_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=5, delay=60, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
+STOCKS_COLUMNS = dg.TableSchema(
+    columns=[
+        dg.TableColumn("ticker", "varchar(15)", description="Exchange symbol, upper case."),
+        dg.TableColumn("price", "numeric", description="Last price, exact decimal."),
+        dg.TableColumn("volume", "bigint", description="Day volume (64-bit)."),
+        dg.TableColumn("change", "numeric", description="Change since previous close."),
+        dg.TableColumn("quoted_at", "timestamptz", description="Quote time (UTC)."),
+        dg.TableColumn("updated_at", "timestamptz", description="When this row was written."),
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteBatch:
+    """One mapped step's share of the tickers."""
+
+    symbols: tuple[str, ...]
+    use_batch_endpoint: bool
+
+
+class QuoteBatchingConfig(dg.Config):
+    """How the tickers are split over mapped fetch steps."""
+
+    target_steps: int = Field(
+        default=20,
+        ge=1,
+        description="Aim for about this many mapped steps: each step costs ~15 ms in "
+        "process, ~1 s in a subprocess, so never one per ticker.",
+    )
+    min_batch_size: int = Field(
+        default=100, ge=1, description="Fewer tickers than this never get a step of their own."
+    )
+
+
+def batch_size_for(ticker_count: int, config: QuoteBatchingConfig) -> int:
+    """Tickers per mapped step: about ``target_steps`` steps, none below the minimum size."""
+    return max(config.min_batch_size, math.ceil(ticker_count / config.target_steps), 1)
+
+
+@dg.asset(
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"sql"},
+    metadata={"dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn("ticker", "str")])},
+)
+def tickers(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.Output[list[str]]:
+    """The tracked universe: every symbol in the `tickers` table.
+
+    Manage it with `quote-pipeline tickers add|remove|list|import`.
+    """
+    symbols = list_tickers(database.get_engine())
+    if not symbols:
+        context.log.warning("no tickers are tracked: add some with `quote-pipeline tickers add`")
+    return dg.Output(
+        symbols,
+        metadata={
+            "count": len(symbols),
+            "dagster/row_count": len(symbols),
+            "database": database.describe(),
+            "sample": ", ".join(symbols[:20]) + (" …" if len(symbols) > 20 else ""),
+        },
+    )
+
+
+def build_raw_quotes(retry_policy: dg.RetryPolicy = FETCH_RETRY_POLICY) -> dg.AssetsDefinition:
+    """The ``raw_quotes`` graph asset; ``retry_policy`` governs each mapped fetch step."""
+
+    @dg.op(out=dg.DynamicOut(QuoteBatch))
+    def plan_quote_batches(
+        context: dg.OpExecutionContext,
+        config: QuoteBatchingConfig,
+        fmp: FMPResource,
+        tickers: list[str],
+    ) -> Iterator[dg.DynamicOutput[QuoteBatch]]:
+        """Probe the API once (key valid? batch endpoint in plan?) and split the tickers."""
+        if not tickers:
+            raise dg.Failure(
+                "No tickers to fetch: add some with `quote-pipeline tickers add SYM…`.",
+                allow_retries=False,
+            )
+        with fmp.get_client() as client:
+            try:
+                if fmp.endpoint_mode == "single":
+                    client.check_access(tickers[0])
+                    use_batch = False
+                else:
+                    use_batch = client.batch_endpoint_available(tickers[0])
+            except (FMPAuthError, FMPQuotaExhaustedError) as exc:
+                raise dg.Failure(
+                    f"The FMP API refused the run before any fan-out: {exc}",
+                    metadata={"kind": exc.kind.value, "requests_made": client.requests_made},
+                    allow_retries=False,
+                ) from None
+        if fmp.endpoint_mode == "auto" and not use_batch:
+            context.log.info(
+                "The plan has no batch endpoint (402): using single-symbol requests this run."
+            )
+        size = batch_size_for(len(tickers), config)
+        steps = math.ceil(len(tickers) / size)
+        context.log.info(
+            f"{len(tickers)} tickers in {steps} mapped step(s) of up to {size}, "
+            f"{'batch' if use_batch else 'single-symbol'} endpoint"
+        )
+        for index, start in enumerate(range(0, len(tickers), size)):
+            yield dg.DynamicOutput(
+                QuoteBatch(tuple(tickers[start : start + size]), use_batch),
+                mapping_key=f"batch_{index:04d}",
+            )
+
+    @dg.op(retry_policy=retry_policy, pool="fmp_api")
+    def fetch_quote_batch(
+        context: dg.OpExecutionContext, fmp: FMPResource, batch: QuoteBatch
+    ) -> QuoteFetchResult:
+        """Fetch one batch's quotes, concurrently over a pooled session.
+
+        Symbols that failed transiently (5xx, timeouts, 429) make the step retry under its
+        RetryPolicy; on the last attempt they are reported as failures instead.
+        """
+        with fmp.get_client() as client:
+            try:
+                result = client.fetch_quotes(
+                    batch.symbols,
+                    use_batch_endpoint=batch.use_batch_endpoint,
+                    on_fallback=context.log.warning,
+                )
+            except FMPAuthError as exc:
+                raise dg.Failure(
+                    f"The FMP API refused the key: {exc}",
+                    metadata={"kind": exc.kind.value},
+                    allow_retries=False,
+                ) from None
+        transient = Counter(
+            f.kind.value for f in result.failures if f.kind in TRANSIENT_FAILURE_KINDS
+        )
+        policy_retries = retry_policy.max_retries
+        if transient and not result.quota_exhausted and context.retry_number < policy_retries:
+            raise TransientFetchError(
+                f"{sum(transient.values())} of {len(batch.symbols)} symbols failed transiently "
+                f"({dict(transient)}); retry {context.retry_number + 1} of {policy_retries}"
+            )
+        context.log.info(
+            f"{len(result.quotes)} quotes, {len(result.failures)} failures, "
+            f"{result.requests_made} requests"
+        )
+        return result
+
+    @dg.op
+    def combine_quote_batches(results: list[QuoteFetchResult]) -> QuoteFetchResult:
+        """Fan-in: one result for the whole run."""
+        return QuoteFetchResult.combine(results)
+
+    @dg.graph_asset(
+        name="raw_quotes",
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds={"python", "api"},
+    )
+    def raw_quotes(tickers: list[str]) -> QuoteFetchResult:
+        """Latest quotes from the FMP API: one row per ticker that got a quote, and a
+        failure record (symbol, kind, message) for each that did not.
+
+        The tickers are split into tens of batches, each a mapped step (pool `fmp_api`,
+        RetryPolicy: 5 retries, exponential from 60 s, jittered) whose requests run
+        concurrently over one pooled HTTP session.
+        """
+        batches = plan_quote_batches(tickers)
+        return combine_quote_batches(batches.map(fetch_quote_batch).collect())
+
+    return raw_quotes
+
+
+class TransientFetchError(Exception):
+    """Some symbols failed for reasons worth another try; the step's RetryPolicy retries it."""
+
+
+raw_quotes = build_raw_quotes()
+
+
+def validate_quotes(quotes: Sequence[Quote]) -> tuple[list[Quote], list[QuoteFailure]]:
+    """Keep quotes with a positive price and non-negative volume, the latest per ticker."""
+    latest: dict[str, Quote] = {}
+    rejected: list[QuoteFailure] = []
+    for quote in quotes:
+        if not quote.price > 0 or quote.volume < 0 or quote.quoted_at.tzinfo is None:
+            rejected.append(
+                QuoteFailure(
+                    quote.symbol,
+                    FailureKind.BAD_RESPONSE,
+                    f"rejected: price={quote.price} volume={quote.volume}",
+                )
+            )
+        elif quote.symbol not in latest or latest[quote.symbol].quoted_at < quote.quoted_at:
+            latest[quote.symbol] = quote
+    return sorted(latest.values(), key=lambda q: q.symbol), rejected
+
+
+def quotes_preview(quotes: Sequence[Quote], limit: int = 10) -> str:
+    """A markdown table of the first quotes."""
+    frame = pd.DataFrame(
+        [
+            {
+                "ticker": q.symbol,
+                "price": str(q.price),
+                "volume": q.volume,
+                "change": "" if q.change is None else str(q.change),
+                "quoted_at": q.quoted_at.isoformat(),
+            }
+            for q in quotes[:limit]
+        ]
+    )
+    return frame.to_markdown(index=False) if not frame.empty else "_no rows_"
+
+
+def failures_table(failures: Sequence[QuoteFailure], limit: int = 50) -> str:
+    """A markdown table of symbols without a quote, and why."""
+    if not failures:
+        return "_every ticker got a quote_"
+    frame = pd.DataFrame(
+        [{"ticker": f.symbol, "kind": f.kind.value, "message": f.message} for f in failures[:limit]]
+    )
+    more = f"\n\n… and {len(failures) - limit} more" if len(failures) > limit else ""
+    return frame.to_markdown(index=False) + more
+
+
+@dg.asset(
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"sql", "table"},
+    metadata={"dagster/column_schema": STOCKS_COLUMNS, "dagster/table_name": "stocks"},
+)
+def stocks(
+    context: dg.AssetExecutionContext, database: DatabaseResource, raw_quotes: QuoteFetchResult
+) -> dg.MaterializeResult:
+    """The `stocks` table: the latest price, volume and change of every tracked ticker.
+
+    Rows are validated (price > 0, volume ≥ 0), upserted in one bulk statement in one
+    transaction (an older quote never replaces a newer one) and appended to
+    `quote_snapshots` (one row per ticker and quote time, however often this re-runs).
+    """
+    valid, rejected = validate_quotes(raw_quotes.quotes)
+    failures = [*raw_quotes.failures, *rejected]
+    written_at = datetime.now(UTC)
+    summary = write_quotes(database.get_engine(), valid, written_at=written_at)
+    context.log.info(
+        f"wrote {summary.stocks_upserted} stocks rows, {summary.snapshots_inserted} snapshots; "
+        f"{len(failures)} tickers without a quote"
+    )
+    requested = len(valid) + len({f.symbol for f in failures})
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(valid),
+            "rows_written": summary.stocks_upserted,
+            "stale_quotes_skipped": summary.stale_skipped,
+            "snapshots_inserted": summary.snapshots_inserted,
+            "tickers_requested": requested,
+            "tickers_without_quote": len(failures),
+            "failures_by_kind": dict(Counter(f.kind.value for f in failures)),
+            "tickers_without_quote_detail": dg.MetadataValue.md(failures_table(failures)),
+            "preview": dg.MetadataValue.md(quotes_preview(valid)),
+            "api_requests": raw_quotes.requests_made,
+            "endpoint": "batch" if raw_quotes.used_batch_endpoint else "single-symbol",
+            "written_at": dg.MetadataValue.timestamp(written_at),
+        }
+    )

@@ -1,0 +1,100 @@
+"""Resources: the seam between Dagster and the plain-Python API client and storage."""
+
+import functools
+import hashlib
+import os
+from typing import Literal
+
+import dagster as dg
+from pydantic import Field
+from sqlalchemy.engine import Engine
+
+from quote_pipeline.fmp import DEFAULT_BASE_URL, ClientSettings, FMPClient
+from quote_pipeline.fmp.pacing import shared_pacer
+from quote_pipeline.storage import create_db_engine, display_url, resolve_database_url
+
+API_KEY_ENV = "FMP_API_KEY"
+BASE_URL_ENV = "FMP_BASE_URL"
+CALLS_PER_MINUTE_ENV = "FMP_CALLS_PER_MINUTE"
+
+
+class FMPResource(dg.ConfigurableResource):
+    """Financial Modeling Prep (or any API that speaks its `/stable` dialect).
+
+    The key comes from an `EnvVar`, so the UI shows the variable's name, never its value.
+    """
+
+    api_key: str = Field(description=f"FMP API key; set it with the {API_KEY_ENV} variable.")
+    base_url: str = Field(default=DEFAULT_BASE_URL, description="Scheme and host of the API.")
+    endpoint_mode: Literal["auto", "single"] = Field(
+        default="auto",
+        description="auto: use the premium batch endpoint when the plan allows it (one probe "
+        "request per run), else single-symbol requests; single: never try the batch endpoint.",
+    )
+    max_concurrency: int = Field(default=32, ge=1, le=256, description="Requests in flight.")
+    symbols_per_request: int = Field(default=100, ge=1, le=1000, description="Batch size.")
+    calls_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        description="Client-side cap on calls per rolling minute (the plan's limit); "
+        "unset: no cap.",
+    )
+    connect_timeout: float = Field(default=3.05, gt=0)
+    read_timeout: float = Field(default=10.0, gt=0)
+    attempts: int = Field(default=4, ge=1, description="Tries per request for 5xx/429/resets.")
+    backoff_initial: float = Field(default=0.5, ge=0, description="First retry wait, seconds.")
+    quota_exhausted_after: float = Field(
+        default=65.0,
+        gt=0,
+        description="Seconds of unbroken 429s after which the quota counts as exhausted.",
+    )
+
+    def get_client(self) -> FMPClient:
+        """A new client; callers close it (it is a context manager)."""
+        settings = ClientSettings(
+            base_url=self.base_url,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            max_concurrency=self.max_concurrency,
+            symbols_per_request=self.symbols_per_request,
+            calls_per_minute=self.calls_per_minute,
+            attempts=self.attempts,
+            backoff_initial=self.backoff_initial,
+            quota_exhausted_after=self.quota_exhausted_after,
+        )
+        # The cap is the account's: every client of this key in the process shares it.
+        account = hashlib.sha256(f"{self.base_url}|{self.api_key}".encode()).hexdigest()
+        return FMPClient(self.api_key, settings, pacer=shared_pacer(account, self.calls_per_minute))
+
+
+class DatabaseResource(dg.ConfigurableResource):
+    """The project's database (SQLite by default, PostgreSQL in production)."""
+
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL. Unset: QUOTE_PIPELINE_DATABASE_URL, else a SQLite file "
+        "in ./data. Prefer the variable: a URL here is visible in the UI.",
+    )
+
+    def get_engine(self) -> Engine:
+        """The engine for this database, created (with its tables) once per process."""
+        return _engine_for(resolve_database_url(self.url))
+
+    def describe(self) -> str:
+        """The URL with its password masked."""
+        return display_url(resolve_database_url(self.url))
+
+
+@functools.cache
+def _engine_for(url: str) -> Engine:
+    return create_db_engine(url)
+
+
+def fmp_resource_from_env() -> FMPResource:
+    """The FMP resource as the deployed code location configures it."""
+    calls_per_minute = os.environ.get(CALLS_PER_MINUTE_ENV)
+    return FMPResource(
+        api_key=dg.EnvVar(API_KEY_ENV),
+        base_url=os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL,
+        calls_per_minute=int(calls_per_minute) if calls_per_minute else None,
+    )
