@@ -161,7 +161,7 @@ class FMPClient:
         single request, before any fan-out.
         """
         try:
-            self._get_json(BATCH_QUOTE_PATH, {"symbols": probe_symbol})
+            self.get_json(BATCH_QUOTE_PATH, {"symbols": probe_symbol})
         except FMPEndpointRestrictedError:
             return False
         except FMPError as exc:
@@ -174,7 +174,7 @@ class FMPClient:
     def check_access(self, probe_symbol: str) -> None:
         """One single-symbol request; raises :class:`FMPAuthError` on an invalid key."""
         try:
-            self._get_json(QUOTE_PATH, {"symbol": probe_symbol})
+            self.get_json(QUOTE_PATH, {"symbol": probe_symbol})
         except FMPError as exc:
             if exc.kind in (FailureKind.AUTH_ERROR, FailureKind.QUOTA_EXHAUSTED):
                 raise
@@ -214,21 +214,22 @@ class FMPClient:
 
             chunks = list(_chunks(symbols, self.settings.symbols_per_request))
             singles = []
-            for chunk, outcome in zip(chunks, self._in_parallel(fetch_chunk, chunks), strict=True):
+            outcomes = self.map_concurrently(fetch_chunk, chunks)
+            for chunk, outcome in zip(chunks, outcomes, strict=True):
                 if outcome is None:
                     singles.extend(chunk)
                 else:
                     result.quotes.extend(outcome[0])
                     result.failures.extend(outcome[1])
             result.used_batch_endpoint = not refused.is_set()
-        for quotes, failures in self._in_parallel(self._fetch_single, singles):
+        for quotes, failures in self.map_concurrently(self._fetch_single, singles):
             result.quotes.extend(quotes)
             result.failures.extend(failures)
         result.requests_made = self._requests_made - started_requests
         result.quota_exhausted = self._quota_exhausted
         return result
 
-    def _in_parallel(self, task: Callable[[Any], _T], items: Sequence[Any]) -> list[_T]:
+    def map_concurrently(self, task: Callable[[Any], _T], items: Sequence[Any]) -> list[_T]:
         """``task`` over ``items`` on the thread pool, results in order.
 
         The first exception (an invalid key) cancels what has not started and is raised.
@@ -255,7 +256,7 @@ class FMPClient:
                 [symbol], FailureKind.QUOTA_EXHAUSTED, "not requested: quota exhausted"
             )
         try:
-            payload, fetched_at = self._get_json(QUOTE_PATH, {"symbol": symbol})
+            payload, fetched_at = self.get_json(QUOTE_PATH, {"symbol": symbol})
         except FMPAuthError:
             raise
         except FMPError as exc:
@@ -265,7 +266,7 @@ class FMPClient:
     def _fetch_batch(self, symbols: list[str]) -> tuple[list[Quote], list[QuoteFailure]]:
         """Up to ``symbols_per_request`` symbols in one call to the premium endpoint."""
         try:
-            payload, fetched_at = self._get_json(BATCH_QUOTE_PATH, {"symbols": ",".join(symbols)})
+            payload, fetched_at = self.get_json(BATCH_QUOTE_PATH, {"symbols": ",".join(symbols)})
         except (FMPAuthError, FMPEndpointRestrictedError):
             raise
         except FMPError as exc:
@@ -274,7 +275,7 @@ class FMPClient:
 
     # --- HTTP -------------------------------------------------------------------------
 
-    def _get_json(self, path: str, params: dict[str, str]) -> tuple[Any, datetime]:
+    def get_json(self, path: str, params: dict[str, str]) -> tuple[Any, datetime]:
         """GET ``path`` and decode its JSON (decimals exact), retrying transient failures."""
         retrying = Retrying(
             stop=stop_after_attempt(self.settings.attempts),
