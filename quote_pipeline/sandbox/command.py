@@ -1,0 +1,145 @@
+"""The ``quote-pipeline sandbox`` sub-command: serve the FMP imitation in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from quote_pipeline.sandbox.server import FaultConfig, SandboxConfig, SandboxServer, check_loopback
+
+DESCRIPTION = (
+    "Serve an FMP-compatible API on a loopback port with deterministic data and optional "
+    "faults. Prints 'FMP sandbox listening on URL' once bound; stops on SIGINT/SIGTERM."
+)
+
+
+def _symbols(raw: str) -> list[str]:
+    return [s.strip().upper() for s in raw.split(",") if s.strip()]
+
+
+def _rate(raw: str) -> float:
+    value = float(raw)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {raw}")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {raw}")
+    return value
+
+
+def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the sandbox options to ``parser``."""
+    parser.add_argument("--port", type=_non_negative_int, default=8765, help="0 picks a free one")
+    parser.add_argument("--host", default="127.0.0.1", help="loopback only (default 127.0.0.1)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before each answer")
+    parser.add_argument("--premium", action="store_true", help="allow batch-quote-short")
+    parser.add_argument("--api-key", default="sandbox-key", help="the accepted apikey")
+    parser.add_argument("--seed", type=int, default=0, help="seed for data and fault draws")
+    parser.add_argument("--server-error-rate", type=_rate, default=0.0, help="share answered 5xx")
+    parser.add_argument("--rate-limit-rate", type=_rate, default=0.0, help="share answered 429")
+    parser.add_argument("--calls-per-minute", type=_non_negative_int, default=None)
+    parser.add_argument("--daily-quota", type=_non_negative_int, default=None)
+    parser.add_argument(
+        "--limit-reach-in-200", action="store_true", help="send 'Limit Reach' with status 200"
+    )
+    for name, help_text in (
+        ("unknown", "answer [] (absent from batches)"),
+        ("error-body", "answer 200 with an Error Message"),
+        ("malformed", "answer truncated JSON"),
+        ("bad-shape", "answer rows with wrong types or missing fields"),
+        ("hang", "wait --hang-seconds before answering"),
+        ("plan-gated", "answer 402 Premium Query Parameter (omitted from batches)"),
+    ):
+        parser.add_argument(
+            f"--{name}-symbols",
+            type=_symbols,
+            action="extend",
+            default=[],
+            metavar="A,B",
+            help=f"symbols to {help_text}",
+        )
+    parser.add_argument("--hang-seconds", type=float, default=30.0)
+
+
+def add_sandbox_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register the ``sandbox`` sub-command on an argparse subparsers object."""
+    parser = subparsers.add_parser(
+        "sandbox", help="run a local FMP-compatible API server", description=DESCRIPTION
+    )
+    add_sandbox_arguments(parser)
+    parser.set_defaults(func=run_sandbox)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> SandboxConfig:
+    """Build the SandboxConfig the parsed options describe."""
+    faults = FaultConfig(
+        server_error_rate=args.server_error_rate,
+        rate_limit_rate=args.rate_limit_rate,
+        calls_per_minute=args.calls_per_minute,
+        daily_quota=args.daily_quota,
+        limit_reach_in_200=args.limit_reach_in_200,
+        unknown_symbols=args.unknown_symbols,
+        error_body_symbols=args.error_body_symbols,
+        malformed_symbols=args.malformed_symbols,
+        bad_shape_symbols=args.bad_shape_symbols,
+        hang_symbols=args.hang_symbols,
+        hang_seconds=args.hang_seconds,
+        plan_gated_symbols=args.plan_gated_symbols,
+    )
+    return SandboxConfig(
+        api_key=args.api_key,
+        premium=args.premium,
+        seed=args.seed,
+        latency_ms=args.latency_ms,
+        faults=faults,
+    )
+
+
+def run_sandbox(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM; returns the process exit code."""
+    try:
+        host = check_loopback(args.host)
+        config = config_from_args(args)
+    except ValueError as exc:
+        print(f"quote-pipeline sandbox: {exc}", file=sys.stderr)
+        return 2
+    server = SandboxServer(config, host=host, port=args.port)
+    try:
+        server.start()
+    except OSError as exc:
+        print(
+            f"quote-pipeline sandbox: cannot listen on {host}:{args.port}: {exc}", file=sys.stderr
+        )
+        return 1
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        print(f"FMP sandbox listening on {server.url}", flush=True)
+        # A timed wait keeps the main thread responsive to signals on every platform.
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Standalone entry point: ``python -m quote_pipeline.sandbox [options]``."""
+    parser = argparse.ArgumentParser(prog="quote-pipeline sandbox", description=DESCRIPTION)
+    add_sandbox_arguments(parser)
+    return run_sandbox(parser.parse_args(argv))

@@ -1,0 +1,299 @@
+"""Deterministic simulated market data for the FMP sandbox (pure functions, no I/O)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import warnings
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+NEW_YORK = ZoneInfo("America/New_York")
+BAR_MINUTES = 5
+# The calendar is built once over a fixed start so that "previous session" (and therefore
+# every bar's open) never depends on when or for which range it was asked.
+CALENDAR_START = date(2000, 1, 1)
+
+SymbolKind = Literal["stock", "penny", "crypto"]
+
+_CENT = Decimal("0.01")
+_VWAP_DIVISOR = Decimal(4)
+_PERCENT_QUANTUM = Decimal("0.00001")
+
+
+def _unit(*parts: object) -> float:
+    """A uniform draw in [0, 1) fixed by ``parts``."""
+    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def _signed(*parts: object) -> float:
+    """A uniform draw in [-1, 1) fixed by ``parts``."""
+    return 2.0 * _unit(*parts) - 1.0
+
+
+def _quantize(value: float, places: int) -> Decimal:
+    """Round a positive float to ``places`` decimals, never below one quantum."""
+    quantum = Decimal(1).scaleb(-places)
+    return max(Decimal(value).quantize(quantum, rounding=ROUND_HALF_EVEN), quantum)
+
+
+def symbol_kind(symbol: str) -> SymbolKind:
+    """Classify a symbol; independent of the seed so tests can rely on it."""
+    sym = symbol.upper()
+    if "-USD" in sym or "=X" in sym or (sym.endswith("USD") and len(sym) > 3):
+        return "crypto"
+    if _unit("penny", sym) < 0.12:
+        return "penny"
+    return "stock"
+
+
+def price_places(symbol: str) -> int:
+    """Number of decimals a quote price of ``symbol`` carries."""
+    kind = symbol_kind(symbol)
+    if kind == "crypto":
+        return 6 + int(_unit("places", symbol.upper()) * 3)
+    return 4 if kind == "penny" else 2
+
+
+def _base_price(symbol: str, seed: int) -> float:
+    kind = symbol_kind(symbol)
+    u = _unit("base", seed, symbol)
+    if kind == "crypto":
+        return 10 ** (-4.5 + 9.0 * u)  # 3e-5 .. 3e4: dust coins up to bitcoin-like
+    if kind == "penny":
+        return 0.01 + 0.9 * u
+    return 10 ** (0.3 + 2.94 * u)  # 2 .. 1740, log-uniform; the generation wiggle stays < 2000
+
+
+def _is_heavy(symbol: str, seed: int) -> bool:
+    # About a third of symbols trade more than 2**31 shares so int32 overflows show up.
+    return _unit("heavy", seed, symbol) < 1 / 3
+
+
+def _base_volume(symbol: str, seed: int) -> float:
+    u = _unit("volume", seed, symbol)
+    if _is_heavy(symbol, seed):
+        return 2.6e9 + 6.0e9 * u  # times 0.85..1.15 stays inside (2**31, 1e10)
+    return 10 ** (3.0 + 6.2 * u)  # 1e3 .. ~1.6e9
+
+
+def simulated_quote(symbol: str, *, seed: int = 0, generation: int = 0) -> dict[str, Any]:
+    """Quote for ``symbol`` at market-clock ``generation``: symbol, price, change, volume."""
+    sym = symbol.upper()
+    places = price_places(sym)
+    phase1 = 2 * math.pi * _unit("phase1", seed, sym)
+    phase2 = 2 * math.pi * _unit("phase2", seed, sym)
+    wiggle = (
+        0.04 * math.sin(generation / 5 + phase1)
+        + 0.02 * math.sin(generation / 1.7 + phase2)
+        + 0.004 * _signed("tick", seed, sym, generation)
+    )
+    price = _quantize(_base_price(sym, seed) * math.exp(wiggle), places)
+    quantum = Decimal(1).scaleb(-places)
+    change_share = 0.03 * _signed("change", seed, sym, generation)
+    change = (price * Decimal(change_share)).quantize(quantum, rounding=ROUND_HALF_EVEN)
+    volume = int(_base_volume(sym, seed) * (0.85 + 0.3 * _unit("vol", seed, sym, generation)))
+    return {"symbol": sym, "price": price, "change": change, "volume": volume}
+
+
+@dataclass(frozen=True)
+class _Calendar:
+    sessions: list[date]
+    opens: list[datetime]  # aware UTC
+    closes: list[datetime]  # aware UTC
+    index: dict[date, int]
+
+
+@functools.cache
+def _calendar(last_year: int) -> _Calendar:
+    import exchange_calendars  # slow import; only paid when bars are asked for
+
+    with warnings.catch_warnings():
+        # exchange_calendars trips a pandas deprecation warning inside its own constructor.
+        warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
+        cal = exchange_calendars.get_calendar(
+            "XNYS", start=CALENDAR_START.isoformat(), end=f"{last_year}-12-31"
+        )
+    schedule = cal.schedule
+    sessions = [ts.date() for ts in schedule.index]
+    opens = [ts.to_pydatetime().astimezone(UTC) for ts in schedule["open"]]
+    closes = [ts.to_pydatetime().astimezone(UTC) for ts in schedule["close"]]
+    return _Calendar(sessions, opens, closes, {d: i for i, d in enumerate(sessions)})
+
+
+def _nyse(until: date) -> _Calendar:
+    # Extend in whole years so the cache holds few calendars.
+    return _calendar(max(until.year, date.today().year) + 1)
+
+
+def nyse_sessions(start: date, end: date) -> list[date]:
+    """NYSE trading sessions between ``start`` and ``end`` inclusive, oldest first."""
+    cal = _nyse(end)
+    return cal.sessions[bisect_left(cal.sessions, start) : bisect_right(cal.sessions, end)]
+
+
+def _level(symbol: str, day: date, seed: int) -> float:
+    # A sum of slow sines gives trends of weeks to years while staying O(1) per date.
+    t = day.toordinal()
+    total = 0.0
+    for k, (period, amplitude) in enumerate(((23, 0.05), (71, 0.08), (251, 0.15), (997, 0.25))):
+        phase = 2 * math.pi * _unit("dphase", k, seed, symbol)
+        total += amplitude * math.sin(2 * math.pi * t / period + phase)
+    return max(_base_price(symbol, seed), 0.05) * math.exp(total)
+
+
+def _daily_close(symbol: str, day: date, seed: int) -> Decimal:
+    return _quantize(
+        _level(symbol, day, seed) * (1 + 0.012 * _signed("close", seed, symbol, day)), 2
+    )
+
+
+def _daily_bar(symbol: str, cal: _Calendar, i: int, seed: int) -> dict[str, Any]:
+    day = cal.sessions[i]
+    close = _daily_close(symbol, day, seed)
+    if i > 0:
+        previous = _daily_close(symbol, cal.sessions[i - 1], seed)
+        open_ = _quantize(float(previous) * (1 + 0.006 * _signed("gap", seed, symbol, day)), 2)
+    else:
+        open_ = _quantize(_level(symbol, day, seed), 2)
+    high = _quantize(float(max(open_, close)) * (1 + 0.01 * _unit("hi", seed, symbol, day)), 2)
+    low = _quantize(float(min(open_, close)) * (1 - 0.01 * _unit("lo", seed, symbol, day)), 2)
+    # Rounding can only land on the grid point itself, so these are belt and braces.
+    high = max(high, open_, close)
+    low = min(low, open_, close)
+    volume = int(_base_volume(symbol, seed) * (0.6 + 0.8 * _unit("dvol", seed, symbol, day)))
+    change = close - open_
+    return {
+        "symbol": symbol,
+        "date": day.isoformat(),
+        "open": open_,
+        "high": high,
+        "low": low,
+        "close": close,
+        "volume": volume,
+        "change": change,
+        "changePercent": (change / open_ * 100).quantize(_PERCENT_QUANTUM),
+        "vwap": (open_ + high + low + close) / _VWAP_DIVISOR,
+    }
+
+
+def simulated_daily_bars(
+    symbol: str, start: date, end: date, *, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Daily bars on NYSE sessions in [start, end], newest first."""
+    sym = symbol.upper()
+    cal = _nyse(end)
+    lo = bisect_left(cal.sessions, start)
+    hi = bisect_right(cal.sessions, end)
+    return [_daily_bar(sym, cal, i, seed) for i in range(hi - 1, lo - 1, -1)]
+
+
+def _intraday_path(symbol: str, cal: _Calendar, i: int, seed: int, n_bars: int) -> list[float]:
+    """Prices at each 5-minute boundary: a Brownian bridge from the day's open to its close."""
+    day = cal.sessions[i]
+    bar = _daily_bar(symbol, cal, i, seed)
+    first, last = float(bar["open"]), float(bar["close"])
+    walk = [0.0]
+    for k in range(n_bars):
+        walk.append(walk[-1] + 0.002 * _signed("step", seed, symbol, day, k))
+    path = []
+    for k in range(n_bars + 1):
+        share = k / n_bars
+        bridge = walk[k] - share * walk[-1]
+        path.append((first + (last - first) * share) * (1 + bridge))
+    return path
+
+
+def _as_new_york(moment: datetime | None) -> datetime:
+    """``moment`` as naive New York wall time; naive input is taken as New York time already."""
+    if moment is None:
+        moment = datetime.now(UTC)
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(NEW_YORK).replace(tzinfo=None)
+
+
+def _intraday_bars_for(
+    symbol: str, cal: _Calendar, i: int, seed: int, now_ny: datetime
+) -> list[dict[str, Any]]:
+    day = cal.sessions[i]
+    open_at = cal.opens[i].astimezone(NEW_YORK).replace(tzinfo=None)
+    close_at = cal.closes[i].astimezone(NEW_YORK).replace(tzinfo=None)
+    step = timedelta(minutes=BAR_MINUTES)
+    n_bars = int((close_at - open_at) / step)
+    if n_bars <= 0 or open_at > now_ny:
+        return []
+    path = _intraday_path(symbol, cal, i, seed, n_bars)
+    day_volume = _base_volume(symbol, seed) * (0.6 + 0.8 * _unit("dvol", seed, symbol, day))
+    # U-shaped volume profile: busy open and close, quiet lunch.
+    weights = [1 + 6 * (k / max(n_bars - 1, 1) - 0.5) ** 2 for k in range(n_bars)]
+    weight_sum = sum(weights)
+    bars: list[dict[str, Any]] = []
+    for k in range(n_bars):
+        bar_start = open_at + k * step
+        if bar_start > now_ny:
+            break
+        open_ = _quantize(path[k], 2)
+        close = _quantize(path[k + 1], 2)
+        spread = 0.0015 * _unit("ihl", seed, symbol, day, k)
+        high = max(_quantize(float(max(open_, close)) * (1 + spread), 2), open_, close)
+        low = min(_quantize(float(min(open_, close)) * (1 - spread), 2), open_, close)
+        noise = 0.5 + _unit("ivol", seed, symbol, day, k)
+        volume = int(day_volume * weights[k] / weight_sum * noise)
+        elapsed = int((now_ny - bar_start).total_seconds())
+        if elapsed < BAR_MINUTES * 60:
+            # The bar holding "now" is still forming: it drifts from its open towards its
+            # final close and fills in high/low/volume as seconds pass.
+            share = elapsed / (BAR_MINUTES * 60)
+            jitter = 0.0005 * _signed("form", seed, symbol, day, k, elapsed)
+            close = _quantize(
+                (float(open_) + (float(close) - float(open_)) * share) * (1 + jitter), 2
+            )
+            high = max(
+                open_, close, _quantize(float(open_) + (float(high) - float(open_)) * share, 2)
+            )
+            low = min(
+                open_, close, _quantize(float(open_) - (float(open_) - float(low)) * share, 2)
+            )
+            volume = int(volume * (elapsed + 1) / (BAR_MINUTES * 60))
+        bars.append(
+            {
+                "date": bar_start.strftime("%Y-%m-%d %H:%M:%S"),
+                "open": open_,
+                "low": low,
+                "high": high,
+                "close": close,
+                "volume": volume,
+            }
+        )
+    bars.reverse()
+    return bars
+
+
+def simulated_intraday_bars(
+    symbol: str,
+    start: date,
+    end: date,
+    *,
+    seed: int = 0,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """5-minute bars on NYSE sessions in [start, end], newest first, none starting after ``now``.
+
+    ``now`` defaults to the current time; a naive ``now`` is read as New York wall time.
+    """
+    sym = symbol.upper()
+    now_ny = _as_new_york(now)
+    cal = _nyse(end)
+    lo = bisect_left(cal.sessions, start)
+    hi = bisect_right(cal.sessions, min(end, now_ny.date()))
+    bars: list[dict[str, Any]] = []
+    for i in range(hi - 1, lo - 1, -1):
+        bars.extend(_intraday_bars_for(sym, cal, i, seed, now_ny))
+    return bars

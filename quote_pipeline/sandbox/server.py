@@ -1,0 +1,648 @@
+"""An FMP-compatible HTTP server with deterministic fault injection, for demos and tests."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import ipaddress
+import json
+import re
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+
+from quote_pipeline.sandbox.market import (
+    NEW_YORK,
+    simulated_daily_bars,
+    simulated_intraday_bars,
+    simulated_quote,
+)
+
+PRICING_URL = "https://financialmodelingprep.com/developer/docs/pricing"
+INVALID_KEY_MESSAGE = (
+    "Invalid API KEY. Feel free to create a Free API Key or visit "
+    "https://site.financialmodelingprep.com/faqs?search=why-is-my-api-key-invalid "
+    "for more information."
+)
+RESTRICTED_MESSAGE = (
+    "Restricted Endpoint: This endpoint is not available under your current subscription "
+    f"please visit our subscription page to upgrade your plan at {PRICING_URL}"
+)
+PLAN_GATED_MESSAGE = (
+    "Premium Query Parameter: 'Special Endpoint : This value set for 'symbol' is not available "
+    "under your current subscription please visit our subscription page to upgrade your plan "
+    f"at {PRICING_URL}'"
+)
+LIMIT_REACH_MESSAGE = (
+    "Limit Reach . Please upgrade your plan or visit our documentation for more details at "
+    "https://site.financialmodelingprep.com/"
+)
+LEGACY_MESSAGE = (
+    "Legacy Endpoint : Due to Legacy endpoints being no longer supported - This endpoint is only "
+    "available for legacy users who have valid subscriptions prior August 31, 2025. Please visit "
+    "our pricing page for more details about the available endpoints: "
+    "https://site.financialmodelingprep.com/pricing-plans"
+)
+OTHER_ERROR_MESSAGE = (
+    "Error processing the request for symbol '{symbol}': upstream data temporarily unavailable."
+)
+
+QUOTE_PATH = "/stable/quote-short"
+BATCH_QUOTE_PATH = "/stable/batch-quote-short"
+EOD_PATH = "/stable/historical-price-eod/full"
+INTRADAY_PATH = "/stable/historical-chart/5min"
+API_PATHS = (QUOTE_PATH, BATCH_QUOTE_PATH, EOD_PATH, INTRADAY_PATH)
+LEGACY_PREFIXES = ("/api/v3", "/api/v4")
+
+_SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9.\-=^]{0,19}$")
+_LOG_LIMIT = 100_000
+
+_HTML_502 = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+_HTML_503 = (
+    "<!DOCTYPE html><html><head><title>503 Service Temporarily Unavailable</title></head>"
+    "<body><h1>Service Temporarily Unavailable</h1><p>The server is temporarily unable to "
+    "service your request. Please try again later.</p></body></html>"
+)
+
+
+# --- exact JSON -------------------------------------------------------------------------
+
+
+def _decimal_text(value: Decimal) -> str:
+    """Plain decimal notation, trailing zeros dropped but one kept, as FMP writes floats."""
+    if not value.is_finite():
+        raise ValueError(f"cannot encode {value} as JSON")
+    text = format(value.normalize(), "f")
+    if "." not in text:
+        text += ".0"
+    return text
+
+
+def json_dumps(obj: Any) -> str:
+    """Serialise to compact JSON, writing Decimals as exact numbers (never through float)."""
+    if isinstance(obj, Decimal):
+        return _decimal_text(obj)
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return json.dumps(obj)
+    if isinstance(obj, Mapping):
+        items = (f"{json.dumps(str(k))}:{json_dumps(v)}" for k, v in obj.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(obj, list | tuple):
+        return "[" + ",".join(json_dumps(v) for v in obj) + "]"
+    raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
+
+
+# --- configuration ----------------------------------------------------------------------
+
+
+def _symbol_set(symbols: Collection[str]) -> frozenset[str]:
+    if isinstance(symbols, str):  # a bare "AAPL,MSFT" is an easy slip
+        symbols = symbols.split(",")
+    return frozenset(s.strip().upper() for s in symbols if s.strip())
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    """Which failures the sandbox injects; all draws are deterministic given the seed."""
+
+    server_error_rate: float = 0.0
+    rate_limit_rate: float = 0.0
+    calls_per_minute: int | None = None
+    daily_quota: int | None = None
+    limit_reach_in_200: bool = False
+    unknown_symbols: Collection[str] = frozenset()
+    error_body_symbols: Collection[str] = frozenset()
+    malformed_symbols: Collection[str] = frozenset()
+    bad_shape_symbols: Collection[str] = frozenset()
+    hang_symbols: Collection[str] = frozenset()
+    hang_seconds: float = 30.0
+    plan_gated_symbols: Collection[str] = frozenset()
+    # Length of the calls_per_minute window; only tests should want anything but 60.
+    rate_window_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("server_error_rate", "rate_limit_rate"):
+            rate = getattr(self, name)
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {rate}")
+        for name in ("calls_per_minute", "daily_quota"):
+            limit = getattr(self, name)
+            if limit is not None and limit < 0:
+                raise ValueError(f"{name} must be >= 0, got {limit}")
+        if self.hang_seconds < 0 or self.rate_window_seconds <= 0:
+            raise ValueError("hang_seconds must be >= 0 and rate_window_seconds > 0")
+        for name in (
+            "unknown_symbols",
+            "error_body_symbols",
+            "malformed_symbols",
+            "bad_shape_symbols",
+            "hang_symbols",
+            "plan_gated_symbols",
+        ):
+            object.__setattr__(self, name, _symbol_set(getattr(self, name)))
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """How the sandbox behaves: accepted key, plan, seed, latency and faults."""
+
+    api_key: str = "sandbox-key"
+    premium: bool = False
+    seed: int = 0
+    latency_ms: float = 0.0
+    faults: FaultConfig = field(default_factory=FaultConfig)
+
+    def __post_init__(self) -> None:
+        if self.latency_ms < 0:
+            raise ValueError(f"latency_ms must be >= 0, got {self.latency_ms}")
+
+
+# --- state ------------------------------------------------------------------------------
+
+
+def _draw(*parts: object) -> float:
+    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+class _State:
+    """Mutable sandbox state; only touched from the event loop's thread."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.generation = 0
+        self.reset()
+
+    def reset(self) -> None:
+        self.log: deque[dict[str, Any]] = deque(maxlen=_LOG_LIMIT)
+        self.requests_total = 0
+        self.by_endpoint: Counter[str] = Counter()
+        self.by_status: Counter[str] = Counter()
+        self.seen: Counter[str] = Counter()
+        self.window: deque[float] = deque()
+        self.quota_day: date | None = None
+        self.quota_used = 0
+
+    def record(self, t: float, path: str, symbols: list[str], status: int) -> None:
+        self.requests_total += 1
+        self.by_endpoint[path] += 1
+        self.by_status[str(status)] += 1
+        self.log.append({"t": t, "path": path, "symbols": symbols, "status": status})
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "requests_total": self.requests_total,
+            "by_endpoint": dict(self.by_endpoint),
+            "by_status": dict(self.by_status),
+            "generation": self.generation,
+            "quota_used": self.quota_used,
+            "requests": list(self.log),
+        }
+
+    def over_quota(self) -> bool:
+        """Count one API request against the daily quota; True once it is spent."""
+        today = datetime.now(NEW_YORK).date()
+        if today != self.quota_day:
+            self.quota_day, self.quota_used = today, 0
+        self.quota_used += 1
+        quota = self.config.faults.daily_quota
+        return quota is not None and self.quota_used > quota
+
+    def over_rate(self) -> bool:
+        """True if the rolling window is full; otherwise the request takes a slot in it."""
+        faults = self.config.faults
+        if faults.calls_per_minute is None:
+            return False
+        now = time.monotonic()
+        while self.window and self.window[0] <= now - faults.rate_window_seconds:
+            self.window.popleft()
+        if len(self.window) >= faults.calls_per_minute:
+            return True
+        self.window.append(now)
+        return False
+
+
+STATE_KEY = web.AppKey("fmp_sandbox_state", _State)
+
+
+# --- responses --------------------------------------------------------------------------
+
+
+def _json(obj: Any, status: int = 200) -> web.Response:
+    return web.Response(text=json_dumps(obj), status=status, content_type="application/json")
+
+
+def _error(message: str, status: int) -> web.Response:
+    return _json({"Error Message": message}, status)
+
+
+def _limit_reach(state: _State) -> web.Response:
+    return _error(LIMIT_REACH_MESSAGE, 200 if state.config.faults.limit_reach_in_200 else 429)
+
+
+def _server_error(draw: float) -> web.Response:
+    if draw < 1 / 3:
+        return web.Response(text="Internal Server Error", status=500, content_type="text/plain")
+    if draw < 2 / 3:
+        return web.Response(text=_HTML_502, status=502, content_type="text/html")
+    return web.Response(text=_HTML_503, status=503, content_type="text/html")
+
+
+def _truncated(obj: Any) -> web.Response:
+    # Any proper prefix of a JSON array is invalid JSON, like a body cut off mid-transfer.
+    text = json_dumps(obj)
+    return web.Response(
+        text=text[: max(1, len(text) * 2 // 3)], status=200, content_type="application/json"
+    )
+
+
+def _break_row(row: dict[str, Any], seed: int, symbol: str, price_field: str) -> dict[str, Any]:
+    """A row of ``symbol`` made wrong in one of a few ways real feeds have shown."""
+    row = dict(row)
+    variant = int(_draw(seed, "bad-shape", symbol) * 4)
+    if variant == 0:
+        row[price_field] = "n/a"
+    elif variant == 1:
+        row.pop("volume", None)
+    elif variant == 2:
+        row[price_field] = None
+    else:
+        row["volume"] = "1.2M"
+    return row
+
+
+def _split_symbols(raw: str | None) -> list[str]:
+    if not raw:
+        return []
+    out: list[str] = []
+    for part in raw.split(","):
+        sym = part.strip().upper()
+        if sym and sym not in out:
+            out.append(sym)
+    return out
+
+
+def _request_symbols(request: web.Request) -> list[str]:
+    query = request.query
+    return _split_symbols(query.get("symbols")) or _split_symbols(query.get("symbol"))
+
+
+def _parse_date(raw: str | None, name: str) -> date | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise _BadRequest(f"Invalid '{name}' parameter: expected YYYY-MM-DD, got {raw!r}") from None
+
+
+class _BadRequest(Exception):
+    pass
+
+
+def _is_known(symbol: str, state: _State) -> bool:
+    return bool(_SYMBOL_RE.match(symbol)) and symbol not in state.config.faults.unknown_symbols
+
+
+# --- endpoint handlers ------------------------------------------------------------------
+
+
+def _single_symbol_fault(symbol: str, state: _State) -> web.Response | None:
+    faults = state.config.faults
+    if symbol in faults.plan_gated_symbols:
+        return _error(PLAN_GATED_MESSAGE, 402)
+    if not _is_known(symbol, state):
+        return _json([])
+    if symbol in faults.error_body_symbols:
+        return _error(OTHER_ERROR_MESSAGE.format(symbol=symbol), 200)
+    return None
+
+
+def _quote_row(symbol: str, state: _State) -> dict[str, Any]:
+    seed = state.config.seed
+    row = simulated_quote(symbol, seed=seed, generation=state.generation)
+    if symbol in state.config.faults.bad_shape_symbols:
+        row = _break_row(row, seed, symbol, "price")
+    return row
+
+
+def _single_symbol(request: web.Request) -> str:
+    symbols = _split_symbols(request.query.get("symbol"))
+    if not symbols:
+        raise _BadRequest("Invalid or missing query parameter - symbol")
+    return symbols[0]
+
+
+def _quote(request: web.Request, state: _State) -> web.Response:
+    symbol = _single_symbol(request)
+    fault = _single_symbol_fault(symbol, state)
+    if fault is not None:
+        return fault
+    rows = [_quote_row(symbol, state)]
+    return _truncated(rows) if symbol in state.config.faults.malformed_symbols else _json(rows)
+
+
+def _batch_quote(request: web.Request, state: _State) -> web.Response:
+    if not state.config.premium:
+        return _error(RESTRICTED_MESSAGE, 402)
+    symbols = _split_symbols(request.query.get("symbols"))
+    if not symbols:
+        raise _BadRequest("Invalid or missing query parameter - symbols")
+    faults = state.config.faults
+    for symbol in symbols:
+        if symbol in faults.error_body_symbols and _is_known(symbol, state):
+            return _error(OTHER_ERROR_MESSAGE.format(symbol=symbol), 200)
+    rows = [
+        _quote_row(s, state)
+        for s in symbols
+        if _is_known(s, state) and s not in faults.plan_gated_symbols
+    ]
+    if any(s in faults.malformed_symbols for s in symbols):
+        return _truncated(rows)
+    return _json(rows)
+
+
+def _history_rows(
+    request: web.Request, state: _State, intraday: bool
+) -> tuple[str, list[dict[str, Any]]] | web.Response:
+    symbol = _single_symbol(request)
+    start = _parse_date(request.query.get("from"), "from")
+    end = _parse_date(request.query.get("to"), "to")
+    fault = _single_symbol_fault(symbol, state)
+    if fault is not None:
+        return fault
+    today = datetime.now(NEW_YORK).date()
+    seed = state.config.seed
+    if intraday:
+        end = end or today
+        rows = simulated_intraday_bars(symbol, start or end, end, seed=seed)
+    else:
+        # Future sessions have no bars yet; the default window is FMP's five years.
+        end = min(end or today, today)
+        if start is None:
+            try:
+                start = end.replace(year=end.year - 5)
+            except ValueError:  # 29 February
+                start = end.replace(year=end.year - 5, day=28)
+        rows = simulated_daily_bars(symbol, start, end, seed=seed)
+    if symbol in state.config.faults.bad_shape_symbols:
+        rows = [_break_row(r, seed, symbol, "close") for r in rows]
+    return symbol, rows
+
+
+def _history(request: web.Request, state: _State, intraday: bool) -> web.Response:
+    result = _history_rows(request, state, intraday)
+    if isinstance(result, web.Response):
+        return result
+    symbol, rows = result
+    return _truncated(rows) if symbol in state.config.faults.malformed_symbols else _json(rows)
+
+
+async def _answer(request: web.Request, state: _State, symbols: list[str]) -> web.Response:
+    config = state.config
+    faults = config.faults
+    if config.latency_ms:
+        await asyncio.sleep(config.latency_ms / 1000)
+    path = request.path
+    legacy = any(path == p or path.startswith(p + "/") for p in LEGACY_PREFIXES)
+    if not legacy and path not in API_PATHS:
+        return _error(f"Not Found: {path} is not an endpoint of this API", 404)
+    if request.method != "GET":
+        return _error(f"Method {request.method} is not allowed, use GET", 405)
+    if request.query.get("apikey") != config.api_key:
+        return _error(INVALID_KEY_MESSAGE, 401)
+    if legacy:
+        return _error(LEGACY_MESSAGE, 403)
+    if state.over_quota() or state.over_rate():
+        return _limit_reach(state)
+    # Seeded draws keyed on how often this same request was seen: a retry gets a fresh draw
+    # and a whole run replays identically.
+    identity = f"{path}|{','.join(sorted(symbols))}"
+    n = state.seen[identity]
+    state.seen[identity] += 1
+    if _draw(config.seed, "rate_limit", identity, n) < faults.rate_limit_rate:
+        return _limit_reach(state)
+    if _draw(config.seed, "server_error", identity, n) < faults.server_error_rate:
+        return _server_error(_draw(config.seed, "server_error_kind", identity, n))
+    if any(s in faults.hang_symbols for s in symbols):
+        await asyncio.sleep(faults.hang_seconds)
+    try:
+        if path == QUOTE_PATH:
+            return _quote(request, state)
+        if path == BATCH_QUOTE_PATH:
+            return _batch_quote(request, state)
+        return _history(request, state, intraday=path == INTRADAY_PATH)
+    except _BadRequest as exc:
+        return _error(str(exc), 400)
+
+
+async def _api(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE_KEY]
+    started = time.time()
+    symbols = _request_symbols(request)
+    status = 499  # stays so if the client hangs up first (nginx's "client closed request")
+    try:
+        response = await _answer(request, state, symbols)
+        status = response.status
+        return response
+    finally:
+        state.record(started, request.path, symbols, status)
+
+
+# --- admin ------------------------------------------------------------------------------
+
+
+async def _admin_stats(request: web.Request) -> web.Response:
+    return _json(request.app[STATE_KEY].stats())
+
+
+async def _admin_reset(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    state.reset()
+    return _json({"ok": True, "generation": state.generation})
+
+
+async def _admin_advance(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    state.generation += 1
+    return _json({"ok": True, "generation": state.generation})
+
+
+async def _admin_health(request: web.Request) -> web.Response:
+    return _json({"ok": True})
+
+
+async def _admin_unknown(request: web.Request) -> web.Response:
+    return _error(f"Unknown sandbox admin endpoint: {request.method} {request.path}", 404)
+
+
+def build_app(config: SandboxConfig | None = None) -> web.Application:
+    """The aiohttp application serving the FMP imitation and its /_sandbox admin endpoints."""
+    app = web.Application()
+    app[STATE_KEY] = _State(config or SandboxConfig())
+    app.router.add_get("/_sandbox/stats", _admin_stats)
+    app.router.add_post("/_sandbox/reset", _admin_reset)
+    app.router.add_post("/_sandbox/advance", _admin_advance)
+    app.router.add_get("/_sandbox/health", _admin_health)
+    app.router.add_route("*", "/_sandbox/{tail:.*}", _admin_unknown)
+    app.router.add_route("*", "/{tail:.*}", _api)
+    return app
+
+
+# --- runner -----------------------------------------------------------------------------
+
+
+def check_loopback(host: str) -> str:
+    """Return a bindable loopback address for ``host`` or raise ValueError."""
+    if host == "localhost":
+        return "127.0.0.1"  # one address, so port 0 cannot pick different ports per family
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return host
+    except ValueError:
+        pass
+    raise ValueError(
+        f"the sandbox only listens on loopback addresses (127.0.0.1, ::1), not {host!r}"
+    )
+
+
+class SandboxServer:
+    """Runs the sandbox on its own event loop in a background thread."""
+
+    def __init__(
+        self, config: SandboxConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self.config = config or SandboxConfig()
+        self.host = check_loopback(host)
+        self._requested_port = port
+        self._port: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._app: web.Application | None = None
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the sandbox is not running")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> SandboxServer:
+        """Bind and serve; returns once the socket is listening."""
+        if self._thread is not None:
+            raise RuntimeError("the sandbox is already running")
+        bound: concurrent.futures.Future[int] = concurrent.futures.Future()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._run, args=(self._loop, bound), name="fmp-sandbox", daemon=True
+        )
+        self._thread.start()
+        try:
+            self._port = bound.result(30)
+        except BaseException:
+            self._thread.join(30)
+            self._thread = self._loop = None
+            raise
+        return self
+
+    def _run(self, loop: asyncio.AbstractEventLoop, bound: concurrent.futures.Future[int]) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            try:
+                port = loop.run_until_complete(self._bind())
+            except Exception as exc:  # start() re-raises it in the caller's thread
+                bound.set_exception(exc)
+                return
+            bound.set_result(port)
+            loop.run_forever()
+            if self._runner is not None:
+                loop.run_until_complete(self._runner.cleanup())
+        finally:
+            loop.close()
+
+    async def _bind(self) -> int:
+        self._app = build_app(self.config)
+        # Hung requests are cancelled on shutdown instead of holding stop() for hang_seconds.
+        runner = web.AppRunner(
+            self._app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5
+        )
+        await runner.setup()
+        self._runner = runner
+        site = web.TCPSite(runner, self.host, self._requested_port, backlog=1024)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        return int(runner.addresses[0][1])
+
+    def stop(self) -> None:
+        """Stop serving and join the thread; safe to call twice."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        self._loop = self._thread = None
+        self._port = None
+
+    def _call(self, fn: Any) -> Any:
+        """Run ``fn(state)`` on the loop thread so state is never touched concurrently."""
+        if self._loop is None or self._app is None:
+            raise RuntimeError("the sandbox is not running")
+        state = self._app[STATE_KEY]
+
+        async def _inner() -> Any:
+            return fn(state)
+
+        return asyncio.run_coroutine_threadsafe(_inner(), self._loop).result(10)
+
+    def stats(self) -> dict[str, Any]:
+        """The same data as GET /_sandbox/stats."""
+        return self._call(lambda s: json.loads(json_dumps(s.stats())))
+
+    def reset(self) -> None:
+        """Clear the request log, counters and quotas (as POST /_sandbox/reset)."""
+        self._call(lambda s: s.reset())
+
+    def advance(self, steps: int = 1) -> int:
+        """Move the market clock on; returns the new generation."""
+
+        def _advance(s: _State) -> int:
+            s.generation += steps
+            return s.generation
+
+        return int(self._call(_advance))
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+__all__ = [
+    "FaultConfig",
+    "SandboxConfig",
+    "SandboxServer",
+    "build_app",
+    "check_loopback",
+    "json_dumps",
+]
