@@ -103,8 +103,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
             "QUOTE_PIPELINE_DATABASE_URL": resolve_database_url(args.database_url),
         }
         if not env.get("DAGSTER_HOME"):
+            # A local SQLite-backed instance, so the run shows up later in `dagster dev`.
             home = Path(".dagster_home").resolve()
             home.mkdir(exist_ok=True)
+            if not (home / "dagster.yaml").exists():
+                (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
             env["DAGSTER_HOME"] = str(home)
         print(
             f"sandbox at {sandbox.url}; running refresh_quotes (DAGSTER_HOME={env['DAGSTER_HOME']})"

@@ -280,7 +280,9 @@ class FMPClient:
         retrying = Retrying(
             stop=stop_after_attempt(self.settings.attempts),
             wait=wait_exponential_jitter(
-                initial=self.settings.backoff_initial, max=self.settings.backoff_max
+                multiplier=self.settings.backoff_initial,
+                max=self.settings.backoff_max,
+                jitter=self.settings.backoff_initial,
             ),
             retry=retry_if_exception(
                 lambda exc: isinstance(exc, _Transient) and not self._quota_exhausted

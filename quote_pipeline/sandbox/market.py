@@ -98,6 +98,7 @@ def simulated_quote(symbol: str, *, seed: int = 0, generation: int = 0) -> dict[
     quantum = Decimal(1).scaleb(-places)
     change_share = 0.03 * _signed("change", seed, sym, generation)
     change = (price * Decimal(change_share)).quantize(quantum, rounding=ROUND_HALF_EVEN)
+    change = abs(change) if change.is_zero() else change  # no "-0.00"
     volume = int(_base_volume(sym, seed) * (0.85 + 0.3 * _unit("vol", seed, sym, generation)))
     return {"symbol": sym, "price": price, "change": change, "volume": volume}
 

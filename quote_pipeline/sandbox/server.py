@@ -62,7 +62,8 @@ INTRADAY_PATH = "/stable/historical-chart/5min"
 API_PATHS = (QUOTE_PATH, BATCH_QUOTE_PATH, EOD_PATH, INTRADAY_PATH)
 LEGACY_PREFIXES = ("/api/v3", "/api/v4")
 
-_SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9.\-=^]{0,19}$")
+# Index symbols start with ^ (^GSPC); FX pairs end in =X.
+_SYMBOL_RE = re.compile(r"^(?=.*[A-Z0-9])[A-Z0-9.\-=^]{1,20}$")
 _LOG_LIMIT = 100_000
 
 _HTML_502 = (

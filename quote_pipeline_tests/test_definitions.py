@@ -1,0 +1,43 @@
+"""The whole code location loads, the way `dagster dev` loads it."""
+
+import dagster as dg
+import pytest
+
+from quote_pipeline.definitions import build_definitions, defs
+
+
+def test_the_definitions_module_loads() -> None:
+    dg.Definitions.validate_loadable(defs)
+    repository = defs.get_repository_def()
+    assert {k.to_user_string() for k in repository.asset_graph.get_all_asset_keys()} >= {
+        "tickers",
+        "raw_quotes",
+        "stocks",
+    }
+
+
+def test_refresh_quotes_selects_the_three_assets_and_runs_in_process() -> None:
+    job = defs.resolve_job_def("refresh_quotes")
+    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} >= {
+        "tickers",
+        "raw_quotes",
+        "stocks",
+    }
+    assert job.executor_def.name == "in_process"
+
+
+def test_loading_needs_no_secret_and_shows_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FMP_API_KEY", "do-not-show-me")
+    loaded = build_definitions()
+    fmp = loaded.resources["fmp"]
+    assert "do-not-show-me" not in repr(fmp.__dict__)
+    assert fmp.api_key == dg.EnvVar("FMP_API_KEY")
+
+
+def test_every_asset_explains_itself() -> None:
+    repository = defs.get_repository_def()
+    for key in repository.asset_graph.get_all_asset_keys():
+        node = repository.asset_graph.get(key)
+        assert node.description, key
+        assert node.group_name, key
+        assert node.owners, key

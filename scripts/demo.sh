@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Install, start the sandbox API on loopback, run refresh_quotes on the SQLite default and
+# print the stocks table. Extra arguments go to `quote-pipeline demo` (e.g. --premium).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+exec .venv/bin/quote-pipeline demo "$@"
