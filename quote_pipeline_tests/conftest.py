@@ -42,6 +42,16 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.setenv("QUOTE_PIPELINE_DATA_DIR", str(tmp_path / "data"))
 
 
+@pytest.fixture(autouse=True)
+def _forget_closed_instances() -> Iterator[None]:
+    """Dagster 1.13.27 leaves a closed instance's defs-state storage in a context variable;
+    a later Definitions load in the same process then fails on a dead weakref. Reset it."""
+    yield
+    from dagster._core.storage.defs_state import base
+
+    base._current_storage.set(None)
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     try:

@@ -43,10 +43,14 @@ class FMPResource(dg.ConfigurableResource):
     read_timeout: float = Field(default=10.0, gt=0)
     attempts: int = Field(default=4, ge=1, description="Tries per request for 5xx/429/resets.")
     backoff_initial: float = Field(default=0.5, ge=0, description="First retry wait, seconds.")
+    rate_limit_pause: float = Field(
+        default=2.0, ge=0, description="Seconds every request waits after a 429."
+    )
     quota_exhausted_after: float = Field(
         default=65.0,
         gt=0,
-        description="Seconds of unbroken 429s after which the quota counts as exhausted.",
+        description="Seconds of unbroken 429s (at least 10 in a row) after which the quota "
+        "counts as exhausted and the run stops asking.",
     )
 
     def get_client(self) -> FMPClient:
@@ -60,6 +64,7 @@ class FMPResource(dg.ConfigurableResource):
             calls_per_minute=self.calls_per_minute,
             attempts=self.attempts,
             backoff_initial=self.backoff_initial,
+            rate_limit_pause=self.rate_limit_pause,
             quota_exhausted_after=self.quota_exhausted_after,
         )
         # The cap is the account's: every client of this key in the process shares it.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -70,7 +69,9 @@ class ClientSettings:
     backoff_initial: float = 0.5  # seconds; doubles per attempt, with jitter
     backoff_max: float = 8.0
     rate_limit_pause: float = 2.0  # every thread waits this long after a 429
-    # A 429 streak this long (seconds, with no successful call) means the quota is gone.
+    # This many 429s in a row, over at least this many seconds (longer than FMP's per-minute
+    # window), with no successful call between them, mean the quota is gone.
+    quota_exhausted_streak: int = 10
     quota_exhausted_after: float = 65.0
 
 
@@ -129,8 +130,6 @@ class FMPClient:
         self._session.mount("https://", adapter)
         self._lock = threading.Lock()
         self._requests_made = 0
-        self._rate_limited_since: float | None = None
-        self._quota_exhausted = False
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -150,7 +149,8 @@ class FMPClient:
 
     @property
     def quota_exhausted(self) -> bool:
-        return self._quota_exhausted
+        """Whether the account's quota is gone (shared by every client of the pacer)."""
+        return self.pacer.quota_exhausted
 
     # --- public API -------------------------------------------------------------------
 
@@ -158,8 +158,9 @@ class FMPClient:
         """Ask the batch endpoint for one symbol: False when the plan answers 402.
 
         Doubles as a pre-flight check: an invalid key raises :class:`FMPAuthError` after a
-        single request, before any fan-out.
+        single request, before any fan-out. A probe always asks, even after an exhausted quota.
         """
+        self.pacer.reset_quota()
         try:
             self.get_json(BATCH_QUOTE_PATH, {"symbols": probe_symbol})
         except FMPEndpointRestrictedError:
@@ -173,6 +174,7 @@ class FMPClient:
 
     def check_access(self, probe_symbol: str) -> None:
         """One single-symbol request; raises :class:`FMPAuthError` on an invalid key."""
+        self.pacer.reset_quota()
         try:
             self.get_json(QUOTE_PATH, {"symbol": probe_symbol})
         except FMPError as exc:
@@ -226,7 +228,7 @@ class FMPClient:
             result.quotes.extend(quotes)
             result.failures.extend(failures)
         result.requests_made = self._requests_made - started_requests
-        result.quota_exhausted = self._quota_exhausted
+        result.quota_exhausted = self.pacer.quota_exhausted
         return result
 
     def map_concurrently(self, task: Callable[[Any], _T], items: Sequence[Any]) -> list[_T]:
@@ -251,10 +253,8 @@ class FMPClient:
 
     def _fetch_single(self, symbol: str) -> tuple[list[Quote], list[QuoteFailure]]:
         """One symbol from the all-plans endpoint."""
-        if self._quota_exhausted:
-            return [], _fail_all(
-                [symbol], FailureKind.QUOTA_EXHAUSTED, "not requested: quota exhausted"
-            )
+        if self.pacer.quota_exhausted:
+            return [], _not_requested([symbol])
         try:
             payload, fetched_at = self.get_json(QUOTE_PATH, {"symbol": symbol})
         except FMPAuthError:
@@ -265,6 +265,8 @@ class FMPClient:
 
     def _fetch_batch(self, symbols: list[str]) -> tuple[list[Quote], list[QuoteFailure]]:
         """Up to ``symbols_per_request`` symbols in one call to the premium endpoint."""
+        if self.pacer.quota_exhausted:
+            return [], _not_requested(symbols)
         try:
             payload, fetched_at = self.get_json(BATCH_QUOTE_PATH, {"symbols": ",".join(symbols)})
         except (FMPAuthError, FMPEndpointRestrictedError):
@@ -285,16 +287,16 @@ class FMPClient:
                 jitter=self.settings.backoff_initial,
             ),
             retry=retry_if_exception(
-                lambda exc: isinstance(exc, _Transient) and not self._quota_exhausted
+                lambda exc: isinstance(exc, _Transient) and not self.pacer.quota_exhausted
             ),
             reraise=True,
         )
         try:
             return retrying(self._attempt, path, params)
         except _Transient as exc:
-            if self._quota_exhausted:
+            if self.pacer.quota_exhausted:
                 raise FMPQuotaExhaustedError(
-                    f"{path}: FMP quota exhausted (429 'Limit Reach' for over "
+                    f"{path}: FMP quota exhausted (429 'Limit Reach' on every call for over "
                     f"{self.settings.quota_exhausted_after:.0f} s)",
                     status=exc.status,
                 ) from None
@@ -336,19 +338,19 @@ class FMPClient:
                 )
             return payload, fetched_at
 
-        kind = (
-            classify_error_message(str(error_text))
-            if error_text is not None
-            else classify_status(status)
-        )
-        if status in (401, 403):  # the status outranks a body that says otherwise
-            kind = FailureKind.AUTH_ERROR
+        # The body's wording is more specific than the status ("Limit Reach" inside a 200,
+        # "Premium Query Parameter" inside a 402), except that 401/403 always mean the key.
+        kind = FailureKind.API_ERROR if status == 200 else classify_status(status)
+        if error_text is not None and status not in (401, 403):
+            text_kind = classify_error_message(str(error_text))
+            if text_kind != FailureKind.API_ERROR:
+                kind = text_kind
         detail = redact(str(error_text)[:200], self._api_key) if error_text else response.reason
         message = f"{path}: HTTP {status}: {detail}"
         if kind == FailureKind.AUTH_ERROR:
             raise FMPAuthError(message, status=status)
         if kind == FailureKind.QUOTA_EXHAUSTED:
-            self._quota_exhausted = True
+            self.pacer.mark_quota_exhausted()
             raise FMPQuotaExhaustedError(message, status=status)
         if kind == FailureKind.RATE_LIMITED:
             self._note_rate_limited()
@@ -361,17 +363,14 @@ class FMPClient:
         raise FMPError(kind, message, status=status)
 
     def _note_success(self) -> None:
-        with self._lock:
-            self._rate_limited_since = None
+        self.pacer.note_success()
 
     def _note_rate_limited(self) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if self._rate_limited_since is None:
-                self._rate_limited_since = now
-            elif now - self._rate_limited_since >= self.settings.quota_exhausted_after:
-                self._quota_exhausted = True
-        self.pacer.pause(self.settings.rate_limit_pause)
+        self.pacer.note_rate_limited(
+            pause=self.settings.rate_limit_pause,
+            exhausted_after=self.settings.quota_exhausted_after,
+            exhausted_streak=self.settings.quota_exhausted_streak,
+        )
 
 
 # --- parsing --------------------------------------------------------------------------------
@@ -450,6 +449,10 @@ def _integer(row: dict[str, Any], key: str) -> int:
 
 def _fail_all(symbols: list[str], kind: FailureKind, message: str) -> list[QuoteFailure]:
     return [QuoteFailure(s, kind, message) for s in symbols]
+
+
+def _not_requested(symbols: list[str]) -> list[QuoteFailure]:
+    return _fail_all(symbols, FailureKind.QUOTA_EXHAUSTED, "not requested: FMP quota exhausted")
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:

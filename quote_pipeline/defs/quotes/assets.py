@@ -1,10 +1,14 @@
 """The quote refresh: tickers → raw_quotes (mapped fetches) → stocks."""
 
 import math
+import os
+import pickle
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -28,6 +32,19 @@ OWNERS = ["team:market-data"]
 FETCH_RETRY_POLICY = dg.RetryPolicy(
     max_retries=5, delay=60, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
+FETCH_RETRIES_ENV = "QUOTE_PIPELINE_FETCH_RETRIES"
+FETCH_RETRY_DELAY_ENV = "QUOTE_PIPELINE_FETCH_RETRY_DELAY_SECONDS"
+
+
+def fetch_retry_policy_from_env() -> dg.RetryPolicy:
+    """:data:`FETCH_RETRY_POLICY`, with its count and base delay overridable by environment."""
+    return dg.RetryPolicy(
+        max_retries=int(os.environ.get(FETCH_RETRIES_ENV) or FETCH_RETRY_POLICY.max_retries),
+        delay=float(os.environ.get(FETCH_RETRY_DELAY_ENV) or FETCH_RETRY_POLICY.delay or 0),
+        backoff=FETCH_RETRY_POLICY.backoff,
+        jitter=FETCH_RETRY_POLICY.jitter,
+    )
+
 
 STOCKS_COLUMNS = dg.TableSchema(
     columns=[
@@ -72,7 +89,15 @@ def batch_size_for(ticker_count: int, config: QuoteBatchingConfig) -> int:
     group_name=GROUP,
     owners=OWNERS,
     kinds={"sql"},
-    metadata={"dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn("ticker", "str")])},
+    metadata={
+        "dagster/column_schema": dg.TableSchema(
+            columns=[
+                dg.TableColumn("ticker", "varchar(15)", description="Exchange symbol, upper case."),
+                dg.TableColumn("added_at", "timestamptz", description="When it was added (UTC)."),
+            ]
+        ),
+        "dagster/table_name": "tickers",
+    },
 )
 def tickers(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.Output[list[str]]:
     """The tracked universe: every symbol in the `tickers` table.
@@ -145,33 +170,51 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy = FETCH_RETRY_POLICY) -> dg.As
         """Fetch one batch's quotes, concurrently over a pooled session.
 
         Symbols that failed transiently (5xx, timeouts, 429) make the step retry under its
-        RetryPolicy; on the last attempt they are reported as failures instead.
+        RetryPolicy. A retry asks only for those symbols (what earlier attempts got is kept
+        in a checkpoint), so a symbol is reported failed only when every attempt failed.
         """
+        checkpoint = FetchCheckpoint.for_step(context)
+        settled = checkpoint.load() or QuoteFetchResult(
+            used_batch_endpoint=batch.use_batch_endpoint
+        )
+        done = {q.symbol for q in settled.quotes} | {f.symbol for f in settled.failures}
+        pending = [s for s in batch.symbols if s not in done]
         with fmp.get_client() as client:
             try:
-                result = client.fetch_quotes(
-                    batch.symbols,
+                fetched = client.fetch_quotes(
+                    pending,
                     use_batch_endpoint=batch.use_batch_endpoint,
                     on_fallback=context.log.warning,
                 )
             except FMPAuthError as exc:
+                checkpoint.clear()
                 raise dg.Failure(
                     f"The FMP API refused the key: {exc}",
                     metadata={"kind": exc.kind.value},
                     allow_retries=False,
                 ) from None
-        transient = Counter(
-            f.kind.value for f in result.failures if f.kind in TRANSIENT_FAILURE_KINDS
-        )
-        policy_retries = retry_policy.max_retries
-        if transient and not result.quota_exhausted and context.retry_number < policy_retries:
-            raise TransientFetchError(
-                f"{sum(transient.values())} of {len(batch.symbols)} symbols failed transiently "
-                f"({dict(transient)}); retry {context.retry_number + 1} of {policy_retries}"
+        transient = [f for f in fetched.failures if f.kind in TRANSIENT_FAILURE_KINDS]
+        permanent = [f for f in fetched.failures if f.kind not in TRANSIENT_FAILURE_KINDS]
+        retries_left = context.retry_number < retry_policy.max_retries
+        if transient and retries_left and not fetched.quota_exhausted:
+            checkpoint.save(
+                QuoteFetchResult.combine(
+                    [settled, QuoteFetchResult(fetched.quotes, permanent, fetched.requests_made)]
+                )
             )
+            kinds = dict(Counter(f.kind.value for f in transient))
+            raise TransientFetchError(
+                f"{len(transient)} of {len(batch.symbols)} symbols failed transiently "
+                f"({kinds}); attempt {context.retry_number + 2} of "
+                f"{retry_policy.max_retries + 1} will ask for those only"
+            )
+        checkpoint.clear()
+        result = QuoteFetchResult.combine([settled, fetched])
+        if pending:
+            result.used_batch_endpoint = fetched.used_batch_endpoint
         context.log.info(
             f"{len(result.quotes)} quotes, {len(result.failures)} failures, "
-            f"{result.requests_made} requests"
+            f"{result.requests_made} requests over {context.retry_number + 1} attempt(s)"
         )
         return result
 
@@ -202,6 +245,39 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy = FETCH_RETRY_POLICY) -> dg.As
 
 class TransientFetchError(Exception):
     """Some symbols failed for reasons worth another try; the step's RetryPolicy retries it."""
+
+
+@dataclass(frozen=True)
+class FetchCheckpoint:
+    """What earlier attempts of a mapped fetch step settled, kept between its retries.
+
+    A file under the instance's storage directory, so that it survives a retry in another
+    process too; removed when the step finishes.
+    """
+
+    path: Path
+
+    @classmethod
+    def for_step(cls, context: dg.OpExecutionContext) -> "FetchCheckpoint":
+        root = Path(context.instance.storage_directory()) / "quote_pipeline" / "fetch_checkpoints"
+        step = f"{context.op_handle}[{context.get_mapping_key()}]"
+        return cls(root / context.run_id / (re.sub(r"[^A-Za-z0-9_.-]", "_", step) + ".pickle"))
+
+    def load(self) -> QuoteFetchResult | None:
+        if not self.path.exists():
+            return None
+        with self.path.open("rb") as handle:
+            return pickle.load(handle)
+
+    def save(self, result: QuoteFetchResult) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(".tmp")
+        with temporary.open("wb") as handle:
+            pickle.dump(result, handle)
+        temporary.replace(self.path)  # atomic: a crash never leaves half a checkpoint
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 raw_quotes = build_raw_quotes()
@@ -253,20 +329,54 @@ def failures_table(failures: Sequence[QuoteFailure], limit: int = 50) -> str:
     return frame.to_markdown(index=False) + more
 
 
+class StocksConfig(dg.Config):
+    """When a refresh counts as failed."""
+
+    max_failed_share: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="The run fails (after writing the good rows) when more than this share "
+        "of the requested tickers got no quote.",
+    )
+
+
+COVERAGE_CHECK = dg.AssetCheckSpec(
+    "coverage",
+    asset="stocks",
+    blocking=True,
+    description="Share of the requested tickers that got a quote in this run is at least "
+    "1 - max_failed_share (95 % by default). Fails the run after the good rows are written.",
+)
+QUOTA_CHECK = dg.AssetCheckSpec(
+    "api_quota_not_exhausted",
+    asset="stocks",
+    blocking=True,
+    description="The API's quota lasted the whole run (no unbroken 429 'Limit Reach' streak, "
+    "no bandwidth cap). Fails the run after what was fetched is written.",
+)
+
+
 @dg.asset(
     group_name=GROUP,
     owners=OWNERS,
     kinds={"sql", "table"},
     metadata={"dagster/column_schema": STOCKS_COLUMNS, "dagster/table_name": "stocks"},
+    check_specs=[COVERAGE_CHECK, QUOTA_CHECK],
 )
 def stocks(
-    context: dg.AssetExecutionContext, database: DatabaseResource, raw_quotes: QuoteFetchResult
+    context: dg.AssetExecutionContext,
+    config: StocksConfig,
+    database: DatabaseResource,
+    raw_quotes: QuoteFetchResult,
 ) -> dg.MaterializeResult:
     """The `stocks` table: the latest price, volume and change of every tracked ticker.
 
     Rows are validated (price > 0, volume ≥ 0), upserted in one bulk statement in one
     transaction (an older quote never replaces a newer one) and appended to
     `quote_snapshots` (one row per ticker and quote time, however often this re-runs).
+    Whatever failed elsewhere, every ticker that got a quote is written first; the blocking
+    checks then fail the run if too many got none or the API quota ran out.
     """
     valid, rejected = validate_quotes(raw_quotes.quotes)
     failures = [*raw_quotes.failures, *rejected]
@@ -276,7 +386,11 @@ def stocks(
         f"wrote {summary.stocks_upserted} stocks rows, {summary.snapshots_inserted} snapshots; "
         f"{len(failures)} tickers without a quote"
     )
-    requested = len(valid) + len({f.symbol for f in failures})
+    failed_symbols = {f.symbol for f in failures}
+    requested = len(valid) + len(failed_symbols)
+    failed_share = len(failed_symbols) / requested if requested else 0.0
+    by_kind = dict(Counter(f.kind.value for f in failures))
+    quota_failures = by_kind.get(FailureKind.QUOTA_EXHAUSTED.value, 0)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": len(valid),
@@ -284,12 +398,41 @@ def stocks(
             "stale_quotes_skipped": summary.stale_skipped,
             "snapshots_inserted": summary.snapshots_inserted,
             "tickers_requested": requested,
-            "tickers_without_quote": len(failures),
-            "failures_by_kind": dict(Counter(f.kind.value for f in failures)),
+            "tickers_without_quote": len(failed_symbols),
+            "failures_by_kind": by_kind,
             "tickers_without_quote_detail": dg.MetadataValue.md(failures_table(failures)),
             "preview": dg.MetadataValue.md(quotes_preview(valid)),
             "api_requests": raw_quotes.requests_made,
             "endpoint": "batch" if raw_quotes.used_batch_endpoint else "single-symbol",
             "written_at": dg.MetadataValue.timestamp(written_at),
-        }
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=COVERAGE_CHECK.name,
+                passed=failed_share <= config.max_failed_share,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description=(
+                    f"{len(failed_symbols)} of {requested} tickers got no quote "
+                    f"({failed_share:.1%}; allowed {config.max_failed_share:.1%})"
+                ),
+                metadata={
+                    "coverage": 1 - failed_share,
+                    "failed_share": failed_share,
+                    "max_failed_share": config.max_failed_share,
+                    "failures_by_kind": by_kind,
+                },
+            ),
+            dg.AssetCheckResult(
+                check_name=QUOTA_CHECK.name,
+                passed=not raw_quotes.quota_exhausted,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description=(
+                    f"FMP quota exhausted: {quota_failures} tickers were not requested; "
+                    f"{summary.stocks_upserted} rows fetched before it ran out were written"
+                    if raw_quotes.quota_exhausted
+                    else "the API answered without exhausting the quota"
+                ),
+                metadata={"tickers_not_requested": quota_failures},
+            ),
+        ],
     )

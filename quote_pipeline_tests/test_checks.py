@@ -1,0 +1,110 @@
+"""Asset checks pass on good data and fail on the right bad data."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from quote_pipeline.defs.quotes.checks import (
+    fetch_failures,
+    freshness_result,
+    no_duplicate_tickers,
+    prices_positive,
+)
+from quote_pipeline.defs.resources import DatabaseResource
+from quote_pipeline.fmp import QuoteFetchResult
+from quote_pipeline.models import FailureKind, Quote, QuoteFailure
+from quote_pipeline.storage import add_tickers, write_quotes
+from quote_pipeline.storage.quality import stale_tickers
+from quote_pipeline.storage.schema import stocks
+
+NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # Tuesday 10:00 in New York: market open
+
+
+def good_quotes(at: datetime = NOW) -> list[Quote]:
+    return [
+        Quote("AAPL", Decimal("232.8"), 100, None, at, at),
+        Quote("MSFT", Decimal("410.5"), 200, None, at, at),
+    ]
+
+
+def insert_raw(engine: Engine, ticker: str, price: str, volume: int) -> None:
+    """A row written behind the pipeline's back (another tool, a hand edit)."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(stocks),
+            [{"ticker": ticker, "price": Decimal(price), "volume": volume, "change": None,
+              "quoted_at": NOW, "updated_at": NOW}],
+        )  # fmt: skip
+
+
+def test_prices_positive(engine: Engine, database_url: str) -> None:
+    database = DatabaseResource(url=database_url)
+    write_quotes(engine, good_quotes(), written_at=NOW)
+    assert prices_positive(database=database).passed
+    insert_raw(engine, "ZERO", "0", 5)
+    insert_raw(engine, "NEGV", "1.5", -1)
+    result = prices_positive(database=database)
+    assert not result.passed
+    assert result.metadata["invalid_rows"].value == 2
+    assert {row["ticker"] for row in result.metadata["examples"].value} == {"ZERO", "NEGV"}
+
+
+def test_no_duplicate_tickers(engine: Engine, database_url: str) -> None:
+    database = DatabaseResource(url=database_url)
+    write_quotes(engine, good_quotes(), written_at=NOW)
+    assert no_duplicate_tickers(database=database).passed
+    insert_raw(engine, "aapl", "232.8", 1)
+    insert_raw(engine, "MSFT ", "410", 1)
+    result = no_duplicate_tickers(database=database)
+    assert not result.passed
+    assert result.metadata["duplicates"].value == {"AAPL": 2, "MSFT": 2}
+
+
+def test_stale_tickers_include_tracked_ones_never_written(engine: Engine) -> None:
+    add_tickers(engine, ["AAPL", "MSFT", "NVDA"], now=NOW)
+    write_quotes(engine, good_quotes(), written_at=NOW)
+    assert stale_tickers(engine, updated_before=NOW - timedelta(minutes=5)) == ["NVDA"]
+    assert stale_tickers(engine, updated_before=NOW + timedelta(minutes=5)) == [
+        "AAPL",
+        "MSFT",
+        "NVDA",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("now", "severity"),
+    [
+        (NOW, dg.AssetCheckSeverity.ERROR),  # Tuesday 10:00 New York
+        (datetime(2026, 11, 24, 21, 30, tzinfo=UTC), dg.AssetCheckSeverity.ERROR),  # 16:30, +1h
+        (datetime(2026, 11, 24, 23, 0, tzinfo=UTC), dg.AssetCheckSeverity.WARN),  # 18:00
+        (datetime(2026, 11, 28, 15, 0, tzinfo=UTC), dg.AssetCheckSeverity.WARN),  # Saturday
+        (datetime(2026, 11, 26, 15, 0, tzinfo=UTC), dg.AssetCheckSeverity.WARN),  # Thanksgiving
+    ],
+)
+def test_freshness_is_an_error_only_in_market_hours(
+    now: datetime, severity: dg.AssetCheckSeverity
+) -> None:
+    stale = freshness_result(["AAPL"], now - timedelta(minutes=75), now=now)
+    assert not stale.passed
+    assert stale.severity == severity
+    assert freshness_result([], now - timedelta(minutes=75), now=now).passed
+
+
+def test_fetch_failures_are_broken_down_by_kind() -> None:
+    result = QuoteFetchResult(
+        quotes=good_quotes(),
+        failures=[
+            QuoteFailure("GONE", FailureKind.NO_QUOTE, "no quote"),
+            QuoteFailure("MALF", FailureKind.BAD_RESPONSE, "malformed JSON"),
+            QuoteFailure("GONE2", FailureKind.NO_QUOTE, "no quote"),
+        ],
+    )
+    evaluation = fetch_failures(raw_quotes=result)
+    assert not evaluation.passed
+    assert evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert evaluation.metadata["failures_by_kind"].value == {"no_quote": 2, "bad_response": 1}
+    assert fetch_failures(raw_quotes=QuoteFetchResult(quotes=good_quotes())).passed

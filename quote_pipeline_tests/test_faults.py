@@ -1,0 +1,286 @@
+"""Every failure a real market-data API produces, injected by the sandbox, on PostgreSQL.
+
+One test per row of the fault table: what the API does, and what the pipeline must do.
+"""
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import dagster as dg
+import pytest
+
+from quote_pipeline.definitions import build_definitions
+from quote_pipeline.defs.resources import FMPResource
+from quote_pipeline.fmp import ClientSettings, FMPAuthError, FMPClient
+from quote_pipeline.sandbox import FaultConfig, SandboxServer
+from quote_pipeline.storage import add_tickers, count_snapshots, create_db_engine, read_stocks
+from quote_pipeline_tests.conftest import SANDBOX_KEY, SandboxFactory
+from quote_pipeline_tests.helpers import materialization_metadata, run_refresh, served_quote
+
+FAST_RETRIES = dg.RetryPolicy(max_retries=2, delay=0.05)
+
+
+def fast_definitions(
+    monkeypatch: pytest.MonkeyPatch,
+    sandbox: SandboxServer,
+    database_url: str,
+    tickers: Sequence[str],
+    *,
+    key: str = SANDBOX_KEY,
+    **fmp_settings: object,
+) -> dg.Definitions:
+    """Production wiring with short timeouts and retry delays (same code paths)."""
+    monkeypatch.setenv("FMP_API_KEY", key)
+    monkeypatch.setenv("QUOTE_PIPELINE_DATABASE_URL", database_url)
+    add_tickers(create_db_engine(database_url), tickers, now=datetime.now(UTC))
+    settings: dict[str, object] = {
+        "read_timeout": 0.5,
+        "attempts": 3,
+        "backoff_initial": 0.01,
+        "quota_exhausted_after": 1.0,
+        "rate_limit_pause": 0.1,
+        **fmp_settings,
+    }
+    fmp = FMPResource(api_key=dg.EnvVar("FMP_API_KEY"), base_url=sandbox.url, **settings)  # type: ignore[arg-type]
+    return build_definitions(fmp=fmp, fetch_retry_policy=FAST_RETRIES)
+
+
+def symbols(n: int, prefix: str = "S") -> list[str]:
+    return [f"{prefix}{i:03d}" for i in range(n)]
+
+
+def failures_of(result: dg.ExecuteInProcessResult) -> dict[str, str]:
+    raw = result.asset_value("raw_quotes")
+    return {f.symbol: f.kind.value for f in raw.failures}
+
+
+def check_result(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEvaluation:
+    (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == name]
+    return evaluation
+
+
+def step_restarts(result: dg.ExecuteInProcessResult) -> int:
+    return sum(1 for e in result.all_events if e.event_type_value == "STEP_RESTARTED")
+
+
+def stored(database_url: str) -> set[str]:
+    return {r.ticker for r in read_stocks(create_db_engine(database_url))}
+
+
+# --- 5xx, resets, timeouts ---------------------------------------------------------------
+
+
+def test_server_errors_are_retried_until_every_ticker_is_written(
+    monkeypatch, start_sandbox: SandboxFactory, postgres_url: str, dagster_instance
+) -> None:
+    tickers = symbols(150)
+    sandbox = start_sandbox(seed=7, faults=FaultConfig(server_error_rate=0.3))
+    defs = fast_definitions(monkeypatch, sandbox, postgres_url, tickers)
+    result = run_refresh(defs, dagster_instance)
+    assert result.success
+    assert stored(postgres_url) == set(tickers)
+    statuses = sandbox.stats()["by_status"]
+    assert sum(n for s, n in statuses.items() if s.startswith("5")) > 20  # faults were real
+    assert materialization_metadata(result, "stocks")["api_requests"] > len(tickers)
+
+
+def test_a_symbol_fails_only_after_every_attempt_failed(
+    monkeypatch, start_sandbox: SandboxFactory, postgres_url: str, dagster_instance
+) -> None:
+    tickers = [*symbols(40), "SLOW"]
+    sandbox = start_sandbox(faults=FaultConfig(hang_symbols={"SLOW"}, hang_seconds=2))
+    defs = fast_definitions(monkeypatch, sandbox, postgres_url, tickers)
+    result = run_refresh(defs, dagster_instance)
+    assert result.success  # 1 of 41 is under the 5 % threshold
+    assert failures_of(result) == {"SLOW": "transport_error"}
+    assert stored(postgres_url) == set(tickers) - {"SLOW"}
+    # 3 transport attempts in each of 1 + 2 step attempts (RetryPolicy), then reported.
+    assert step_restarts(result) == FAST_RETRIES.max_retries
+    slow = [r for r in sandbox.stats()["requests"] if r["symbols"] == ["SLOW"]]
+    assert len(slow) == 3 * (1 + FAST_RETRIES.max_retries)
+
+
+def test_an_api_that_only_errors_fails_the_run_and_writes_nothing(
+    monkeypatch, start_sandbox: SandboxFactory, postgres_url: str, dagster_instance
+) -> None:
+    engine = create_db_engine(postgres_url)
+    sandbox = start_sandbox(faults=FaultConfig(server_error_rate=1.0))
+    defs = fast_definitions(monkeypatch, sandbox, postgres_url, symbols(10))
+    result = run_refresh(defs, dagster_instance)
+    assert not result.success
+    assert set(failures_of(result).values()) == {"server_error"}
+    assert step_restarts(result) == FAST_RETRIES.max_retries
+    assert read_stocks(engine) == []
+    assert not check_result(result, "coverage").passed
+
+
+# --- 429 ---------------------------------------------------------------------------------
+
+
+def test_rate_limited_requests_slow_down_and_succeed(
+    monkeypatch, start_sandbox: SandboxFactory, postgres_url: str, dagster_instance
+) -> None:
+    tickers = symbols(100)
+    sandbox = start_sandbox(seed=3, faults=FaultConfig(rate_limit_rate=0.2))
+    defs = fast_definitions(monkeypatch, sandbox, postgres_url, tickers, attempts=5)
+    result = run_refresh(defs, dagster_instance)
+    assert result.success
+    assert stored(postgres_url) == set(tickers)
+    assert sandbox.stats()["by_status"].get("429", 0) > 5
+
+
+def test_limit_reach_inside_a_200_is_a_rate_limit_too(
+    monkeypatch, start_sandbox: SandboxFactory, postgres_url: str, dagster_instance
+) -> None:
+    tickers = symbols(60)
+    faults = FaultConfig(rate_limit_rate=0.2, limit_reach_in_200=True)
+    sandbox = start_sandbox(seed=5, faults=faults)
+    defs = fast_definitions(monkeypatch, sandbox, postgres_url, tickers, attempts=5)
+    result = run_refresh(defs, dagster_instance)
+    assert result.success
+    assert stored(postgres_url) == set(tickers)
+
+
+def test_an_exhausted_quota_stops_asking_writes_what_it_got_and_fails_the_run(
+    monkeypatch, start_sandbox: SandboxFactory, postgres_url: str, dagster_instance
+) -> None:
+    tickers = symbols(300)
+    sandbox = start_sandbox(faults=FaultConfig(daily_quota=40))
+    defs = fast_definitions(monkeypatch, sandbox, postgres_url, tickers, max_concurrency=4)
+    result = run_refresh(defs, dagster_instance)
+    assert not result.success
+
+    served_ok = [
+        r for r in sandbox.stats()["requests"] if r["status"] == 200 and r["symbols"] != []
+    ]
+    assert len(served_ok) == 39  # the quota of 40, less the plan probe (answered 402)
+    assert len(stored(postgres_url)) == len(served_ok)
+    quota = check_result(result, "api_quota_not_exhausted")
+    assert not quota.passed and "quota exhausted" in quota.description
+    kinds = set(failures_of(result).values())
+    assert "quota_exhausted" in kinds
+    # It stopped asking: far fewer requests than tickers times attempts.
+    assert sandbox.stats()["requests_total"] < 40 + 4 * 3 * 4
+    # The materialization is recorded although the run failed, so the UI shows what landed.
+    assert materialization_metadata(result, "stocks")["rows_written"] == len(served_ok)
+
+
+# --- 401 / 403 ---------------------------------------------------------------------------
+
+
+def test_an_invalid_key_fails_fast_without_retries_or_writes(
+    monkeypatch, start_sandbox: SandboxFactory, postgres_url: str, dagster_instance
+) -> None:
+    wrong = "wrong-key-5c1d8e"
+    sandbox = start_sandbox()
+    defs = fast_definitions(monkeypatch, sandbox, postgres_url, symbols(200), key=wrong)
+    result = run_refresh(defs, dagster_instance)
+    assert not result.success
+    assert sandbox.stats()["requests_total"] == 1
+    assert step_restarts(result) == 0
+    assert read_stocks(create_db_engine(postgres_url)) == []
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.event_specific_data.error.to_string()
+    assert "Invalid API KEY" in message
+    assert wrong not in message
+
+
+def test_a_forbidden_legacy_endpoint_is_an_auth_error(sandbox: SandboxServer) -> None:
+    with FMPClient(SANDBOX_KEY, ClientSettings(base_url=sandbox.url)) as client:
+        with pytest.raises(FMPAuthError) as caught:
+            client.get_json("/api/v3/quote-short/AAPL", {})
+        assert client.requests_made == 1
+    assert caught.value.status == 403
+    assert "Legacy Endpoint" in str(caught.value)
+
+
+# --- 402, 200 [], error bodies, malformed ------------------------------------------------
+
+
+@pytest.mark.parametrize("premium", [False, True], ids=["single", "batch"])
+def test_a_symbol_outside_the_plan_fails_alone(
+    monkeypatch, start_sandbox: SandboxFactory, postgres_url: str, dagster_instance, premium: bool
+) -> None:
+    tickers = [*symbols(40), "GATED"]
+    sandbox = start_sandbox(premium=premium, faults=FaultConfig(plan_gated_symbols={"GATED"}))
+    result = run_refresh(
+        fast_definitions(monkeypatch, sandbox, postgres_url, tickers), dagster_instance
+    )
+    assert result.success
+    # A batch simply omits it, so the client can only say "no quote" there.
+    assert failures_of(result) == {"GATED": "no_quote" if premium else "not_in_plan"}
+    assert stored(postgres_url) == set(tickers) - {"GATED"}
+
+
+def test_an_error_body_in_a_200_is_classified_and_isolated(
+    monkeypatch, start_sandbox: SandboxFactory, postgres_url: str, dagster_instance
+) -> None:
+    tickers = [*symbols(40), "ERRB"]
+    sandbox = start_sandbox(faults=FaultConfig(error_body_symbols={"ERRB"}))
+    result = run_refresh(
+        fast_definitions(monkeypatch, sandbox, postgres_url, tickers), dagster_instance
+    )
+    assert result.success
+    assert failures_of(result) == {"ERRB": "api_error"}
+    assert stored(postgres_url) == set(tickers) - {"ERRB"}
+
+
+def test_malformed_and_badly_shaped_answers_are_bad_responses_never_written(
+    monkeypatch, start_sandbox: SandboxFactory, postgres_url: str, dagster_instance
+) -> None:
+    bad = {"MALF", "SHAPE1", "SHAPE2", "SHAPE3", "SHAPE4"}
+    tickers = [*symbols(100), *sorted(bad)]
+    faults = FaultConfig(malformed_symbols={"MALF"}, bad_shape_symbols=bad - {"MALF"})
+    sandbox = start_sandbox(faults=faults)
+    defs = fast_definitions(monkeypatch, sandbox, postgres_url, tickers)
+    result = run_refresh(defs, dagster_instance, run_config=_allow(0.1))
+    assert result.success
+    assert failures_of(result) == dict.fromkeys(bad, "bad_response")
+    assert stored(postgres_url) == set(tickers) - bad
+
+
+def test_a_malformed_batch_fails_only_its_own_symbols(
+    monkeypatch, start_sandbox: SandboxFactory, postgres_url: str, dagster_instance
+) -> None:
+    tickers = symbols(300)
+    sandbox = start_sandbox(premium=True, faults=FaultConfig(malformed_symbols={"S150"}))
+    defs = fast_definitions(monkeypatch, sandbox, postgres_url, tickers, symbols_per_request=10)
+    result = run_refresh(defs, dagster_instance)
+    assert result.success
+    failed = failures_of(result)
+    assert "S150" in failed and set(failed.values()) == {"bad_response"}
+    assert len(failed) <= 10  # the chunk of 10 around it, nothing else
+    assert stored(postgres_url) == set(tickers) - set(failed)
+
+
+# --- run outcome -------------------------------------------------------------------------
+
+
+def _allow(share: float) -> dict:
+    return {"ops": {"stocks": {"config": {"max_failed_share": share}}}}
+
+
+def test_too_many_failures_fail_the_run_after_writing_the_good_rows(
+    monkeypatch, start_sandbox: SandboxFactory, postgres_url: str, dagster_instance
+) -> None:
+    unknown = {f"GONE{i}" for i in range(5)}
+    tickers = [*symbols(45), *sorted(unknown)]
+    sandbox = start_sandbox(faults=FaultConfig(unknown_symbols=unknown))
+    defs = fast_definitions(monkeypatch, sandbox, postgres_url, tickers)
+
+    result = run_refresh(defs, dagster_instance)  # 10 % failed > 5 %
+    assert not result.success
+    assert stored(postgres_url) == set(tickers) - unknown
+    coverage = check_result(result, "coverage")
+    assert not coverage.passed
+    assert "5 of 50" in coverage.description
+    for ticker in symbols(45):
+        assert (
+            read_stocks(create_db_engine(postgres_url), [ticker])[0].price
+            == served_quote(sandbox, ticker)["price"]
+        )
+
+    relaxed = run_refresh(defs, dagster_instance, run_config=_allow(0.2))
+    assert relaxed.success
+    assert check_result(relaxed, "coverage").passed
+    assert count_snapshots(create_db_engine(postgres_url)) == 90  # two runs, distinct times
