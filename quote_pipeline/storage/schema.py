@@ -41,3 +41,35 @@ quote_snapshots = sa.Table(
     sa.UniqueConstraint("ticker", "quoted_at", name="uq_quote_snapshots_ticker_quoted_at"),
     comment="Every quote ever written, append-only.",
 )
+
+daily_prices = sa.Table(
+    "daily_prices",
+    metadata,
+    sa.Column("ticker", sa.String(MAX_SYMBOL_LENGTH), primary_key=True),
+    sa.Column("date", sa.Date(), primary_key=True, comment="NYSE session (New York date)."),
+    sa.Column("open", ExactDecimal(), nullable=False),
+    sa.Column("high", ExactDecimal(), nullable=False),
+    sa.Column("low", ExactDecimal(), nullable=False),
+    sa.Column("close", ExactDecimal(), nullable=False),
+    sa.Column("volume", sa.BigInteger(), nullable=False),
+    sa.Column("change", ExactDecimal(), nullable=True),
+    sa.Column("change_percent", ExactDecimal(), nullable=True),
+    sa.Column("vwap", ExactDecimal(), nullable=True),
+    sa.Column("fetched_at", UTCDateTime(), nullable=False),
+    comment="End-of-day OHLCV per ticker and NYSE session (the daily_prices asset).",
+)
+
+intraday_bars = sa.Table(
+    "intraday_bars",
+    metadata,
+    sa.Column("ticker", sa.String(MAX_SYMBOL_LENGTH), primary_key=True),
+    sa.Column("bar_start", UTCDateTime(), primary_key=True, comment="Bar start, UTC."),
+    sa.Column("open", ExactDecimal(), nullable=False),
+    sa.Column("high", ExactDecimal(), nullable=False),
+    sa.Column("low", ExactDecimal(), nullable=False),
+    sa.Column("close", ExactDecimal(), nullable=False),
+    sa.Column("volume", sa.BigInteger(), nullable=False),
+    # The bar still forming when fetched is rewritten by the next refresh; this says when.
+    sa.Column("fetched_at", UTCDateTime(), nullable=False),
+    comment="5-minute OHLCV bars per ticker (the intraday_bars asset).",
+)

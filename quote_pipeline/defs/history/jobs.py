@@ -1,0 +1,45 @@
+"""Jobs of the price history, one per asset, as the schedules launch them."""
+
+import dagster as dg
+
+from quote_pipeline.defs.code_version import CODE_VERSION_TAG, code_version
+from quote_pipeline.defs.history.assets import OWNERS, daily_prices, intraday_bars
+from quote_pipeline.defs.quotes.jobs import JOB_TAG
+
+# One evening's partition is one request per ticker; an hour is far beyond a healthy run.
+DAILY_PRICES_MAX_RUNTIME_SECONDS = 60 * 60
+# A refresh every 5 minutes: one stuck for 20 has long been overtaken (the next ones queue
+# behind it, one run per job at a time), so run monitoring fails it.
+INTRADAY_BARS_MAX_RUNTIME_SECONDS = 20 * 60
+
+daily_prices_job = dg.define_asset_job(
+    "daily_prices_job",
+    selection=dg.AssetSelection.assets(daily_prices),
+    description=(
+        "Fetch and store one trading day (or a range: one run, one request per ticker) of "
+        f"daily bars. One run at a time (tag `{JOB_TAG}`)."
+    ),
+    tags={CODE_VERSION_TAG: code_version()},
+    run_tags={
+        JOB_TAG: "daily_prices_job",
+        "dagster/max_runtime": str(DAILY_PRICES_MAX_RUNTIME_SECONDS),
+        CODE_VERSION_TAG: code_version(),
+    },
+    owners=OWNERS,
+)
+
+intraday_bars_job = dg.define_asset_job(
+    "intraday_bars_job",
+    selection=dg.AssetSelection.assets(intraday_bars),
+    description=(
+        "Fetch today's 5-minute bars of every tracked ticker (one request each) and upsert "
+        f"them. One run at a time (tag `{JOB_TAG}`)."
+    ),
+    tags={CODE_VERSION_TAG: code_version()},
+    run_tags={
+        JOB_TAG: "intraday_bars_job",
+        "dagster/max_runtime": str(INTRADAY_BARS_MAX_RUNTIME_SECONDS),
+        CODE_VERSION_TAG: code_version(),
+    },
+    owners=OWNERS,
+)

@@ -1,0 +1,130 @@
+"""The hourly quote refresh on the NYSE's calendar (the Celery beat schedule, done right).
+
+The beat schedule ran ``1 * * * 1-5`` in UTC, so "Monday" began at Sunday 20:00 in New
+York and Friday evening's hours were missed; it also ran on exchange holidays. Here the
+cron is evaluated in New York time and each tick asks the exchange calendar first.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from quote_pipeline.defs.code_version import CODE_VERSION_TAG, code_version
+from quote_pipeline.defs.quotes.assets import OWNERS
+from quote_pipeline.defs.quotes.jobs import refresh_quotes
+from quote_pipeline.market_calendar import EXCHANGE, NEW_YORK, market_day, refresh_window
+
+SCHEDULE_NAME = "refresh_quotes_hourly"
+CRON_SCHEDULE = "1 * * * 1-5"
+EXECUTION_TIMEZONE = "America/New_York"
+
+MARKET_HOURS_ONLY_ENV = "QUOTE_PIPELINE_SCHEDULE_MARKET_HOURS_ONLY"
+DEFAULT_STATUS_ENV = "QUOTE_PIPELINE_SCHEDULE_DEFAULT_STATUS"
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleOptions:
+    """How ``refresh_quotes_hourly`` behaves; ``from_env`` reads the deployment's choice."""
+
+    market_hours_only: bool = False
+    """Skip ticks outside [open, close + 1 h]: 10:01 to 16:01 New York time on a full day."""
+    default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.STOPPED
+    """STOPPED unless the deployment says otherwise; see ``build_refresh_quotes_schedule``."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ScheduleOptions:
+        """Options from ``QUOTE_PIPELINE_SCHEDULE_MARKET_HOURS_ONLY`` (1/0, true/false, yes/no,
+        on/off) and ``QUOTE_PIPELINE_SCHEDULE_DEFAULT_STATUS`` (running/stopped)."""
+        env = os.environ if environ is None else environ
+        hours = env.get(MARKET_HOURS_ONLY_ENV, "").strip().lower()
+        if hours not in _TRUE | _FALSE:
+            raise ValueError(f"{MARKET_HOURS_ONLY_ENV}={hours!r}: expected 1/0, true/false")
+        status = env.get(DEFAULT_STATUS_ENV, "").strip().upper() or "STOPPED"
+        if status not in dg.DefaultScheduleStatus.__members__:
+            raise ValueError(f"{DEFAULT_STATUS_ENV}={status.lower()!r}: expected running/stopped")
+        return cls(
+            market_hours_only=hours in _TRUE,
+            default_status=dg.DefaultScheduleStatus[status],
+        )
+
+
+def skip_reason_for(tick: datetime, *, market_hours_only: bool) -> str | None:
+    """Why the tick at ``tick`` (aware) should not refresh, or None when it should."""
+    local = tick.astimezone(NEW_YORK)
+    at = f"{local:%a %Y-%m-%d %H:%M %Z}"
+    day = market_day(local.date())
+    if not day.is_session:
+        if day.closed_reason == "weekend":
+            return f"No NYSE session at the weekend ({at}): nothing to refresh."
+        return f"NYSE holiday: {day.closed_reason} ({at}). The market is closed; no refresh."
+    window = refresh_window(day)
+    if market_hours_only and window and not window[0] <= tick <= window[1]:
+        return (
+            f"Outside market hours ({at}): this schedule refreshes from the "
+            f"{window[0]:%H:%M} open to {window[1]:%H:%M}, one hour after the close "
+            f"({MARKET_HOURS_ONLY_ENV} is set)."
+        )
+    return None
+
+
+def build_refresh_quotes_schedule(options: ScheduleOptions | None = None) -> dg.ScheduleDefinition:
+    """The ``refresh_quotes_hourly`` schedule.
+
+    Default status STOPPED, on purpose: the daemon starts ticking as soon as `dagster dev`
+    runs, and every tick spends calls from a paid FMP plan, so a fresh checkout or a
+    developer's laptop never calls the API on its own. Production turns it on once, in the
+    UI or with `dagster schedule start refresh_quotes_hourly` (the instance remembers), or
+    deploys with ``QUOTE_PIPELINE_SCHEDULE_DEFAULT_STATUS=running``.
+    """
+    options = options or ScheduleOptions()
+    hours = (
+        "only from the open to one tick after the close (10:01 to 16:01 on a full day, "
+        "to 13:01 on an early-close day)"
+        if options.market_hours_only
+        else f"every hour of a session day (set {MARKET_HOURS_ONLY_ENV}=1 for market hours only)"
+    )
+
+    @dg.schedule(
+        name=SCHEDULE_NAME,
+        cron_schedule=CRON_SCHEDULE,
+        execution_timezone=EXECUTION_TIMEZONE,
+        job=refresh_quotes,
+        default_status=options.default_status,
+        owners=OWNERS,
+        tags={CODE_VERSION_TAG: code_version()},
+        metadata={
+            "exchange_calendar": EXCHANGE,
+            "market_hours_only": options.market_hours_only,
+            "default_status": options.default_status.value,
+        },
+        description=(
+            "Refresh quotes at :01 past every hour, Monday to Friday, New York time "
+            f"(cron `{CRON_SCHEDULE}` in {EXECUTION_TIMEZONE}, so DST is followed), {hours}. "
+            "Ticks on NYSE holidays are skipped with the holiday's name, from the "
+            f"exchange_calendars {EXCHANGE} calendar. Stopped by default so that nothing "
+            "calls the paid API until someone turns it on "
+            f"({DEFAULT_STATUS_ENV}=running changes that)."
+        ),
+    )
+    def refresh_quotes_hourly(
+        context: dg.ScheduleEvaluationContext,
+    ) -> dg.RunRequest | dg.SkipReason:
+        tick = context.scheduled_execution_time or datetime.now(UTC)
+        if reason := skip_reason_for(tick, market_hours_only=options.market_hours_only):
+            return dg.SkipReason(reason)
+        local = tick.astimezone(NEW_YORK)
+        return dg.RunRequest(
+            # One run per tick, even when the daemon retries an interrupted tick.
+            run_key=f"{SCHEDULE_NAME}:{tick.astimezone(UTC):%Y-%m-%dT%H:%MZ}",
+            tags={"quote_pipeline/session": local.date().isoformat()},
+        )
+
+    return refresh_quotes_hourly

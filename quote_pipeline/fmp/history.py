@@ -1,0 +1,339 @@
+"""Price history from FMP: daily end-of-day bars and 5-minute bars. No Dagster, no database.
+
+One request per symbol covers a whole date range (``from``/``to``): a year of daily bars for
+500 tickers is 500 requests, never one per ticker per day. Responses are decoded with exact
+decimals by :meth:`FMPClient.get_json`; rows are validated here and every problem becomes a
+:class:`HistoryFailure` for its symbol, so one bad symbol never costs the others their data.
+
+Bar *consistency* (low ≤ open, close ≤ high; volume ≥ 0) is deliberately not enforced here:
+a well-typed but inconsistent bar is stored as the API gave it and reported by the asset
+checks, so that the data's owner sees it instead of a silent gap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
+from zoneinfo import ZoneInfo
+
+from quote_pipeline.fmp.client import FMPClient
+from quote_pipeline.fmp.errors import FMPAuthError, FMPEndpointRestrictedError, FMPError
+from quote_pipeline.models import FailureKind
+from quote_pipeline.price_bars import DailyBar, HistoryFailure, IntradayBar
+
+DAILY_PATH = "/stable/historical-price-eod/full"
+INTRADAY_5MIN_PATH = "/stable/historical-chart/5min"
+NEW_YORK = ZoneInfo("America/New_York")
+_MAX_VOLUME = 2**63
+
+BarT = TypeVar("BarT")
+
+
+@dataclass
+class SymbolHistory(Generic[BarT]):
+    """What one request for one symbol gave: valid bars, and what went wrong, if anything.
+
+    ``answered`` is True when the API gave a usable answer (possibly with no rows, possibly
+    with some rows rejected): only then may the stored range be replaced by ``bars``.
+    """
+
+    symbol: str
+    answered: bool
+    bars: list[BarT] = field(default_factory=list)
+    failure: HistoryFailure | None = None
+    rows_outside_range: int = 0
+
+
+# --- New York wall time ---------------------------------------------------------------------
+
+
+class NonexistentNewYorkTime(ValueError):
+    """A wall-clock time skipped by a spring-forward change (e.g. 02:30 on a March Sunday)."""
+
+
+def is_ambiguous_new_york(wall: datetime) -> bool:
+    """True for a wall time that happens twice (the repeated hour of a fall-back change)."""
+    first = wall.replace(tzinfo=NEW_YORK, fold=0)
+    second = wall.replace(tzinfo=NEW_YORK, fold=1)
+    return first.utcoffset() != second.utcoffset() and not _is_gap(wall)
+
+
+def _is_gap(wall: datetime) -> bool:
+    # A skipped time does not survive the round trip through UTC.
+    aware = wall.replace(tzinfo=NEW_YORK, fold=0)
+    return aware.astimezone(UTC).astimezone(NEW_YORK).replace(tzinfo=None) != wall
+
+
+def new_york_to_utc(wall: datetime, *, fold: int = 0) -> datetime:
+    """A naive New York wall time as an aware UTC instant.
+
+    ``fold`` picks the occurrence of an ambiguous time (0: the first, still daylight time;
+    1: the second, standard time) and is ignored otherwise. A time skipped by the
+    spring-forward change raises :class:`NonexistentNewYorkTime` rather than being shifted
+    silently by an hour.
+    """
+    if wall.tzinfo is not None:
+        raise ValueError(f"{wall!r} already has a timezone; expected a naive New York time")
+    if _is_gap(wall):
+        raise NonexistentNewYorkTime(
+            f"{wall.isoformat(sep=' ')} does not exist in New York (daylight-saving gap)"
+        )
+    return wall.replace(tzinfo=NEW_YORK, fold=fold).astimezone(UTC)
+
+
+def new_york_series_to_utc(walls: Sequence[datetime]) -> list[datetime | NonexistentNewYorkTime]:
+    """Convert chronologically ordered New York wall times, resolving the repeated hour.
+
+    An ambiguous time is the first occurrence (daylight time) unless that would not come
+    after the previous bar, in which case the series has entered the repeated hour and the
+    second occurrence (standard time) is meant: 01:55 EDT, then 01:00 is 01:00 EST. A
+    skipped time becomes a :class:`NonexistentNewYorkTime` in its place.
+    """
+    converted: list[datetime | NonexistentNewYorkTime] = []
+    previous: datetime | None = None
+    for wall in walls:
+        try:
+            instant = new_york_to_utc(wall, fold=0)
+        except NonexistentNewYorkTime as exc:
+            converted.append(exc)
+            continue
+        if previous is not None and instant <= previous and is_ambiguous_new_york(wall):
+            instant = new_york_to_utc(wall, fold=1)
+        converted.append(instant)
+        previous = instant
+    return converted
+
+
+# --- row validation --------------------------------------------------------------------------
+
+
+def _number(row: dict[str, Any], key: str, *, required: bool = True) -> Decimal | None:
+    value = row.get(key)
+    if value is None:
+        if required:
+            raise ValueError(f"missing {key!r}")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise ValueError(f"{key} must be a number, got {value!r}")
+    number = Decimal(value)
+    if not number.is_finite():
+        raise ValueError(f"{key} must be finite, got {value!r}")
+    return number
+
+
+def _price(row: dict[str, Any], key: str) -> Decimal:
+    number = _number(row, key)
+    assert number is not None
+    return number
+
+
+def _volume(row: dict[str, Any]) -> int:
+    number = _number(row, "volume")
+    assert number is not None
+    if number != number.to_integral_value():
+        raise ValueError(f"volume must be a whole number, got {number}")
+    if abs(number) >= _MAX_VOLUME:
+        raise ValueError(f"volume {number} does not fit in 64 bits")
+    return int(number)
+
+
+def _rows(payload: Any) -> list[dict[str, Any]]:
+    if not isinstance(payload, list):
+        raise ValueError(f"expected a JSON list, got {type(payload).__name__}")
+    return payload
+
+
+def _rejected(symbol: str, reasons: list[str], total: int) -> HistoryFailure:
+    shown = "; ".join(reasons[:3]) + (" …" if len(reasons) > 3 else "")
+    return HistoryFailure(
+        symbol, FailureKind.BAD_RESPONSE, f"{len(reasons)} of {total} rows rejected: {shown}"
+    )
+
+
+def parse_daily_rows(
+    payload: Any, symbol: str, start: date, end: date, fetched_at: datetime
+) -> SymbolHistory[DailyBar]:
+    """Validate an end-of-day response for ``symbol``; keep the rows dated ``start`` to ``end``.
+
+    Rows of another symbol, malformed rows and repeated dates are rejected (the first row of
+    a date wins) and summed up in one failure record; the valid rows are kept.
+    """
+    try:
+        rows = _rows(payload)
+    except ValueError as exc:
+        return SymbolHistory(symbol, False, failure=_whole_response(symbol, exc))
+    result: SymbolHistory[DailyBar] = SymbolHistory(symbol, True)
+    reasons: list[str] = []
+    seen: set[date] = set()
+    for row in rows:
+        try:
+            if not isinstance(row, dict):
+                raise ValueError(f"expected an object, got {type(row).__name__}")
+            row_symbol = row.get("symbol")
+            if row_symbol is not None and str(row_symbol).upper() != symbol:
+                raise ValueError(f"row of another symbol {row_symbol!r}")
+            raw_day = row.get("date")
+            if not isinstance(raw_day, str):
+                raise ValueError(f"date must be YYYY-MM-DD, got {raw_day!r}")
+            day = date.fromisoformat(raw_day[:10])
+            if not start <= day <= end:
+                result.rows_outside_range += 1
+                continue
+            if day in seen:
+                raise ValueError(f"{day} appears twice")
+            bar = DailyBar(
+                symbol=symbol,
+                day=day,
+                open=_price(row, "open"),
+                high=_price(row, "high"),
+                low=_price(row, "low"),
+                close=_price(row, "close"),
+                volume=_volume(row),
+                change=_number(row, "change", required=False),
+                change_percent=_number(row, "changePercent", required=False),
+                vwap=_number(row, "vwap", required=False),
+                fetched_at=fetched_at,
+            )
+        except ValueError as exc:
+            reasons.append(f"{_row_label(row)}: {exc}")
+            continue
+        seen.add(day)
+        result.bars.append(bar)
+    if reasons:
+        result.failure = _rejected(symbol, reasons, len(rows))
+    return result
+
+
+def parse_intraday_rows(
+    payload: Any, symbol: str, start: date, end: date, fetched_at: datetime
+) -> SymbolHistory[IntradayBar]:
+    """Validate a 5-minute response for ``symbol``; keep bars starting on ``start`` to ``end``.
+
+    ``date`` is a naive New York wall time: it is converted to UTC taking the response's
+    order (newest first, as FMP sends it) into account, so that the repeated hour of a
+    fall-back change maps to two distinct hours. A skipped (spring-forward) time is rejected.
+    """
+    try:
+        rows = _rows(payload)
+    except ValueError as exc:
+        return SymbolHistory(symbol, False, failure=_whole_response(symbol, exc))
+    result: SymbolHistory[IntradayBar] = SymbolHistory(symbol, True)
+    reasons: list[str] = []
+    parsed: list[tuple[datetime, dict[str, Any]]] = []
+    for row in rows:
+        try:
+            if not isinstance(row, dict):
+                raise ValueError(f"expected an object, got {type(row).__name__}")
+            raw = row.get("date")
+            if not isinstance(raw, str):
+                raise ValueError(f"date must be 'YYYY-MM-DD HH:MM:SS', got {raw!r}")
+            wall = datetime.fromisoformat(raw)
+            if wall.tzinfo is not None:
+                raise ValueError(f"date {raw!r} has an offset; FMP sends naive New York time")
+        except ValueError as exc:
+            reasons.append(f"{_row_label(row)}: {exc}")
+            continue
+        parsed.append((wall, row))
+    # FMP lists newest first; the repeated hour can only be resolved in time order.
+    newest_first = len(parsed) > 1 and parsed[0][0] > parsed[-1][0]
+    chronological = parsed[::-1] if newest_first else parsed
+    instants = new_york_series_to_utc([wall for wall, _ in chronological])
+    seen: set[datetime] = set()
+    for (wall, row), instant in zip(chronological, instants, strict=True):
+        if not start <= wall.date() <= end:
+            result.rows_outside_range += 1
+            continue
+        try:
+            if isinstance(instant, NonexistentNewYorkTime):
+                raise instant
+            if instant in seen:
+                raise ValueError(f"{wall} appears twice")
+            bar = IntradayBar(
+                symbol=symbol,
+                bar_start=instant,
+                open=_price(row, "open"),
+                high=_price(row, "high"),
+                low=_price(row, "low"),
+                close=_price(row, "close"),
+                volume=_volume(row),
+                fetched_at=fetched_at,
+            )
+        except ValueError as exc:
+            reasons.append(f"{_row_label(row)}: {exc}")
+            continue
+        seen.add(instant)
+        result.bars.append(bar)
+    if reasons:
+        result.failure = _rejected(symbol, reasons, len(rows))
+    return result
+
+
+def _row_label(row: Any) -> str:
+    return str(row.get("date")) if isinstance(row, dict) else "row"
+
+
+def _whole_response(symbol: str, exc: Exception) -> HistoryFailure:
+    return HistoryFailure(symbol, FailureKind.BAD_RESPONSE, f"unusable response: {exc}")
+
+
+# --- requests --------------------------------------------------------------------------------
+
+
+def _range_params(symbol: str, start: date, end: date) -> dict[str, str]:
+    return {"symbol": symbol, "from": start.isoformat(), "to": end.isoformat()}
+
+
+def fetch_daily_history(
+    client: FMPClient, symbol: str, start: date, end: date
+) -> SymbolHistory[DailyBar]:
+    """Every end-of-day bar of ``symbol`` from ``start`` to ``end``, in one request.
+
+    Raises what no other symbol could survive either (:class:`FMPAuthError`, an exhausted
+    quota, an endpoint outside the plan); anything else is the symbol's failure record.
+    """
+    try:
+        payload, fetched_at = client.get_json(DAILY_PATH, _range_params(symbol, start, end))
+    except (FMPAuthError, FMPEndpointRestrictedError):
+        raise
+    except FMPError as exc:
+        if exc.kind == FailureKind.QUOTA_EXHAUSTED:
+            raise
+        return SymbolHistory(symbol, False, failure=HistoryFailure(symbol, exc.kind, str(exc)))
+    return parse_daily_rows(payload, symbol, start, end, fetched_at)
+
+
+def fetch_intraday_bars(
+    client: FMPClient, symbol: str, start: date, end: date
+) -> SymbolHistory[IntradayBar]:
+    """Every 5-minute bar of ``symbol`` on the New York dates ``start`` to ``end``, in one
+    request (the bar still forming, if the market is open, included)."""
+    try:
+        payload, fetched_at = client.get_json(INTRADAY_5MIN_PATH, _range_params(symbol, start, end))
+    except (FMPAuthError, FMPEndpointRestrictedError):
+        raise
+    except FMPError as exc:
+        if exc.kind == FailureKind.QUOTA_EXHAUSTED:
+            raise
+        return SymbolHistory(symbol, False, failure=HistoryFailure(symbol, exc.kind, str(exc)))
+    return parse_intraday_rows(payload, symbol, start, end, fetched_at)
+
+
+__all__ = [
+    "DAILY_PATH",
+    "INTRADAY_5MIN_PATH",
+    "DailyBar",
+    "HistoryFailure",
+    "IntradayBar",
+    "NonexistentNewYorkTime",
+    "SymbolHistory",
+    "fetch_daily_history",
+    "fetch_intraday_bars",
+    "is_ambiguous_new_york",
+    "new_york_series_to_utc",
+    "new_york_to_utc",
+    "parse_daily_rows",
+    "parse_intraday_rows",
+]

@@ -1,0 +1,1 @@
+"""Price history: daily partitions, single-run backfills, 5-minute bars."""

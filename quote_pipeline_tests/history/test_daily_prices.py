@@ -1,0 +1,343 @@
+"""`daily_prices` through Dagster in process: single-run ranges, exact replacement, checks."""
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from quote_pipeline.defs.history.assets import (
+    DEFAULT_HISTORY_START,
+    HISTORY_START_ENV,
+    daily_partitions,
+    daily_prices,
+    history_start,
+    unfinished_session,
+)
+from quote_pipeline.fmp.history import DAILY_PATH
+from quote_pipeline.history_calendar import is_session, session_hours, sessions_between
+from quote_pipeline.sandbox import FaultConfig
+from quote_pipeline.storage import create_db_engine
+from quote_pipeline.storage.history import read_daily_prices
+from quote_pipeline.storage.schema import daily_prices as daily_prices_table
+from quote_pipeline_tests.conftest import SandboxFactory
+from quote_pipeline_tests.history.support import (
+    TICKERS,
+    checks_of,
+    history_definitions,
+    history_requests,
+    metadata_of,
+    run_daily,
+    served,
+)
+
+Q1 = ("2026-01-05", "2026-03-31")
+
+
+def stored_row(day: date, high: str = "11") -> dict[str, object]:
+    """A ``daily_prices`` row as another writer (or an older run) might have left it."""
+    prices = {"open": "10", "high": high, "low": "9", "close": "10"}
+    return {
+        "date": day,
+        **{k: Decimal(v) for k, v in prices.items()},
+        "volume": 100,
+        "fetched_at": datetime(2026, 3, 10, tzinfo=UTC),
+    }
+
+
+def partition_keys(first: str, last: str) -> list[str]:
+    return daily_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(first, last))
+
+
+def test_a_range_is_one_run_with_one_request_per_ticker(
+    monkeypatch: pytest.MonkeyPatch,
+    start_sandbox: SandboxFactory,
+    database_url: str,
+    dagster_instance: dg.DagsterInstance,
+) -> None:
+    sandbox = start_sandbox()
+    defs = history_definitions(monkeypatch, sandbox.url, database_url)
+    result = run_daily(defs, dagster_instance, *Q1)
+    assert result.success
+
+    assert history_requests(sandbox) == {t: 1 for t in TICKERS}
+    assert sandbox.stats()["requests_total"] == len(TICKERS)
+    first, last = date(2026, 1, 5), date(2026, 3, 31)
+    sessions = sessions_between(first, last)
+    rows = read_daily_prices(create_db_engine(database_url))
+    assert len(rows) == len(TICKERS) * len(sessions)
+    for ticker in TICKERS:
+        stored = {r.day: r for r in rows if r.symbol == ticker}
+        expected = served(sandbox, DAILY_PATH, ticker, first, last)
+        assert sorted(stored) == sessions
+        for row in expected:
+            bar = stored[date.fromisoformat(row["date"])]
+            assert (bar.open, bar.high, bar.low, bar.close) == (
+                row["open"],
+                row["high"],
+                row["low"],
+                row["close"],
+            )
+            assert (bar.volume, bar.change, bar.vwap) == (row["volume"], row["change"], row["vwap"])
+            assert bar.change_percent == row["changePercent"]
+
+    # One run materialized every partition of the range, weekends and holidays included.
+    keys = partition_keys(*Q1)
+    materialized = dagster_instance.get_materialized_partitions(dg.AssetKey("daily_prices"))
+    assert set(keys) <= materialized
+    events = result.get_asset_materialization_events()
+    assert sorted(e.partition for e in events) == keys  # all from this one run
+    assert len(dagster_instance.get_runs()) == 1
+
+    metadata = metadata_of(result, "daily_prices")
+    assert metadata["api_requests"] == len(TICKERS)
+    assert metadata["rows_written"] == len(rows)
+    assert metadata["sessions"] == len(sessions)
+    assert metadata["first_day"] == "2026-01-05" and metadata["last_day"] == "2026-03-31"
+    checks = checks_of(result)
+    assert checks["bars_consistent"].passed
+    assert checks["no_missing_trading_days"].passed
+
+
+def test_rematerializing_replaces_rows_exactly(
+    monkeypatch: pytest.MonkeyPatch,
+    start_sandbox: SandboxFactory,
+    database_url: str,
+    dagster_instance: dg.DagsterInstance,
+) -> None:
+    sandbox = start_sandbox()
+    defs = history_definitions(monkeypatch, sandbox.url, database_url)
+    engine = create_db_engine(database_url)
+    assert run_daily(defs, dagster_instance, "2026-02-02", "2026-02-13").success
+    before = read_daily_prices(engine)
+
+    # Damage inside the range: a changed close, and a stray row on a Saturday.
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(daily_prices_table)
+            .where(daily_prices_table.c.ticker == "AAPL")
+            .where(daily_prices_table.c.date == date(2026, 2, 3))
+            .values(close=Decimal("123.45"))
+        )
+        conn.execute(
+            sa.insert(daily_prices_table),
+            [{**stored_row(date(2026, 2, 7)), "ticker": "AAPL"}],
+        )
+
+    again = run_daily(defs, dagster_instance, "2026-02-02", "2026-02-08")
+    assert again.success
+    after = read_daily_prices(engine)
+    assert [(r.symbol, r.day, r.close, r.volume) for r in after] == [
+        (r.symbol, r.day, r.close, r.volume) for r in before
+    ]
+    metadata = metadata_of(again, "daily_prices")
+    # 5 sessions per ticker replaced, plus the stray Saturday row.
+    assert metadata["rows_replaced"] == 5 * len(TICKERS) + 1
+    assert metadata["rows_written"] == 5 * len(TICKERS)
+
+    # A single partition, re-materialized, does the same for its day.
+    assert run_daily(defs, dagster_instance, "2026-02-10").success
+    assert len(read_daily_prices(engine)) == len(before)
+
+
+def test_closed_days_make_no_rows_no_requests_and_no_error(
+    monkeypatch: pytest.MonkeyPatch,
+    start_sandbox: SandboxFactory,
+    sqlite_url: str,
+    dagster_instance: dg.DagsterInstance,
+) -> None:
+    sandbox = start_sandbox()
+    defs = history_definitions(monkeypatch, sandbox.url, sqlite_url)
+    holiday = run_daily(defs, dagster_instance, "2026-01-19")  # Martin Luther King Jr. Day
+    weekend = run_daily(defs, dagster_instance, "2026-02-07", "2026-02-08")
+    assert holiday.success and weekend.success
+    assert sandbox.stats()["requests_total"] == 0
+    assert read_daily_prices(create_db_engine(sqlite_url)) == []
+    assert metadata_of(weekend, "daily_prices")["rows_written"] == 0
+    assert all(c.passed for c in checks_of(weekend).values())
+    materialized = dagster_instance.get_materialized_partitions(dg.AssetKey("daily_prices"))
+    assert {"2026-01-19", "2026-02-07", "2026-02-08"} <= materialized
+
+
+def test_a_session_not_closed_yet_is_refused() -> None:
+    wednesday = date(2026, 11, 25)
+    closes = session_hours(wednesday)[1]
+    assert unfinished_session([wednesday], closes - timedelta(seconds=1)) == (wednesday, closes)
+    assert unfinished_session([wednesday], closes) is None
+    assert unfinished_session([], closes) is None
+
+
+def test_todays_partition_exists_and_waits_for_the_close(
+    monkeypatch: pytest.MonkeyPatch,
+    start_sandbox: SandboxFactory,
+    sqlite_url: str,
+    dagster_instance: dg.DagsterInstance,
+) -> None:
+    # end_offset=1: today's partition exists (the after-close schedule asks for it).
+    last_key = daily_partitions.get_last_partition_key()
+    assert last_key is not None
+    sandbox = start_sandbox()
+    defs = history_definitions(monkeypatch, sandbox.url, sqlite_url, ["AAPL"])
+    result = run_daily(defs, dagster_instance, last_key)
+    day = date.fromisoformat(last_key)
+    open_now = is_session(day) and session_hours(day)[1] > datetime.now(UTC)
+    if open_now:
+        assert not result.success
+        failure = result.failure_data_for_node("daily_prices")
+        assert failure is not None and "not final yet" in str(failure.user_failure_data)
+        assert sandbox.stats()["requests_total"] == 0
+    else:
+        assert result.success
+
+
+def test_failed_tickers_keep_their_rows_and_the_checks_say_so(
+    monkeypatch: pytest.MonkeyPatch,
+    start_sandbox: SandboxFactory,
+    database_url: str,
+    dagster_instance: dg.DagsterInstance,
+) -> None:
+    # Rows for GATED from an earlier plan: one inconsistent bar, and a gap on 2026-03-04.
+    engine = create_db_engine(database_url)
+    old = [
+        {**stored_row(day, high="9" if day == date(2026, 3, 3) else "11"), "ticker": "GATED"}
+        for day in sessions_between(date(2026, 3, 2), date(2026, 3, 6))
+        if day != date(2026, 3, 4)
+    ]
+    with engine.begin() as conn:
+        conn.execute(sa.insert(daily_prices_table), old)
+
+    sandbox = start_sandbox(
+        faults=FaultConfig(plan_gated_symbols={"GATED"}, unknown_symbols={"GONE"})
+    )
+    defs = history_definitions(monkeypatch, sandbox.url, database_url, ["AAPL", "GATED", "GONE"])
+    result = run_daily(defs, dagster_instance, "2026-03-02", "2026-03-06")
+    assert result.success  # plan limits and unknown symbols are reported, not fatal
+
+    stored = read_daily_prices(engine, ["GATED"])
+    assert len(stored) == 4  # untouched: the API did not answer for it
+    assert len(read_daily_prices(engine, ["AAPL"])) == 5
+    metadata = metadata_of(result, "daily_prices")
+    assert metadata["failures_by_kind"] == {"not_in_plan": 1, "no_quote": 1}
+    assert metadata["tickers_answered"] == 2
+    assert "GATED" in metadata["failures"] and "GONE" in metadata["failures"]
+
+    checks = checks_of(result)
+    consistent, gaps = checks["bars_consistent"], checks["no_missing_trading_days"]
+    assert not consistent.passed and consistent.severity == dg.AssetCheckSeverity.ERROR
+    assert consistent.metadata["inconsistent_rows"].value == 1
+    assert "GATED 2026-03-03" in str(consistent.metadata["examples"].value)
+    assert not gaps.passed and gaps.severity == dg.AssetCheckSeverity.WARN
+    assert gaps.metadata["examples"].value == {"GATED": ["2026-03-04"]}
+
+
+def test_transient_failures_get_a_second_pass(
+    monkeypatch: pytest.MonkeyPatch,
+    start_sandbox: SandboxFactory,
+    sqlite_url: str,
+    dagster_instance: dg.DagsterInstance,
+) -> None:
+    tickers = [f"T{i:02d}" for i in range(30)]
+    sandbox = start_sandbox(faults=FaultConfig(server_error_rate=0.4), seed=3)
+    defs = history_definitions(monkeypatch, sandbox.url, sqlite_url, tickers, attempts=1)
+    result = run_daily(defs, dagster_instance, "2026-03-02", "2026-03-06")
+
+    log = [r for r in sandbox.stats()["requests"] if r["path"] == DAILY_PATH]
+    first_try = {r["symbols"][0]: r["status"] for r in log[: len(tickers)]}
+    assert sorted(first_try) == tickers  # every ticker once, before any second try
+    retried = sorted(s for s, status in first_try.items() if status != 200)
+    assert retried, "the seed makes some first tries fail"
+    assert sorted(r["symbols"][0] for r in log[len(tickers) :]) == retried
+    last_status = {r["symbols"][0]: r["status"] for r in log}
+    still_failing = sorted(s for s, status in last_status.items() if status != 200)
+    stored = {r.symbol for r in read_daily_prices(create_db_engine(sqlite_url))}
+    assert stored == set(tickers) - set(still_failing)  # what succeeded is written either way
+    assert result.success == (not still_failing)
+    if still_failing:
+        failure = result.failure_data_for_node("daily_prices")
+        assert failure is not None and "still failed after a second try" in str(
+            failure.user_failure_data
+        )
+
+
+def test_server_errors_that_persist_fail_the_run_after_writing_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+    start_sandbox: SandboxFactory,
+    sqlite_url: str,
+    dagster_instance: dg.DagsterInstance,
+) -> None:
+    sandbox = start_sandbox(faults=FaultConfig(hang_symbols={"SLOW"}, hang_seconds=3))
+    defs = history_definitions(
+        monkeypatch, sandbox.url, sqlite_url, ["AAPL", "SLOW"], attempts=2, read_timeout=0.5
+    )
+    result = run_daily(defs, dagster_instance, "2026-03-02", "2026-03-06")
+    assert not result.success
+    assert history_requests(sandbox) == {"AAPL": 1, "SLOW": 4}  # 2 attempts x 2 passes
+    assert {r.symbol for r in read_daily_prices(create_db_engine(sqlite_url))} == {"AAPL"}
+    failure = result.failure_data_for_node("daily_prices")
+    assert failure is not None
+    assert "transport_error" in str(failure.user_failure_data)
+
+
+def test_an_invalid_key_stops_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+    start_sandbox: SandboxFactory,
+    sqlite_url: str,
+    dagster_instance: dg.DagsterInstance,
+) -> None:
+    sandbox = start_sandbox(api_key="another-key")
+    defs = history_definitions(monkeypatch, sandbox.url, sqlite_url)
+    result = run_daily(defs, dagster_instance, "2026-03-02", "2026-03-06")
+    assert not result.success
+    failure = result.failure_data_for_node("daily_prices")
+    assert failure is not None and "refused the run" in str(failure.user_failure_data)
+    assert sandbox.stats()["by_status"] == {"401": sandbox.stats()["requests_total"]}
+    assert read_daily_prices(create_db_engine(sqlite_url)) == []
+
+
+def test_no_tickers_is_a_clear_failure(
+    monkeypatch: pytest.MonkeyPatch,
+    start_sandbox: SandboxFactory,
+    sqlite_url: str,
+    dagster_instance: dg.DagsterInstance,
+) -> None:
+    sandbox = start_sandbox()
+    defs = history_definitions(monkeypatch, sandbox.url, sqlite_url, [])
+    result = run_daily(defs, dagster_instance, "2026-03-02")
+    assert not result.success
+    failure = result.failure_data_for_node("daily_prices")
+    assert failure is not None and "No tickers" in str(failure.user_failure_data)
+
+
+def test_large_ranges_are_written_in_bounded_groups_and_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+    start_sandbox: SandboxFactory,
+    postgres_url: str,
+    dagster_instance: dg.DagsterInstance,
+) -> None:
+    tickers = [f"G{i}" for i in range(8)]
+    sandbox = start_sandbox()
+    defs = history_definitions(monkeypatch, sandbox.url, postgres_url, tickers)
+    # 60 sessions: at most 240 bars in memory means groups of 2 tickers (120 bars each).
+    result = run_daily(defs, dagster_instance, *Q1, max_rows_in_memory=240, chunk_rows=25)
+    assert result.success
+    metadata = metadata_of(result, "daily_prices")
+    assert metadata["api_requests"] == len(tickers)  # grouping never costs requests
+    assert metadata["write_transactions"] == 4
+    assert metadata["insert_statements"] == 4 * 5  # 120 rows in chunks of 25
+    assert metadata["rows_written"] == len(tickers) * 60
+
+
+def test_the_asset_is_partitioned_for_single_run_backfills(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert daily_prices.backfill_policy == dg.BackfillPolicy.single_run()
+    assert daily_partitions.timezone == "America/New_York"
+    assert daily_partitions.start.date().isoformat() == DEFAULT_HISTORY_START
+    assert daily_prices.partitions_def == daily_partitions
+    assert daily_prices.op.pool == "fmp_api"
+    monkeypatch.setenv(HISTORY_START_ENV, "2015-06-01")
+    assert history_start() == "2015-06-01"
+    monkeypatch.setenv(HISTORY_START_ENV, "June 2015")
+    with pytest.raises(ValueError, match=HISTORY_START_ENV):
+        history_start()

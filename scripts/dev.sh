@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Start the Dagster UI and daemon (`dagster dev -w workspace.yaml`) on the right instance:
+#   - DAGSTER_HOME set: that instance, as configured there;
+#   - DAGSTER_PG_HOST set: the production instance, ./dagster.yaml (PostgreSQL, from the
+#     DAGSTER_PG_* variables), with DAGSTER_HOME at the project root;
+#   - neither: a SQLite instance in ./.dagster_home (made here, kept across restarts).
+# `dagster dev` reads ./dagster.yaml when DAGSTER_HOME is unset, so running it bare in the
+# project root without the DAGSTER_PG_* variables fails: this script is the no-set-up way.
+# Extra arguments go to `dagster dev` (e.g. -p 3001).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+if [ -z "${DAGSTER_HOME:-}" ]; then
+    if [ -n "${DAGSTER_PG_HOST:-}" ]; then
+        export DAGSTER_HOME="$root"
+    else
+        export DAGSTER_HOME="$root/.dagster_home"
+        mkdir -p "$DAGSTER_HOME"
+        echo "No DAGSTER_PG_HOST: using a local SQLite instance in $DAGSTER_HOME" >&2
+    fi
+fi
+exec .venv/bin/dagster dev -w workspace.yaml "$@"
