@@ -2,16 +2,18 @@
 
 Built on exchange_calendars' ``XNYS`` calendar, which tracks the exchange's rules (observed
 holidays, early closes, one-off closures such as national days of mourning) so that no
-holiday list is kept by hand here. Everything takes timezone-aware instants and answers in
-New York time, the exchange's own.
+holiday list is kept by hand here. One calendar covers 2000 (or any earlier year asked for)
+to the year after next, so an answer never depends on the day it is asked, nor on a date
+sitting near a year's edge. Instants are timezone-aware; days are New York calendar dates.
 """
 
 from __future__ import annotations
 
 import functools
 import warnings
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -21,8 +23,10 @@ if TYPE_CHECKING:
     import exchange_calendars
 
 EXCHANGE = "XNYS"
-NEW_YORK = ZoneInfo("America/New_York")
+NEW_YORK_TZ = "America/New_York"
+NEW_YORK = ZoneInfo(NEW_YORK_TZ)
 REGULAR_CLOSE = time(16, 0)
+FIRST_YEAR = 2000
 # One more refresh after the close catches the closing prints.
 DEFAULT_AFTER_CLOSE = timedelta(hours=1)
 
@@ -46,17 +50,60 @@ class MarketDay:
         return self.closes_at is not None and self.closes_at.time() < REGULAR_CLOSE
 
 
-@functools.lru_cache(maxsize=8)
-def _calendar(year: int) -> exchange_calendars.ExchangeCalendar:
-    # Imported here: it takes ~0.3 s, paid by the first tick rather than every code load.
+@dataclass(frozen=True)
+class _Sessions:
+    """Every session of a calendar, sorted, for range queries by bisection."""
+
+    days: list[date]
+    opens: list[datetime]  # aware UTC, parallel to ``days``
+    closes: list[datetime]  # aware UTC; 13:00 New York on early-close days
+
+
+@functools.cache
+def _calendar_for_years(first_year: int, last_year: int) -> exchange_calendars.ExchangeCalendar:
+    # Imported here: it takes ~0.3 s, paid by the first question rather than every code load.
     import exchange_calendars
 
     with warnings.catch_warnings():
         # exchange_calendars trips a pandas deprecation warning inside its own constructor.
         warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
-        # The default bounds ("20 years ago to 1 year ahead") move with the wall clock; a
-        # calendar per year answers any date the same way on any day.
-        return exchange_calendars.get_calendar(EXCHANGE, start=f"{year}-01-01", end=f"{year}-12-31")
+        return exchange_calendars.get_calendar(
+            EXCHANGE, start=f"{first_year}-01-01", end=f"{last_year}-12-31"
+        )
+
+
+def _years_covering(*days: date) -> tuple[int, int]:
+    return (
+        min(FIRST_YEAR, *(d.year for d in days)),
+        max(date.today().year, *(d.year for d in days)) + 1,
+    )
+
+
+def _calendar(*days: date) -> exchange_calendars.ExchangeCalendar:
+    return _calendar_for_years(*_years_covering(*days))
+
+
+@functools.cache
+def _sessions_for_years(first_year: int, last_year: int) -> _Sessions:
+    schedule = _calendar_for_years(first_year, last_year).schedule
+    return _Sessions(
+        days=[stamp.date() for stamp in schedule.index],
+        opens=[stamp.to_pydatetime().astimezone(UTC) for stamp in schedule["open"]],
+        closes=[stamp.to_pydatetime().astimezone(UTC) for stamp in schedule["close"]],
+    )
+
+
+def _sessions(*days: date) -> _Sessions:
+    return _sessions_for_years(*_years_covering(*days))
+
+
+def _utc(instant: datetime) -> datetime:
+    if instant.tzinfo is None or instant.utcoffset() is None:
+        raise ValueError(f"{instant!r} is naive: pass a timezone-aware datetime")
+    return instant.astimezone(UTC)
+
+
+# --- one day ---------------------------------------------------------------------------------
 
 
 def holiday_name(day: date) -> str | None:
@@ -65,7 +112,7 @@ def holiday_name(day: date) -> str | None:
     Regular holidays carry the name of their exchange_calendars rule, for the observed day
     too (2026-07-03 is "July 4th"); one-off closures have no rule, so they get a generic name.
     """
-    calendar = _calendar(day.year)
+    calendar = _calendar(day)
     stamp = pd.Timestamp(day)
     named = calendar.regular_holidays.holidays(stamp, stamp, return_name=True)
     if len(named):
@@ -77,15 +124,15 @@ def holiday_name(day: date) -> str | None:
 
 def market_day(day: date) -> MarketDay:
     """The NYSE's schedule for the New York calendar day ``day``."""
-    calendar = _calendar(day.year)
-    stamp = pd.Timestamp(day)
-    if calendar.is_session(stamp):
+    sessions = _sessions(day)
+    index = bisect_left(sessions.days, day)
+    if index < len(sessions.days) and sessions.days[index] == day:
         return MarketDay(
             day=day,
             is_session=True,
             closed_reason=None,
-            opens_at=calendar.session_open(stamp).to_pydatetime().astimezone(NEW_YORK),
-            closes_at=calendar.session_close(stamp).to_pydatetime().astimezone(NEW_YORK),
+            opens_at=sessions.opens[index].astimezone(NEW_YORK),
+            closes_at=sessions.closes[index].astimezone(NEW_YORK),
         )
     reason = "weekend" if day.weekday() >= 5 else holiday_name(day)
     return MarketDay(
@@ -99,14 +146,48 @@ def market_day(day: date) -> MarketDay:
 
 def new_york_day(instant: datetime) -> date:
     """The New York calendar date of an aware instant."""
-    if instant.tzinfo is None:
-        raise ValueError(f"{instant!r} is naive: pass a timezone-aware datetime")
-    return instant.astimezone(NEW_YORK).date()
+    return _utc(instant).astimezone(NEW_YORK).date()
 
 
-def is_session(instant: datetime) -> bool:
-    """Whether the NYSE has a session on the New York date of ``instant``."""
-    return market_day(new_york_day(instant)).is_session
+def is_session(when: date | datetime) -> bool:
+    """Whether the NYSE trades on a New York date, or on the New York date of an instant."""
+    day = new_york_day(when) if isinstance(when, datetime) else when
+    return market_day(day).is_session
+
+
+def session_hours(day: date) -> tuple[datetime, datetime]:
+    """The open and close (aware, UTC) of the session on ``day``; ValueError if none."""
+    found = market_day(day)
+    if found.opens_at is None or found.closes_at is None:
+        raise ValueError(f"the NYSE has no session on {day.isoformat()}")
+    return found.opens_at.astimezone(UTC), found.closes_at.astimezone(UTC)
+
+
+# --- ranges and instants -------------------------------------------------------------------
+
+
+def sessions_between(start: date, end: date) -> list[date]:
+    """NYSE sessions from ``start`` to ``end``, both included, oldest first."""
+    if end < start:
+        return []
+    days = _sessions(start, end).days
+    return days[bisect_left(days, start) : bisect_right(days, end)]
+
+
+def last_closed_session(now: datetime) -> date | None:
+    """The latest session whose close is at or before ``now``; None before the first one."""
+    now = _utc(now)
+    sessions = _sessions(now.date())
+    index = bisect_right(sessions.closes, now) - 1
+    return sessions.days[index] if index >= 0 else None
+
+
+def last_opened_session(now: datetime) -> date | None:
+    """The latest session whose open is at or before ``now`` (the one trading now, if any)."""
+    now = _utc(now)
+    sessions = _sessions(now.date())
+    index = bisect_right(sessions.opens, now) - 1
+    return sessions.days[index] if index >= 0 else None
 
 
 def refresh_window(

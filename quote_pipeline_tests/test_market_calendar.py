@@ -100,3 +100,18 @@ def test_market_hours_follow_daylight_saving_time() -> None:
     assert not within_market_hours(
         datetime(2026, 3, 9, 20, 30, tzinfo=UTC), after_close=timedelta(0)
     )
+
+
+@pytest.mark.parametrize(
+    ("day", "reason"),
+    [
+        (date(2027, 1, 1), "New Year's Day"),  # the first day of a year
+        (date(2022, 12, 31), "weekend"),  # the last day of a year, no session
+        (date(2026, 1, 1), "New Year's Day"),
+        (date(1999, 12, 25), "weekend"),  # before the calendar's default first year
+    ],
+)
+def test_days_at_a_years_edge_are_answered(day: date, reason: str) -> None:
+    closed = market_day(day)
+    assert not closed.is_session
+    assert closed.closed_reason == reason

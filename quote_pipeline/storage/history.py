@@ -8,7 +8,7 @@ statement; what the caller holds in memory is up to the caller.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from itertools import islice
@@ -95,15 +95,17 @@ def replace_daily_prices(
     bars: Iterable[DailyBar],
     *,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    starts: Mapping[str, date] | None = None,
 ) -> DailyReplaceSummary:
     """Make ``bars`` exactly the rows of ``symbols`` dated ``start`` to ``end``.
 
     One transaction: the range's rows of those symbols are deleted and ``bars`` inserted
     (as bulk upserts keyed (ticker, date), ``chunk_rows`` at a time), so no old row outlives
     a re-materialization and no reader ever sees the range half written. Rows of other
-    symbols, or outside the range, are never touched. A bar outside ``symbols`` and range, or
-    a repeated (ticker, date), is a caller's bug and raises ValueError before anything
-    changes.
+    symbols, or outside the range, are never touched. ``starts`` narrows a symbol's replaced
+    range to begin later (where the API's history for it begins), so rows older than what
+    the API still serves are kept. A bar outside ``symbols`` and range, or a repeated
+    (ticker, date), is a caller's bug and raises ValueError before anything changes.
     """
     if chunk_rows < 1:
         raise ValueError("chunk_rows must be at least 1")
@@ -121,13 +123,18 @@ def replace_daily_prices(
 
     deleted = written = statements = 0
     with engine.begin() as conn:
-        for chunk in _batched(sorted(wanted), _IN_LIST_LIMIT):
-            result = conn.execute(
-                sa.delete(daily_prices).where(
-                    daily_prices.c.ticker.in_(chunk), daily_prices.c.date.between(start, end)
+        by_start: dict[date, list[str]] = {}
+        for symbol in sorted(wanted):
+            by_start.setdefault(max(start, (starts or {}).get(symbol, start)), []).append(symbol)
+        for first_day, group in by_start.items():
+            for chunk in _batched(group, _IN_LIST_LIMIT):
+                result = conn.execute(
+                    sa.delete(daily_prices).where(
+                        daily_prices.c.ticker.in_(chunk),
+                        daily_prices.c.date.between(first_day, end),
+                    )
                 )
-            )
-            deleted += result.rowcount
+                deleted += result.rowcount
         upsert = _upsert(conn, daily_prices, ("ticker", "date"), _DAILY_UPDATE)
         for rows in _batched(map(checked, bars), chunk_rows):
             written += len(conn.execute(upsert, rows).all())

@@ -15,7 +15,7 @@ import pytest
 
 from quote_pipeline.defs.history.assets import daily_partitions
 from quote_pipeline.fmp.history import DAILY_PATH
-from quote_pipeline.history_calendar import sessions_between
+from quote_pipeline.market_calendar import sessions_between
 from quote_pipeline.sandbox import SandboxServer
 from quote_pipeline.storage import add_tickers, create_db_engine
 from quote_pipeline.storage.history import read_daily_prices

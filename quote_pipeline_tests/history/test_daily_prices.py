@@ -16,7 +16,7 @@ from quote_pipeline.defs.history.assets import (
     unfinished_session,
 )
 from quote_pipeline.fmp.history import DAILY_PATH
-from quote_pipeline.history_calendar import is_session, session_hours, sessions_between
+from quote_pipeline.market_calendar import is_session, session_hours, sessions_between
 from quote_pipeline.sandbox import FaultConfig
 from quote_pipeline.storage import create_db_engine
 from quote_pipeline.storage.history import read_daily_prices
@@ -229,6 +229,36 @@ def test_failed_tickers_keep_their_rows_and_the_checks_say_so(
     assert "GATED 2026-03-03" in str(consistent.metadata["examples"].value)
     assert not gaps.passed and gaps.severity == dg.AssetCheckSeverity.WARN
     assert gaps.metadata["examples"].value == {"GATED": ["2026-03-04"]}
+
+
+def test_an_empty_or_partly_bad_answer_keeps_the_stored_rows(
+    monkeypatch: pytest.MonkeyPatch,
+    start_sandbox: SandboxFactory,
+    database_url: str,
+    dagster_instance: dg.DagsterInstance,
+) -> None:
+    # GONE now answers 200 [] (a plan's history horizon, a delisting); SHAPE answers rows
+    # with wrong types. Neither may wipe what an earlier run stored.
+    engine = create_db_engine(database_url)
+    days = sessions_between(date(2026, 3, 2), date(2026, 3, 6))
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(daily_prices_table),
+            [{**stored_row(day), "ticker": t} for t in ("GONE", "SHAPE") for day in days],
+        )
+    sandbox = start_sandbox(
+        faults=FaultConfig(unknown_symbols={"GONE"}, bad_shape_symbols={"SHAPE"})
+    )
+    defs = history_definitions(monkeypatch, sandbox.url, database_url, ["AAPL", "GONE", "SHAPE"])
+    result = run_daily(defs, dagster_instance, "2026-03-02", "2026-03-06")
+    assert result.success
+
+    assert len(read_daily_prices(engine, ["GONE"])) == len(days)
+    assert len(read_daily_prices(engine, ["SHAPE"])) == len(days)
+    assert len(read_daily_prices(engine, ["AAPL"])) == len(days)
+    metadata = metadata_of(result, "daily_prices")
+    assert metadata["failures_by_kind"] == {"no_quote": 1, "bad_response": 1}
+    assert "stored rows kept" in metadata["failures"]
 
 
 def test_transient_failures_get_a_second_pass(

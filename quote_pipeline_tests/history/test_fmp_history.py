@@ -21,7 +21,7 @@ from quote_pipeline.fmp.history import (
     parse_daily_rows,
     parse_intraday_rows,
 )
-from quote_pipeline.history_calendar import sessions_between
+from quote_pipeline.market_calendar import sessions_between
 from quote_pipeline.models import FailureKind
 from quote_pipeline.sandbox import FaultConfig, SandboxServer
 from quote_pipeline_tests.conftest import SANDBOX_KEY, SandboxFactory

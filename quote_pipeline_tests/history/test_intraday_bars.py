@@ -1,22 +1,17 @@
 """`intraday_bars` through Dagster in process: UTC keys across DST, upserts, forming bars."""
 
-import json
-import threading
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import dagster as dg
 import pytest
 
 from quote_pipeline.fmp.history import INTRADAY_5MIN_PATH
-from quote_pipeline.history_calendar import last_opened_session
+from quote_pipeline.market_calendar import last_opened_session
+from quote_pipeline.sandbox.market import NEW_YORK
 from quote_pipeline.storage import create_db_engine
 from quote_pipeline.storage.history import read_intraday_bars
-from quote_pipeline_tests.conftest import SANDBOX_KEY, SandboxFactory
+from quote_pipeline_tests.conftest import SandboxFactory
 from quote_pipeline_tests.history.support import (
     checks_of,
     history_definitions,
@@ -115,79 +110,52 @@ def test_a_weekend_asks_nothing(
     assert not reversed_range.success
 
 
-class _ScriptedChart:
-    """A stand-in for FMP's 5-minute endpoint whose answer the test sets, so that a bar can
-    be seen while forming and again when complete (the sandbox follows the wall clock)."""
-
-    def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []
-        self.asked: list[dict[str, list[str]]] = []
-        chart = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                url = urlparse(self.path)
-                query = parse_qs(url.query)
-                ok = url.path == INTRADAY_5MIN_PATH and query.get("apikey") == [SANDBOX_KEY]
-                chart.asked.append(query)
-                body = json.dumps(chart.rows if ok else {"Error Message": "Invalid API KEY."})
-                self.send_response(200 if ok else 401)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(body.encode())
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-
-@pytest.fixture
-def scripted_chart() -> Iterator[_ScriptedChart]:
-    chart = _ScriptedChart()
-    chart.thread.start()
-    yield chart
-    chart.server.shutdown()
-    chart.server.server_close()
-
-
-def _row(when: str, close: float, volume: int) -> dict[str, Any]:
-    return {"date": when, "open": 10.0, "low": 9.9, "high": 10.6, "close": close, "volume": volume}
-
-
 def test_the_forming_bar_is_completed_by_the_next_run(
     monkeypatch: pytest.MonkeyPatch,
-    scripted_chart: _ScriptedChart,
+    start_sandbox: SandboxFactory,
     database_url: str,
     dagster_instance: dg.DagsterInstance,
 ) -> None:
-    defs = history_definitions(monkeypatch, scripted_chart.url, database_url, ["AAPL"])
+    sandbox = start_sandbox(seed=5)  # a seed whose AAPL bar moves in every field as it forms
+    defs = history_definitions(monkeypatch, sandbox.url, database_url, ["AAPL"])
     config = {"from_date": "2026-11-24", "to_date": "2026-11-24"}
-    # 09:42 New York: the 09:40 bar is two minutes old.
-    scripted_chart.rows = [
-        _row("2026-11-24 09:40:00", 10.2, 1_000),
-        _row("2026-11-24 09:35:00", 10.1, 50_000),
-        _row("2026-11-24 09:30:00", 10.0, 90_000),
-    ]
-    assert run_intraday(defs, dagster_instance, **config).success
-    # 09:47: the 09:40 bar is complete, a 09:45 bar is forming.
-    scripted_chart.rows = [
-        _row("2026-11-24 09:45:00", 10.5, 700),
-        _row("2026-11-24 09:40:00", 10.4, 48_000),
-        _row("2026-11-24 09:35:00", 10.1, 50_000),
-        _row("2026-11-24 09:30:00", 10.0, 90_000),
-    ]
-    assert run_intraday(defs, dagster_instance, **config).success
+    day = date(2026, 11, 24)
+    engine = create_db_engine(database_url)
+    fifteen_forty = datetime(2026, 11, 24, 20, 40, tzinfo=UTC)  # 15:40 New York (EST)
 
-    assert [q["from"] for q in scripted_chart.asked] == [["2026-11-24"], ["2026-11-24"]]
-    rows = {r.bar_start: r for r in read_intraday_bars(create_db_engine(database_url))}
-    nine_forty = datetime(2026, 11, 24, 14, 40, tzinfo=UTC)
-    assert len(rows) == 4
-    assert rows[nine_forty].close == Decimal("10.4")
-    assert rows[nine_forty].volume == 48_000
-    assert rows[nine_forty + timedelta(minutes=5)].volume == 700
+    # 15:42:30 New York: the 15:40 bar is two and a half minutes old.
+    sandbox.set_clock(datetime(2026, 11, 24, 15, 42, 30, tzinfo=NEW_YORK))
+    assert run_intraday(defs, dagster_instance, **config).success
+    forming = served(sandbox, INTRADAY_5MIN_PATH, "AAPL", day, day)[0]
+    assert forming["date"] == "2026-11-24 15:40:00"
+    first = {r.bar_start: r for r in read_intraday_bars(engine)}
+    assert len(first) == 75 and max(first) == fifteen_forty
+    assert _ohlcv(first[fifteen_forty]) == _ohlcv(forming)
+
+    # 15:47: the 15:40 bar is complete, a 15:45 bar is forming.
+    sandbox.set_clock(datetime(2026, 11, 24, 15, 47, tzinfo=NEW_YORK))
+    assert run_intraday(defs, dagster_instance, **config).success
+    newest, complete = served(sandbox, INTRADAY_5MIN_PATH, "AAPL", day, day)[:2]
+    assert (newest["date"], complete["date"]) == ("2026-11-24 15:45:00", "2026-11-24 15:40:00")
+
+    assert history_requests(sandbox, intraday=True) == {"AAPL": 4}  # two runs, two `served`
+    rows = read_intraday_bars(engine)
+    by_start = {r.bar_start: r for r in rows}
+    assert len(rows) == len(by_start) == 76  # updated in place, no duplicate key
+    updated = by_start[fifteen_forty]
+    assert _ohlcv(updated) == _ohlcv(complete)
+    assert updated.open == first[fifteen_forty].open
+    for name in ("close", "high", "low", "volume"):
+        assert getattr(updated, name) != getattr(first[fifteen_forty], name), name
+    assert updated.fetched_at > first[fifteen_forty].fetched_at
+    assert _ohlcv(by_start[fifteen_forty + timedelta(minutes=5)]) == _ohlcv(newest)
+    # The finished bars before it are stored as they were.
+    assert all(_ohlcv(by_start[t]) == _ohlcv(first[t]) for t in first if t != fifteen_forty)
+
+
+def _ohlcv(bar: Any) -> tuple[Any, ...]:
+    """Open, high, low, close and volume of a stored bar or of an API row."""
+    names = ("open", "high", "low", "close", "volume")
+    if isinstance(bar, dict):
+        return tuple(bar[n] for n in names)
+    return tuple(getattr(bar, n) for n in names)

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from quote_pipeline.history_calendar import sessions_between
+from quote_pipeline.market_calendar import sessions_between
 from quote_pipeline.price_bars import DailyBar, IntradayBar
 from quote_pipeline.storage.history import (
     daily_price_consistency,
@@ -79,6 +79,20 @@ def test_replace_makes_the_range_exactly_the_new_rows(engine: Engine) -> None:
     stored = rows[0]
     assert stored.volume == 3_000_000_000 and stored.vwap == Decimal("10.25")
     assert stored.fetched_at == T0
+
+
+def test_replace_can_start_later_for_a_symbol_and_keep_older_rows(engine: Engine) -> None:
+    replace_daily_prices(engine, ["AAPL"], MARCH[0], MARCH[-1], [daily("AAPL", d) for d in MARCH])
+    # The API now serves AAPL only from the third day (its plan's horizon moved).
+    newer = [daily("AAPL", d, close="11.25") for d in MARCH[2:]]
+    summary = replace_daily_prices(
+        engine, ["AAPL"], MARCH[0], MARCH[-1], newer, starts={"AAPL": MARCH[2]}
+    )
+    assert summary.rows_deleted == len(MARCH) - 2
+    rows = {r.day: r.close for r in read_daily_prices(engine, ["AAPL"])}
+    assert sorted(rows) == MARCH
+    assert [rows[d] for d in MARCH[:2]] == [Decimal("10.5")] * 2
+    assert {rows[d] for d in MARCH[2:]} == {Decimal("11.25")}
 
 
 def test_replace_is_one_transaction(engine: Engine) -> None:

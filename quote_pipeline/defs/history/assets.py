@@ -9,7 +9,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pandas as pd
@@ -25,7 +24,8 @@ from quote_pipeline.defs.history.checks import (
 from quote_pipeline.defs.resources import DatabaseResource, FMPResource
 from quote_pipeline.fmp import FMPClient, FMPError
 from quote_pipeline.fmp.history import SymbolHistory, fetch_daily_history, fetch_intraday_bars
-from quote_pipeline.history_calendar import (
+from quote_pipeline.market_calendar import (
+    NEW_YORK,
     NEW_YORK_TZ,
     last_opened_session,
     session_hours,
@@ -41,7 +41,6 @@ OWNERS = ["team:market-data"]
 HISTORY_START_ENV = "QUOTE_PIPELINE_HISTORY_START"
 DEFAULT_HISTORY_START = "2020-01-01"
 BARS_PER_SESSION = 78  # 09:30 to 16:00 in 5-minute bars
-NEW_YORK = ZoneInfo(NEW_YORK_TZ)
 
 _BarT = TypeVar("_BarT", DailyBar, IntradayBar)
 
@@ -194,7 +193,7 @@ def fetch_and_write(
                     tally.failures.append(history.failure)
                 if history.answered:
                     tally.answered += 1
-                    if not history.bars:
+                    if not history.bars and history.failure is None:
                         tally.without_data.append(history.symbol)
                 tally.rows_dropped += history.rows_outside_range
             answered = [h for h in histories if h.answered]
@@ -401,14 +400,18 @@ def daily_prices(
     )
 
     def write(histories: list[SymbolHistory[DailyBar]]) -> GroupWrite:
-        bars = [b for h in histories for b in h.bars if b.day in session_days]
+        # Only a clean answer replaces stored rows: an empty answer (a plan's history horizon,
+        # a delisting) or one with rejected rows keeps what is stored, and is reported.
+        clean = [h for h in histories if h.bars and h.failure is None]
+        bars = [b for h in clean for b in h.bars if b.day in session_days]
         summary = replace_daily_prices(
             engine,
-            [h.symbol for h in histories],
+            [h.symbol for h in clean],
             start,
             end,
             bars,
             chunk_rows=config.chunk_rows,
+            starts={h.symbol: min(b.day for b in h.bars) for h in clean},
         )
         return GroupWrite(summary.rows_written, summary.rows_deleted, summary.statements)
 
@@ -433,7 +436,9 @@ def daily_prices(
             raise _refused(exc, client.requests_made) from None
         requests = client.requests_made
     no_data = [
-        HistoryFailure(s, FailureKind.NO_QUOTE, "the API has no daily bars in this range")
+        HistoryFailure(
+            s, FailureKind.NO_QUOTE, "the API has no daily bars in this range; stored rows kept"
+        )
         for s in tally.without_data
     ]
     tally.failures.extend(no_data)

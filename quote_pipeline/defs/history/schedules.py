@@ -1,15 +1,15 @@
 """Schedules of the price history, on the NYSE calendar (New York time, holidays skipped)."""
 
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import dagster as dg
 
 from quote_pipeline.defs.code_version import CODE_VERSION_TAG, code_version
 from quote_pipeline.defs.history.assets import OWNERS
 from quote_pipeline.defs.history.jobs import daily_prices_job, intraday_bars_job
-from quote_pipeline.history_calendar import (
+from quote_pipeline.market_calendar import (
     EXCHANGE,
+    NEW_YORK,
     NEW_YORK_TZ,
     is_session,
     last_closed_session,
@@ -23,7 +23,6 @@ DAILY_PRICES_CRON = "0 17 * * 1-5"
 INTRADAY_BARS_CRON = "*/5 9-16 * * 1-5"
 # One tick after the close completes the last bar (15:55-16:00), one more catches late prints.
 INTRADAY_AFTER_CLOSE = timedelta(minutes=5)
-_NEW_YORK = ZoneInfo(NEW_YORK_TZ)
 
 
 def _tick(context: dg.ScheduleEvaluationContext) -> datetime:
@@ -32,7 +31,7 @@ def _tick(context: dg.ScheduleEvaluationContext) -> datetime:
 
 def daily_prices_request(tick: datetime) -> dg.RunRequest | dg.SkipReason:
     """The run for the session that closed before ``tick`` on ``tick``'s New York date."""
-    day = tick.astimezone(_NEW_YORK).date()
+    day = tick.astimezone(NEW_YORK).date()
     if not is_session(day):
         return dg.SkipReason(f"The NYSE is closed on {day}: no daily bar to fetch.")
     if last_closed_session(tick) != day:
@@ -42,14 +41,14 @@ def daily_prices_request(tick: datetime) -> dg.RunRequest | dg.SkipReason:
 
 def intraday_bars_request(tick: datetime) -> dg.RunRequest | dg.SkipReason:
     """A refresh of today's 5-minute bars while the session is open (and just after)."""
-    day = tick.astimezone(_NEW_YORK).date()
+    day = tick.astimezone(NEW_YORK).date()
     if not is_session(day):
         return dg.SkipReason(f"The NYSE is closed on {day}.")
     opens_at, closes_at = session_hours(day)
     if not opens_at < tick <= closes_at + INTRADAY_AFTER_CLOSE:
         return dg.SkipReason(
-            f"Outside market hours ({opens_at.astimezone(_NEW_YORK):%H:%M} to "
-            f"{closes_at.astimezone(_NEW_YORK):%H:%M} New York time on {day})."
+            f"Outside market hours ({opens_at.astimezone(NEW_YORK):%H:%M} to "
+            f"{closes_at.astimezone(NEW_YORK):%H:%M} New York time on {day})."
         )
     return dg.RunRequest(
         run_key=f"intraday_bars:{tick.astimezone(UTC).isoformat()}",

@@ -1,11 +1,11 @@
-"""NYSE sessions over ranges, for price history (plain Python)."""
+"""NYSE sessions over date ranges and the latest sessions at an instant (plain Python)."""
 
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from quote_pipeline.history_calendar import (
+from quote_pipeline.market_calendar import (
     is_session,
     last_closed_session,
     last_opened_session,
