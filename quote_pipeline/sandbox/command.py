@@ -7,9 +7,16 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from quote_pipeline.sandbox.server import FaultConfig, SandboxConfig, SandboxServer, check_loopback
+from quote_pipeline.sandbox.server import (
+    FaultConfig,
+    SandboxConfig,
+    SandboxServer,
+    check_clock,
+    check_loopback,
+)
 
 DESCRIPTION = (
     "Serve an FMP-compatible API on a loopback port with deterministic data and optional "
@@ -33,6 +40,18 @@ def _non_negative_int(raw: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {raw}")
     return value
+
+
+def _clock(raw: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date-time: {raw!r}") from None
+    try:
+        check_clock(moment)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return moment
 
 
 def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,6 +86,17 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
             help=f"symbols to {help_text}",
         )
     parser.add_argument("--hang-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--clock",
+        type=_clock,
+        default=None,
+        metavar="ISO8601",
+        help=(
+            "freeze the sandbox's 'now' (forming 5-minute bar, end of daily history, quota day) "
+            "at this time with offset, e.g. 2026-11-24T15:42:30-05:00; "
+            "POST /_sandbox/clock changes it later. Default: the real time"
+        ),
+    )
 
 
 def add_sandbox_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -101,6 +131,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         seed=args.seed,
         latency_ms=args.latency_ms,
         faults=faults,
+        clock=args.clock,
     )
 
 

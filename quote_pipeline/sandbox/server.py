@@ -13,7 +13,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -155,19 +155,35 @@ class FaultConfig:
             object.__setattr__(self, name, _symbol_set(getattr(self, name)))
 
 
+def check_clock(moment: datetime | None) -> datetime | None:
+    """``moment`` if it is None or time-zone aware; a naive time is ambiguous, so refused."""
+    if moment is not None and (moment.tzinfo is None or moment.utcoffset() is None):
+        raise ValueError(
+            f"the sandbox clock needs a time zone (like 2026-11-24T15:42:30-05:00), got {moment}"
+        )
+    return moment
+
+
 @dataclass(frozen=True)
 class SandboxConfig:
-    """How the sandbox behaves: accepted key, plan, seed, latency and faults."""
+    """How the sandbox behaves: accepted key, plan, seed, latency, faults and clock.
+
+    ``clock`` (aware) freezes the sandbox's "now" at that moment: the forming 5-minute bar,
+    the end of the daily history and the day the quota counts are all taken from it. None
+    follows the real time.
+    """
 
     api_key: str = "sandbox-key"
     premium: bool = False
     seed: int = 0
     latency_ms: float = 0.0
     faults: FaultConfig = field(default_factory=FaultConfig)
+    clock: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
             raise ValueError(f"latency_ms must be >= 0, got {self.latency_ms}")
+        check_clock(self.clock)
 
 
 # --- state ------------------------------------------------------------------------------
@@ -184,6 +200,8 @@ class _State:
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
         self.generation = 0
+        # Like the generation, the clock is not a counter: reset() leaves it alone.
+        self.clock: datetime | None = config.clock
         self.reset()
 
     def reset(self) -> None:
@@ -202,19 +220,31 @@ class _State:
         self.by_status[str(status)] += 1
         self.log.append({"t": t, "path": path, "symbols": symbols, "status": status})
 
+    def now(self) -> datetime:
+        """The sandbox's current time (aware): the simulated clock if set, else the real one."""
+        return self.clock if self.clock is not None else datetime.now(UTC)
+
+    def today(self) -> date:
+        """The sandbox's current New York date."""
+        return self.now().astimezone(NEW_YORK).date()
+
+    def clock_info(self) -> dict[str, Any]:
+        return {"now": self.now().isoformat(), "simulated": self.clock is not None}
+
     def stats(self) -> dict[str, Any]:
         return {
             "requests_total": self.requests_total,
             "by_endpoint": dict(self.by_endpoint),
             "by_status": dict(self.by_status),
             "generation": self.generation,
+            "clock": self.clock.isoformat() if self.clock is not None else None,
             "quota_used": self.quota_used,
             "requests": list(self.log),
         }
 
     def over_quota(self) -> bool:
         """Count one API request against the daily quota; True once it is spent."""
-        today = datetime.now(NEW_YORK).date()
+        today = self.today()
         if today != self.quota_day:
             self.quota_day, self.quota_used = today, 0
         self.quota_used += 1
@@ -384,11 +414,12 @@ def _history_rows(
     fault = _single_symbol_fault(symbol, state)
     if fault is not None:
         return fault
-    today = datetime.now(NEW_YORK).date()
+    now = state.now()
+    today = now.astimezone(NEW_YORK).date()
     seed = state.config.seed
     if intraday:
         end = end or today
-        rows = simulated_intraday_bars(symbol, start or end, end, seed=seed)
+        rows = simulated_intraday_bars(symbol, start or end, end, seed=seed, now=now)
     else:
         # Future sessions have no bars yet; the default window is FMP's five years.
         end = min(end or today, today)
@@ -481,6 +512,39 @@ async def _admin_advance(request: web.Request) -> web.Response:
     return _json({"ok": True, "generation": state.generation})
 
 
+def _parse_clock(body: Any) -> datetime | None:
+    """The moment a POST /_sandbox/clock body names: ``{"now": "<ISO 8601>"}`` or null."""
+    if not isinstance(body, dict) or "now" not in body:
+        raise _BadRequest('expected a JSON object {"now": "<ISO 8601 with offset>" or null}')
+    raw = body["now"]
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise _BadRequest(f"'now' must be an ISO 8601 string or null, got {raw!r}")
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise _BadRequest(f"'now' is not an ISO 8601 date-time: {raw!r}") from None
+    try:
+        return check_clock(moment)
+    except ValueError as exc:
+        raise _BadRequest(str(exc)) from None
+
+
+async def _admin_clock(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    if request.method == "POST":
+        try:
+            body = json.loads(await request.text())
+        except ValueError:
+            return _error("the body is not JSON", 400)
+        try:
+            state.clock = _parse_clock(body)
+        except _BadRequest as exc:
+            return _error(str(exc), 400)
+    return _json({"ok": True, **state.clock_info()})
+
+
 async def _admin_health(request: web.Request) -> web.Response:
     return _json({"ok": True})
 
@@ -496,6 +560,8 @@ def build_app(config: SandboxConfig | None = None) -> web.Application:
     app.router.add_get("/_sandbox/stats", _admin_stats)
     app.router.add_post("/_sandbox/reset", _admin_reset)
     app.router.add_post("/_sandbox/advance", _admin_advance)
+    app.router.add_get("/_sandbox/clock", _admin_clock)
+    app.router.add_post("/_sandbox/clock", _admin_clock)
     app.router.add_get("/_sandbox/health", _admin_health)
     app.router.add_route("*", "/_sandbox/{tail:.*}", _admin_unknown)
     app.router.add_route("*", "/{tail:.*}", _api)
@@ -632,6 +698,16 @@ class SandboxServer:
 
         return int(self._call(_advance))
 
+    def set_clock(self, now: datetime | None) -> None:
+        """Freeze the sandbox's "now" at ``now`` (aware), or follow real time again with None
+        (as POST /_sandbox/clock)."""
+        check_clock(now)
+
+        def _set(s: _State) -> None:
+            s.clock = now
+
+        self._call(_set)
+
     def __enter__(self) -> SandboxServer:
         return self.start()
 
@@ -644,6 +720,7 @@ __all__ = [
     "SandboxConfig",
     "SandboxServer",
     "build_app",
+    "check_clock",
     "check_loopback",
     "json_dumps",
 ]

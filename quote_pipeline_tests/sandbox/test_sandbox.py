@@ -409,6 +409,108 @@ def test_intraday_forming_bar_follows_now() -> None:
     assert simulated_intraday_bars("AAPL", day, day, now=datetime(2026, 11, 24, 9, 29)) == []
 
 
+# --- simulated clock --------------------------------------------------------------------
+
+
+def set_clock(client: Client, now: str | None) -> requests.Response:
+    return client.session.post(f"{client.server.url}/_sandbox/clock", json={"now": now}, timeout=5)
+
+
+def test_the_clock_drives_the_forming_bar() -> None:
+    day = date(2026, 11, 24)
+    first = datetime(2026, 11, 24, 15, 42, 30, tzinfo=NEW_YORK)
+    with sandbox(seed=5, clock=first) as client:
+        assert client.admin("GET", "clock") == {
+            "ok": True,
+            "now": "2026-11-24T15:42:30-05:00",
+            "simulated": True,
+        }
+        window = {"from": "2026-11-24", "to": "2026-11-24"}
+        early = decimal_json(client.get(CHART, symbol="AAPL", **window))
+        assert early == simulated_intraday_bars("AAPL", day, day, seed=5, now=first)
+        assert early[0]["date"] == "2026-11-24 15:40:00" and len(early) == 75
+        # Without dates, "today" is the clock's New York date as well.
+        assert decimal_json(client.get(CHART, symbol="AAPL")) == early
+
+        moved = set_clock(client, "2026-11-24T15:44:00-05:00")
+        assert moved.status_code == 200
+        assert moved.json() == {"ok": True, "now": "2026-11-24T15:44:00-05:00", "simulated": True}
+        late = decimal_json(client.get(CHART, symbol="AAPL", **window))
+        # The same bar, further formed: same open, new close/high/low, more volume.
+        assert late[0]["date"] == early[0]["date"] and late[0]["open"] == early[0]["open"]
+        for name in ("close", "high", "low"):
+            assert late[0][name] != early[0][name]
+        assert late[0]["high"] >= early[0]["high"] and late[0]["low"] <= early[0]["low"]
+        assert late[0]["volume"] > early[0]["volume"]
+        assert late[1:] == early[1:]  # finished bars do not move
+
+        # The helper does the same, in any time zone; after 15:45 New York the bar is done.
+        client.server.set_clock(datetime(2026, 11, 24, 20, 47, tzinfo=UTC))
+        done = decimal_json(client.get(CHART, symbol="AAPL", **window))
+        assert [b["date"][11:] for b in done[:2]] == ["15:45:00", "15:40:00"]
+        whole_day = simulated_intraday_bars("AAPL", day, day, seed=5, now=datetime(2026, 11, 25))
+        assert done[1:] == whole_day[-len(done) + 1 :]
+        assert client.server.stats()["clock"] == "2026-11-24T20:47:00+00:00"
+
+        # Reset clears counters, not the clock; admin calls are not API requests.
+        assert client.server.stats()["requests_total"] == 4
+        client.admin("POST", "reset")
+        assert decimal_json(client.get(CHART, symbol="AAPL", **window)) == done
+        assert client.server.stats()["requests_total"] == 1
+
+        back = set_clock(client, None).json()
+        assert back["simulated"] is False and client.server.stats()["clock"] is None
+        assert abs(datetime.fromisoformat(back["now"]) - datetime.now(UTC)) < timedelta(minutes=1)
+
+
+def test_bad_clocks_are_refused() -> None:
+    naive = datetime(2026, 11, 24, 15, 42, 30)
+    with pytest.raises(ValueError, match="time zone"):
+        SandboxConfig(clock=naive)
+    with sandbox() as client:
+        with pytest.raises(ValueError, match="time zone"):
+            client.server.set_clock(naive)
+        for body in (
+            {"now": "2026-11-24T15:42:30"},  # naive
+            {"now": "yesterday"},
+            {"now": 1764017000},
+            {"then": "2026-11-24T15:42:30-05:00"},
+            ["2026-11-24T15:42:30-05:00"],
+        ):
+            response = client.session.post(
+                f"{client.server.url}/_sandbox/clock", json=body, timeout=5
+            )
+            assert response.status_code == 400, body
+            assert "Error Message" in response.json()
+        not_json = client.session.post(
+            f"{client.server.url}/_sandbox/clock", data="{now:", timeout=5
+        )
+        assert not_json.status_code == 400
+        assert client.admin("GET", "clock")["simulated"] is False
+        assert client.server.stats()["requests_total"] == 0
+
+
+def test_the_clock_ends_the_daily_history_and_the_quota_day() -> None:
+    clock = datetime(2026, 3, 4, 12, 0, tzinfo=NEW_YORK)
+    with sandbox(FaultConfig(daily_quota=3), clock=clock) as client:
+        asked = {"from": "2026-02-25", "to": "2026-12-31"}
+        bars = decimal_json(client.get(EOD, symbol="MSFT", **asked))
+        assert [b["date"] for b in bars[:2]] == ["2026-03-04", "2026-03-03"]
+        assert bars == simulated_daily_bars("MSFT", date(2026, 2, 25), date(2026, 3, 4))
+        default = decimal_json(client.get(EOD, symbol="MSFT"))  # five years to the clock's day
+        assert default[0]["date"] == "2026-03-04"
+        assert default[-1]["date"] == "2021-03-04"
+        assert client.get(EOD, symbol="MSFT", **asked).status_code == 200
+        assert client.get(EOD, symbol="MSFT", **asked).status_code == 429  # quota spent
+
+        # Two days on: a new New York day, so a fresh quota, and two more sessions.
+        client.server.set_clock(clock + timedelta(days=2))
+        later = decimal_json(client.get(EOD, symbol="MSFT", **asked))
+        assert [b["date"] for b in later[:3]] == ["2026-03-06", "2026-03-05", "2026-03-04"]
+        assert later[2:] == bars
+        assert client.server.stats()["quota_used"] == 1
+
+
 # --- capacity and CLI -------------------------------------------------------------------
 
 
@@ -446,6 +548,8 @@ def test_cli_serves_in_a_subprocess() -> None:
             "k1",
             "--unknown-symbols",
             "GONE",
+            "--clock",
+            "2026-11-24T15:42:30-05:00",
         ],
         cwd=REPO,
         env=env,
@@ -466,6 +570,8 @@ def test_cli_serves_in_a_subprocess() -> None:
             f"{url}{BATCH}", params={"symbols": "AAPL,GONE", "apikey": "k1"}, timeout=5
         ).json()
         assert [r["symbol"] for r in rows] == ["AAPL"]
+        chart = requests.get(f"{url}{CHART}", params={"symbol": "AAPL", "apikey": "k1"}, timeout=5)
+        assert chart.json()[0]["date"] == "2026-11-24 15:40:00"  # forming at the --clock time
         process.send_signal(signal.SIGTERM)
         assert process.wait(10) == 0
     finally:
@@ -507,6 +613,12 @@ def test_cli_parser_and_loopback_guard() -> None:
     assert config.faults.hang_symbols == {"A", "B", "C"}
     assert config.faults.server_error_rate == 0.25 and config.faults.calls_per_minute == 300
     assert config.faults.limit_reach_in_200
+    assert config.clock is None
+    args = parser.parse_args(["sandbox", "--clock", "2026-11-24T20:42:30Z"])
+    assert config_from_args(args).clock == datetime(2026, 11, 24, 15, 42, 30, tzinfo=NEW_YORK)
+    for bad_clock in ("2026-11-24T15:42:30", "noon"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["sandbox", "--clock", bad_clock])
     args = parser.parse_args(["sandbox", "--host", "0.0.0.0", "--port", "0"])
     assert args.func(args) == 2
     with pytest.raises(SystemExit):
