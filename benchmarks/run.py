@@ -32,13 +32,14 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 
+from quote_pipeline.fmp import ClientSettings
 from quote_pipeline.models import Quote
 from quote_pipeline.storage import add_tickers, create_db_engine, write_quotes
 from quote_pipeline.storage.schema import metadata
 
 BIN = Path(sys.executable).parent
 API_KEY = "benchmark-key"
-CLIENT_CONCURRENCY = 32  # FMPResource.max_concurrency default
+CLIENT_CONCURRENCY = ClientSettings().max_concurrency  # what a run uses by default
 REFRESH = ["job", "execute", "-m", "quote_pipeline.definitions", "-j", "refresh_quotes"]
 
 
@@ -304,6 +305,23 @@ def naive_reference(tickers: int = 12, latency_ms: float = 50) -> float:
     return wall / tickers
 
 
+def benchmark_postgres_database() -> str | None:
+    """A scratch database on the PostgreSQL server the tests use (found or started the same
+    way); None, with a note, when there is none."""
+    from quote_pipeline_tests.support.postgres import (
+        PostgresUnavailable,
+        acquire_postgres,
+        create_database,
+    )
+
+    try:
+        server = acquire_postgres()
+    except PostgresUnavailable as exc:
+        print(f"no PostgreSQL, so no PostgreSQL upsert case: {exc}")
+        return None
+    return create_database(server.url, "quote_pipeline_benchmark")
+
+
 # --- driver --------------------------------------------------------------------------------
 
 
@@ -373,13 +391,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("QUOTE_PIPELINE_BENCH_POSTGRES_URL"),
-        help="a PostgreSQL database the upsert case may drop and create tables in",
+        help="a PostgreSQL database the upsert case may drop and create tables in (default: "
+        "a database made for the run on the server the tests use)",
     )
     parser.add_argument("--json", default="benchmarks/results/latest.json")
     parser.add_argument("--naive-tickers", type=int, default=12)
     args = parser.parse_args(argv)
 
-    cases = all_cases(args.database_url, args.postgres_url)
+    postgres_url = args.postgres_url or benchmark_postgres_database()
+    cases = all_cases(args.database_url, postgres_url)
     chosen = args.cases.split(",") if args.cases else list(cases)
     unknown = set(chosen) - set(cases)
     if unknown:

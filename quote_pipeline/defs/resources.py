@@ -31,7 +31,7 @@ class FMPResource(dg.ConfigurableResource):
         description="auto: use the premium batch endpoint when the plan allows it (one probe "
         "request per run), else single-symbol requests; single: never try the batch endpoint.",
     )
-    max_concurrency: int = Field(default=32, ge=1, le=256, description="Requests in flight.")
+    max_concurrency: int = Field(default=64, ge=1, le=256, description="Requests in flight.")
     symbols_per_request: int = Field(default=100, ge=1, le=1000, description="Batch size.")
     calls_per_minute: int | None = Field(
         default=None,

@@ -62,7 +62,7 @@ class ClientSettings:
     base_url: str = DEFAULT_BASE_URL
     connect_timeout: float = 3.05
     read_timeout: float = 10.0
-    max_concurrency: int = 32  # threads, and pooled connections, per client
+    max_concurrency: int = 64  # threads, and pooled connections, per client
     symbols_per_request: int = 100  # batch endpoint only
     calls_per_minute: int | None = None  # None: no client-side cap
     attempts: int = 4  # per request, for transient failures (5xx, resets, timeouts, 429)
