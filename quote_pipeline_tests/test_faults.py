@@ -100,7 +100,7 @@ def test_a_symbol_fails_only_after_every_attempt_failed(
     assert len(slow) == 3 * (1 + FAST_RETRIES.max_retries)
 
 
-def test_an_api_that_only_errors_fails_the_run_and_writes_nothing(
+def test_an_api_that_only_errors_fails_the_run_at_the_probe_and_writes_nothing(
     monkeypatch, start_sandbox: SandboxFactory, postgres_url: str, dagster_instance
 ) -> None:
     engine = create_db_engine(postgres_url)
@@ -108,10 +108,31 @@ def test_an_api_that_only_errors_fails_the_run_and_writes_nothing(
     defs = fast_definitions(monkeypatch, sandbox, postgres_url, symbols(10))
     result = run_refresh(defs, dagster_instance)
     assert not result.success
-    assert set(failures_of(result).values()) == {"server_error"}
-    assert step_restarts(result) == FAST_RETRIES.max_retries
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert failure.step_key == "raw_quotes.plan_quote_batches"  # before any fan-out
+    assert "HTTP 50" in failure.event_specific_data.error.message
+    assert sandbox.stats()["requests_total"] == 3  # the probe's attempts, nothing more
     assert read_stocks(engine) == []
-    assert not check_result(result, "coverage").passed
+
+
+def test_an_unreachable_api_fails_in_seconds(
+    monkeypatch, sandbox: SandboxServer, postgres_url: str, dagster_instance
+) -> None:
+    defs = fast_definitions(monkeypatch, sandbox, postgres_url, symbols(10))
+    defs = build_definitions(
+        fmp=FMPResource(
+            api_key=dg.EnvVar("FMP_API_KEY"), base_url="http://127.0.0.1:9", backoff_initial=0.01
+        ),
+        fetch_retry_policy=FAST_RETRIES,
+    )
+    result = run_refresh(defs, dagster_instance)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert failure.step_key == "raw_quotes.plan_quote_batches"
+    message = failure.event_specific_data.error.message
+    assert "ConnectionError" in message and "apikey=***" in message
+    assert SANDBOX_KEY not in message
+    assert step_restarts(result) == 0
 
 
 # --- 429 ---------------------------------------------------------------------------------
@@ -207,20 +228,21 @@ def test_a_symbol_outside_the_plan_fails_alone(
         fast_definitions(monkeypatch, sandbox, postgres_url, tickers), dagster_instance
     )
     assert result.success
-    # A batch simply omits it, so the client can only say "no quote" there.
-    assert failures_of(result) == {"GATED": "no_quote" if premium else "not_in_plan"}
+    # A batch simply omits it; a single request then tells "not in plan" from "no quote".
+    assert failures_of(result) == {"GATED": "not_in_plan"}
     assert stored(postgres_url) == set(tickers) - {"GATED"}
 
 
+@pytest.mark.parametrize("premium", [False, True], ids=["single", "batch"])
 def test_an_error_body_in_a_200_is_classified_and_isolated(
-    monkeypatch, start_sandbox: SandboxFactory, postgres_url: str, dagster_instance
+    monkeypatch, start_sandbox: SandboxFactory, postgres_url: str, dagster_instance, premium: bool
 ) -> None:
     tickers = [*symbols(40), "ERRB"]
-    sandbox = start_sandbox(faults=FaultConfig(error_body_symbols={"ERRB"}))
-    result = run_refresh(
-        fast_definitions(monkeypatch, sandbox, postgres_url, tickers), dagster_instance
-    )
+    sandbox = start_sandbox(premium=premium, faults=FaultConfig(error_body_symbols={"ERRB"}))
+    defs = fast_definitions(monkeypatch, sandbox, postgres_url, tickers)
+    result = run_refresh(defs, dagster_instance)
     assert result.success
+    # In a batch the error body spoils the whole chunk; its symbols are then asked singly.
     assert failures_of(result) == {"ERRB": "api_error"}
     assert stored(postgres_url) == set(tickers) - {"ERRB"}
 

@@ -3,7 +3,7 @@
 Every request goes through :class:`CallPacer` (so retries count against the plan's cap too),
 is retried with exponential back-off and jitter by tenacity when the failure is transient,
 and is classified into a :class:`FailureKind` otherwise. Per-symbol problems become
-:class:`QuoteFailure` records; only an invalid key or an exhausted quota stops the fetch.
+:class:`SymbolFailure` records; only an invalid key or an exhausted quota stops the fetch.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from quote_pipeline.models import (
     TRANSIENT_FAILURE_KINDS,
     FailureKind,
     Quote,
-    QuoteFailure,
+    SymbolFailure,
 )
 
 DEFAULT_BASE_URL = "https://financialmodelingprep.com"
@@ -80,7 +80,7 @@ class QuoteFetchResult:
     """The outcome of one fetch: quotes, per-symbol failures and what it cost."""
 
     quotes: list[Quote] = field(default_factory=list)
-    failures: list[QuoteFailure] = field(default_factory=list)
+    failures: list[SymbolFailure] = field(default_factory=list)
     requests_made: int = 0
     used_batch_endpoint: bool = False
     quota_exhausted: bool = False
@@ -95,6 +95,19 @@ class QuoteFetchResult:
             used_batch_endpoint=any(r.used_batch_endpoint for r in results),
             quota_exhausted=any(r.quota_exhausted for r in results),
         )
+
+
+# A probe that ends like this stops the run before any fan-out: a wrong key, a spent quota,
+# or an API that cannot be reached at all (a wrong FMP_BASE_URL fails in seconds, not after
+# every mapped step has waited through its retries).
+_PROBE_FATAL = frozenset(
+    {
+        FailureKind.AUTH_ERROR,
+        FailureKind.QUOTA_EXHAUSTED,
+        FailureKind.TRANSPORT_ERROR,
+        FailureKind.SERVER_ERROR,
+    }
+)
 
 
 class _Transient(FMPError):
@@ -166,9 +179,9 @@ class FMPClient:
         except FMPEndpointRestrictedError:
             return False
         except FMPError as exc:
-            if exc.kind in (FailureKind.AUTH_ERROR, FailureKind.QUOTA_EXHAUSTED):
+            if exc.kind in _PROBE_FATAL:
                 raise
-            # Anything else (a bad body, a 5xx streak) says nothing about the plan.
+            # Anything else (a bad body, a 429) says nothing about the plan.
             return True
         return True
 
@@ -178,7 +191,7 @@ class FMPClient:
         try:
             self.get_json(QUOTE_PATH, {"symbol": probe_symbol})
         except FMPError as exc:
-            if exc.kind in (FailureKind.AUTH_ERROR, FailureKind.QUOTA_EXHAUSTED):
+            if exc.kind in _PROBE_FATAL:
                 raise
 
     def fetch_quotes(
@@ -200,36 +213,58 @@ class FMPClient:
         result = QuoteFetchResult(used_batch_endpoint=use_batch_endpoint)
         singles = list(symbols)
         if use_batch_endpoint:
-            refused = threading.Event()
-
-            def fetch_chunk(chunk: list[str]) -> tuple[list[Quote], list[QuoteFailure]] | None:
-                if refused.is_set():
-                    return None
-                try:
-                    return self._fetch_batch(chunk)
-                except FMPEndpointRestrictedError as exc:
-                    if not refused.is_set():
-                        refused.set()
-                        if on_fallback:
-                            on_fallback(f"{exc}; using single-symbol requests instead")
-                    return None
-
-            chunks = list(_chunks(symbols, self.settings.symbols_per_request))
-            singles = []
-            outcomes = self.map_concurrently(fetch_chunk, chunks)
-            for chunk, outcome in zip(chunks, outcomes, strict=True):
-                if outcome is None:
-                    singles.extend(chunk)
-                else:
-                    result.quotes.extend(outcome[0])
-                    result.failures.extend(outcome[1])
-            result.used_batch_endpoint = not refused.is_set()
+            batch_quotes, batch_failures, singles = self._fetch_batches(symbols, on_fallback)
+            result.quotes.extend(batch_quotes)
+            result.failures.extend(batch_failures)
+            result.used_batch_endpoint = len(singles) < len(symbols)
         for quotes, failures in self.map_concurrently(self._fetch_single, singles):
             result.quotes.extend(quotes)
             result.failures.extend(failures)
         result.requests_made = self._requests_made - started_requests
         result.quota_exhausted = self.pacer.quota_exhausted
         return result
+
+    def _fetch_batches(
+        self, symbols: Sequence[str], on_fallback: Callable[[str], None] | None
+    ) -> tuple[list[Quote], list[SymbolFailure], list[str]]:
+        """Quotes by batch; returns (quotes, failures, symbols to ask one by one).
+
+        One by one: every symbol when the plan refuses the batch endpoint (402); the
+        symbols of a chunk whose whole answer was unusable (one bad symbol must not cost
+        the other 99); and symbols a batch silently left out, since only a single request
+        tells "not in your plan" from "no such symbol".
+        """
+        refused = threading.Event()
+        refusal_lock = threading.Lock()
+
+        def fetch_chunk(chunk: list[str]) -> tuple[list[Quote], list[SymbolFailure]] | None:
+            if refused.is_set():
+                return None
+            try:
+                return self._fetch_batch(chunk)
+            except FMPEndpointRestrictedError as exc:
+                with refusal_lock:
+                    first = not refused.is_set()
+                    refused.set()
+                if first and on_fallback:
+                    on_fallback(f"{exc}; using single-symbol requests instead")
+                return None
+
+        chunks = list(_chunks(symbols, self.settings.symbols_per_request))
+        quotes: list[Quote] = []
+        failures: list[SymbolFailure] = []
+        singles: list[str] = []
+        for chunk, outcome in zip(chunks, self.map_concurrently(fetch_chunk, chunks), strict=True):
+            if outcome is None:
+                singles.extend(chunk)
+                continue
+            quotes.extend(outcome[0])
+            for failure in outcome[1]:
+                if failure.kind in _ASK_SINGLY_AFTER_BATCH and len(chunk) > 1:
+                    singles.append(failure.symbol)
+                else:
+                    failures.append(failure)
+        return quotes, failures, singles
 
     def map_concurrently(self, task: Callable[[Any], _T], items: Sequence[Any]) -> list[_T]:
         """``task`` over ``items`` on the thread pool, results in order.
@@ -251,7 +286,7 @@ class FMPClient:
 
     # --- one symbol, one group ----------------------------------------------------------
 
-    def _fetch_single(self, symbol: str) -> tuple[list[Quote], list[QuoteFailure]]:
+    def _fetch_single(self, symbol: str) -> tuple[list[Quote], list[SymbolFailure]]:
         """One symbol from the all-plans endpoint."""
         if self.pacer.quota_exhausted:
             return [], _not_requested([symbol])
@@ -260,10 +295,10 @@ class FMPClient:
         except FMPAuthError:
             raise
         except FMPError as exc:
-            return [], [QuoteFailure(symbol, exc.kind, str(exc))]
+            return [], [SymbolFailure(symbol, exc.kind, str(exc))]
         return _parse_quote_rows(payload, [symbol], fetched_at)
 
-    def _fetch_batch(self, symbols: list[str]) -> tuple[list[Quote], list[QuoteFailure]]:
+    def _fetch_batch(self, symbols: list[str]) -> tuple[list[Quote], list[SymbolFailure]]:
         """Up to ``symbols_per_request`` symbols in one call to the premium endpoint."""
         if self.pacer.quota_exhausted:
             return [], _not_requested(symbols)
@@ -304,6 +339,12 @@ class FMPClient:
 
     def _attempt(self, path: str, params: dict[str, str]) -> tuple[Any, datetime]:
         self.pacer.acquire()
+        try:
+            return self._send(path, params)
+        finally:
+            self.pacer.release()
+
+    def _send(self, path: str, params: dict[str, str]) -> tuple[Any, datetime]:
         with self._lock:
             self._requests_made += 1
         try:
@@ -330,10 +371,15 @@ class FMPClient:
         error_text = payload.get("Error Message") if isinstance(payload, dict) else None
         if status == 200 and error_text is None:
             self._note_success()
-            if isinstance(payload, dict):
+            if not isinstance(payload, list):
+                shape = (
+                    f"an object with keys {sorted(payload)[:5]}"
+                    if isinstance(payload, dict)
+                    else f"{type(payload).__name__} {str(payload)[:40]!r}"
+                )
                 raise FMPError(
                     FailureKind.BAD_RESPONSE,
-                    f"{path}: expected a JSON list, got an object with keys {sorted(payload)[:5]}",
+                    f"{path}: expected a JSON list, got {shape}",
                     status=status,
                 )
             return payload, fetched_at
@@ -345,7 +391,8 @@ class FMPClient:
             text_kind = classify_error_message(str(error_text))
             if text_kind != FailureKind.API_ERROR:
                 kind = text_kind
-        detail = redact(str(error_text)[:200], self._api_key) if error_text else response.reason
+        # Redact before cutting: a cut could leave part of the key where no pattern finds it.
+        detail = redact(str(error_text), self._api_key)[:200] if error_text else response.reason
         message = f"{path}: HTTP {status}: {detail}"
         if kind == FailureKind.AUTH_ERROR:
             raise FMPAuthError(message, status=status)
@@ -378,11 +425,11 @@ class FMPClient:
 
 def _parse_quote_rows(
     payload: Any, requested: list[str], fetched_at: datetime
-) -> tuple[list[Quote], list[QuoteFailure]]:
+) -> tuple[list[Quote], list[SymbolFailure]]:
     """Match the rows of a quote response to the requested symbols, validating each."""
     wanted = set(requested)
     quotes: dict[str, Quote] = {}
-    failures: dict[str, QuoteFailure] = {}
+    failures: dict[str, SymbolFailure] = {}
     for row in payload:
         symbol = row.get("symbol") if isinstance(row, dict) else None
         if not isinstance(symbol, str) or symbol.upper() not in wanted:
@@ -392,10 +439,10 @@ def _parse_quote_rows(
             quotes[symbol] = parse_quote(row, fetched_at)
             failures.pop(symbol, None)
         except ValueError as exc:
-            failures.setdefault(symbol, QuoteFailure(symbol, FailureKind.BAD_RESPONSE, str(exc)))
+            failures.setdefault(symbol, SymbolFailure(symbol, FailureKind.BAD_RESPONSE, str(exc)))
     for symbol in requested:
         if symbol not in quotes and symbol not in failures:
-            failures[symbol] = QuoteFailure(
+            failures[symbol] = SymbolFailure(
                 symbol, FailureKind.NO_QUOTE, "the API returned no quote for this symbol"
             )
     return list(quotes.values()), list(failures.values())
@@ -418,7 +465,10 @@ def parse_quote(row: dict[str, Any], fetched_at: datetime) -> Quote:
         timestamp = row["timestamp"]
         if isinstance(timestamp, bool) or not isinstance(timestamp, int | Decimal):
             raise ValueError(f"{symbol}: timestamp must be epoch seconds, got {timestamp!r}")
-        quoted_at = datetime.fromtimestamp(int(timestamp), tz=UTC)
+        try:
+            quoted_at = datetime.fromtimestamp(int(timestamp), tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"{symbol}: timestamp {timestamp} is out of range") from None
     return Quote(symbol, price, volume, change, quoted_at, fetched_at)
 
 
@@ -447,11 +497,17 @@ def _integer(row: dict[str, Any], key: str) -> int:
     return int(number)
 
 
-def _fail_all(symbols: list[str], kind: FailureKind, message: str) -> list[QuoteFailure]:
-    return [QuoteFailure(s, kind, message) for s in symbols]
+def _fail_all(symbols: list[str], kind: FailureKind, message: str) -> list[SymbolFailure]:
+    return [SymbolFailure(s, kind, message) for s in symbols]
 
 
-def _not_requested(symbols: list[str]) -> list[QuoteFailure]:
+# Batch outcomes that a single-symbol request can refine or repair.
+_ASK_SINGLY_AFTER_BATCH = frozenset(
+    {FailureKind.NO_QUOTE, FailureKind.BAD_RESPONSE, FailureKind.API_ERROR}
+)
+
+
+def _not_requested(symbols: list[str]) -> list[SymbolFailure]:
     return _fail_all(symbols, FailureKind.QUOTA_EXHAUSTED, "not requested: FMP quota exhausted")
 
 

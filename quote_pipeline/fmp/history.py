@@ -3,7 +3,7 @@
 One request per symbol covers a whole date range (``from``/``to``): a year of daily bars for
 500 tickers is 500 requests, never one per ticker per day. Responses are decoded with exact
 decimals by :meth:`FMPClient.get_json`; rows are validated here and every problem becomes a
-:class:`HistoryFailure` for its symbol, so one bad symbol never costs the others their data.
+:class:`SymbolFailure` for its symbol, so one bad symbol never costs the others their data.
 
 Bar *consistency* (low ≤ open, close ≤ high; volume ≥ 0) is deliberately not enforced here:
 a well-typed but inconsistent bar is stored as the API gave it and reported by the asset
@@ -17,16 +17,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
-from zoneinfo import ZoneInfo
 
 from quote_pipeline.fmp.client import FMPClient
 from quote_pipeline.fmp.errors import FMPAuthError, FMPEndpointRestrictedError, FMPError
-from quote_pipeline.models import FailureKind
-from quote_pipeline.price_bars import DailyBar, HistoryFailure, IntradayBar
+from quote_pipeline.market_calendar import NEW_YORK
+from quote_pipeline.models import FailureKind, SymbolFailure
+from quote_pipeline.price_bars import DailyBar, IntradayBar
 
 DAILY_PATH = "/stable/historical-price-eod/full"
 INTRADAY_5MIN_PATH = "/stable/historical-chart/5min"
-NEW_YORK = ZoneInfo("America/New_York")
 _MAX_VOLUME = 2**63
 
 BarT = TypeVar("BarT")
@@ -43,7 +42,7 @@ class SymbolHistory(Generic[BarT]):
     symbol: str
     answered: bool
     bars: list[BarT] = field(default_factory=list)
-    failure: HistoryFailure | None = None
+    failure: SymbolFailure | None = None
     rows_outside_range: int = 0
 
 
@@ -146,9 +145,9 @@ def _rows(payload: Any) -> list[dict[str, Any]]:
     return payload
 
 
-def _rejected(symbol: str, reasons: list[str], total: int) -> HistoryFailure:
+def _rejected(symbol: str, reasons: list[str], total: int) -> SymbolFailure:
     shown = "; ".join(reasons[:3]) + (" …" if len(reasons) > 3 else "")
-    return HistoryFailure(
+    return SymbolFailure(
         symbol, FailureKind.BAD_RESPONSE, f"{len(reasons)} of {total} rows rejected: {shown}"
     )
 
@@ -275,8 +274,8 @@ def _row_label(row: Any) -> str:
     return str(row.get("date")) if isinstance(row, dict) else "row"
 
 
-def _whole_response(symbol: str, exc: Exception) -> HistoryFailure:
-    return HistoryFailure(symbol, FailureKind.BAD_RESPONSE, f"unusable response: {exc}")
+def _whole_response(symbol: str, exc: Exception) -> SymbolFailure:
+    return SymbolFailure(symbol, FailureKind.BAD_RESPONSE, f"unusable response: {exc}")
 
 
 # --- requests --------------------------------------------------------------------------------
@@ -301,7 +300,7 @@ def fetch_daily_history(
     except FMPError as exc:
         if exc.kind == FailureKind.QUOTA_EXHAUSTED:
             raise
-        return SymbolHistory(symbol, False, failure=HistoryFailure(symbol, exc.kind, str(exc)))
+        return SymbolHistory(symbol, False, failure=SymbolFailure(symbol, exc.kind, str(exc)))
     return parse_daily_rows(payload, symbol, start, end, fetched_at)
 
 
@@ -317,7 +316,7 @@ def fetch_intraday_bars(
     except FMPError as exc:
         if exc.kind == FailureKind.QUOTA_EXHAUSTED:
             raise
-        return SymbolHistory(symbol, False, failure=HistoryFailure(symbol, exc.kind, str(exc)))
+        return SymbolHistory(symbol, False, failure=SymbolFailure(symbol, exc.kind, str(exc)))
     return parse_intraday_rows(payload, symbol, start, end, fetched_at)
 
 
@@ -325,9 +324,9 @@ __all__ = [
     "DAILY_PATH",
     "INTRADAY_5MIN_PATH",
     "DailyBar",
-    "HistoryFailure",
     "IntradayBar",
     "NonexistentNewYorkTime",
+    "SymbolFailure",
     "SymbolHistory",
     "fetch_daily_history",
     "fetch_intraday_bars",

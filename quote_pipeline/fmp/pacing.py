@@ -40,6 +40,7 @@ class CallPacer:
         self._resume_at = 0.0
         self._rate_limited_since: float | None = None
         self._rate_limited_streak = 0
+        self._probe_in_flight = False
         self.quota_exhausted = False
         self._lock = threading.Lock()
 
@@ -49,6 +50,10 @@ class CallPacer:
             with self._lock:
                 now = self._clock()
                 wait = self._resume_at - now
+                if wait <= 0 and self._rate_limited_since is not None and self._probe_in_flight:
+                    # While the API answers 429, one call at a time feels for its recovery;
+                    # the other threads would only collect more 429s (and spend quota).
+                    wait = 0.05
                 if wait <= 0 and self.calls_per_window is not None:
                     while self._sent and self._sent[0] <= now - self.window_seconds:
                         self._sent.popleft()
@@ -57,8 +62,15 @@ class CallPacer:
                 if wait <= 0:
                     if self.calls_per_window is not None:
                         self._sent.append(now)
+                    if self._rate_limited_since is not None:
+                        self._probe_in_flight = True
                     return
             self._sleep(min(wait, 1.0))
+
+    def release(self) -> None:
+        """The call that ``acquire()`` let through has finished, whatever its outcome."""
+        with self._lock:
+            self._probe_in_flight = False
 
     def pause(self, seconds: float) -> None:
         """Hold every caller back for ``seconds`` (the API said slow down)."""

@@ -123,6 +123,24 @@ def test_transport_errors_are_redacted(caplog: pytest.LogCaptureFixture) -> None
     assert SANDBOX_KEY not in caplog.text
 
 
+def test_library_debug_logs_of_successful_requests_carry_no_key(
+    sandbox: SandboxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with client_for(sandbox) as client:
+        assert len(client.fetch_quotes(["AAPL", "MSFT"], use_batch_endpoint=False).quotes) == 2
+    assert "/stable/quote-short?symbol=AAPL&apikey=***" in caplog.text  # urllib3 logged it
+    assert SANDBOX_KEY not in caplog.text
+
+
+def test_a_timestamp_out_of_range_is_a_bad_row_not_a_crash() -> None:
+    from datetime import UTC, datetime
+
+    row = {"symbol": "X", "price": Decimal(1), "volume": 1, "timestamp": 10**20}
+    with pytest.raises(ValueError, match="out of range"):
+        parse_quote(row, datetime.now(UTC))
+
+
 def test_parse_quote_uses_the_api_timestamp_when_given() -> None:
     from datetime import UTC, datetime
 

@@ -11,16 +11,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 from pydantic import Field
 
+from quote_pipeline.defs.metadata import failures_table, markdown_table
 from quote_pipeline.defs.resources import DatabaseResource, FMPResource
-from quote_pipeline.fmp import FMPAuthError, FMPQuotaExhaustedError, QuoteFetchResult
+from quote_pipeline.fmp import FMPAuthError, FMPError, QuoteFetchResult
 from quote_pipeline.models import (
     TRANSIENT_FAILURE_KINDS,
     FailureKind,
     Quote,
-    QuoteFailure,
+    SymbolFailure,
 )
 from quote_pipeline.storage import list_tickers, write_quotes
 
@@ -141,7 +141,7 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy = FETCH_RETRY_POLICY) -> dg.As
                     use_batch = False
                 else:
                     use_batch = client.batch_endpoint_available(tickers[0])
-            except (FMPAuthError, FMPQuotaExhaustedError) as exc:
+            except FMPError as exc:  # invalid key, quota gone, API unreachable
                 raise dg.Failure(
                     f"The FMP API refused the run before any fan-out: {exc}",
                     metadata={"kind": exc.kind.value, "requests_made": client.requests_made},
@@ -283,19 +283,24 @@ class FetchCheckpoint:
 raw_quotes = build_raw_quotes()
 
 
-def validate_quotes(quotes: Sequence[Quote]) -> tuple[list[Quote], list[QuoteFailure]]:
-    """Keep quotes with a positive price and non-negative volume, the latest per ticker."""
+def validate_quotes(quotes: Sequence[Quote]) -> tuple[list[Quote], list[SymbolFailure]]:
+    """Keep quotes with a positive price, a non-negative volume and an aware time, the
+    latest per ticker. The client already refuses such rows; this guards the table against
+    a raw_quotes value stored by older code or written by hand."""
     latest: dict[str, Quote] = {}
-    rejected: list[QuoteFailure] = []
+    rejected: list[SymbolFailure] = []
     for quote in quotes:
-        if not quote.price > 0 or quote.volume < 0 or quote.quoted_at.tzinfo is None:
-            rejected.append(
-                QuoteFailure(
-                    quote.symbol,
-                    FailureKind.BAD_RESPONSE,
-                    f"rejected: price={quote.price} volume={quote.volume}",
-                )
-            )
+        problem = (
+            f"price {quote.price} is not positive"
+            if not quote.price > 0
+            else f"volume {quote.volume} is negative"
+            if quote.volume < 0
+            else "quoted_at has no time zone"
+            if quote.quoted_at.tzinfo is None
+            else None
+        )
+        if problem:
+            rejected.append(SymbolFailure(quote.symbol, FailureKind.BAD_RESPONSE, problem))
         elif quote.symbol not in latest or latest[quote.symbol].quoted_at < quote.quoted_at:
             latest[quote.symbol] = quote
     return sorted(latest.values(), key=lambda q: q.symbol), rejected
@@ -303,7 +308,7 @@ def validate_quotes(quotes: Sequence[Quote]) -> tuple[list[Quote], list[QuoteFai
 
 def quotes_preview(quotes: Sequence[Quote], limit: int = 10) -> str:
     """A markdown table of the first quotes."""
-    frame = pd.DataFrame(
+    return markdown_table(
         [
             {
                 "ticker": q.symbol,
@@ -315,18 +320,10 @@ def quotes_preview(quotes: Sequence[Quote], limit: int = 10) -> str:
             for q in quotes[:limit]
         ]
     )
-    return frame.to_markdown(index=False) if not frame.empty else "_no rows_"
 
 
-def failures_table(failures: Sequence[QuoteFailure], limit: int = 50) -> str:
-    """A markdown table of symbols without a quote, and why."""
-    if not failures:
-        return "_every ticker got a quote_"
-    frame = pd.DataFrame(
-        [{"ticker": f.symbol, "kind": f.kind.value, "message": f.message} for f in failures[:limit]]
-    )
-    more = f"\n\n… and {len(failures) - limit} more" if len(failures) > limit else ""
-    return frame.to_markdown(index=False) + more
+def quote_failures_table(failures: Sequence[SymbolFailure]) -> str:
+    return failures_table(failures, empty="_every ticker got a quote_")
 
 
 class StocksConfig(dg.Config):
@@ -400,7 +397,7 @@ def stocks(
             "tickers_requested": requested,
             "tickers_without_quote": len(failed_symbols),
             "failures_by_kind": by_kind,
-            "tickers_without_quote_detail": dg.MetadataValue.md(failures_table(failures)),
+            "tickers_without_quote_detail": dg.MetadataValue.md(quote_failures_table(failures)),
             "preview": dg.MetadataValue.md(quotes_preview(valid)),
             "api_requests": raw_quotes.requests_made,
             "endpoint": "batch" if raw_quotes.used_batch_endpoint else "single-symbol",
