@@ -11,8 +11,12 @@ from quote_pipeline.defs.quotes.assets import (
     tickers,
 )
 from quote_pipeline.defs.quotes.checks import quote_checks
-from quote_pipeline.defs.quotes.jobs import refresh_quotes
-from quote_pipeline.defs.quotes.schedules import ScheduleOptions, build_refresh_quotes_schedule
+from quote_pipeline.defs.quotes.jobs import check_stocks_freshness, refresh_quotes
+from quote_pipeline.defs.quotes.schedules import (
+    ScheduleOptions,
+    build_freshness_check_schedule,
+    build_refresh_quotes_schedule,
+)
 from quote_pipeline.defs.resources import DatabaseResource, FMPResource, fmp_resource_from_env
 
 
@@ -29,10 +33,11 @@ def build_definitions(
     return dg.Definitions(
         assets=[tickers, quotes_asset, stocks, *history_assets],
         asset_checks=quote_checks,
-        jobs=[refresh_quotes, *history_jobs],
+        jobs=[refresh_quotes, check_stocks_freshness, *history_jobs],
         # Options from QUOTE_PIPELINE_SCHEDULE_* variables: market hours only, default status.
         schedules=[
             build_refresh_quotes_schedule(schedule_options),
+            build_freshness_check_schedule(schedule_options),
             *build_history_schedules(schedule_options.default_status),
         ],
         resources={"fmp": fmp or fmp_resource_from_env(), "database": DatabaseResource()},

@@ -87,8 +87,8 @@ TRANSIENT_FAILURE_KINDS = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
-class QuoteFailure:
-    """A symbol that got no quote, and why (the message never holds the API key)."""
+class SymbolFailure:
+    """A symbol that got no quote or no history, and why (the message never holds the key)."""
 
     symbol: str
     kind: FailureKind

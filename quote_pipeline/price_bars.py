@@ -6,8 +6,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-from quote_pipeline.models import FailureKind
-
 
 @dataclass(frozen=True, slots=True)
 class DailyBar:
@@ -38,15 +36,6 @@ class IntradayBar:
     close: Decimal
     volume: int
     fetched_at: datetime  # aware UTC; a bar still forming is rewritten with a later one
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryFailure:
-    """A symbol whose history (or part of it) could not be had, and why (never the key)."""
-
-    symbol: str
-    kind: FailureKind
-    message: str
 
 
 def bar_problem(

@@ -16,7 +16,7 @@ from quote_pipeline.defs.quotes.checks import (
 )
 from quote_pipeline.defs.resources import DatabaseResource
 from quote_pipeline.fmp import QuoteFetchResult
-from quote_pipeline.models import FailureKind, Quote, QuoteFailure
+from quote_pipeline.models import FailureKind, Quote, SymbolFailure
 from quote_pipeline.storage import add_tickers, write_quotes
 from quote_pipeline.storage.quality import stale_tickers
 from quote_pipeline.storage.schema import stocks
@@ -98,9 +98,9 @@ def test_fetch_failures_are_broken_down_by_kind() -> None:
     result = QuoteFetchResult(
         quotes=good_quotes(),
         failures=[
-            QuoteFailure("GONE", FailureKind.NO_QUOTE, "no quote"),
-            QuoteFailure("MALF", FailureKind.BAD_RESPONSE, "malformed JSON"),
-            QuoteFailure("GONE2", FailureKind.NO_QUOTE, "no quote"),
+            SymbolFailure("GONE", FailureKind.NO_QUOTE, "no quote"),
+            SymbolFailure("MALF", FailureKind.BAD_RESPONSE, "malformed JSON"),
+            SymbolFailure("GONE2", FailureKind.NO_QUOTE, "no quote"),
         ],
     )
     evaluation = fetch_failures(raw_quotes=result)
@@ -108,3 +108,41 @@ def test_fetch_failures_are_broken_down_by_kind() -> None:
     assert evaluation.severity == dg.AssetCheckSeverity.WARN
     assert evaluation.metadata["failures_by_kind"].value == {"no_quote": 2, "bad_response": 1}
     assert fetch_failures(raw_quotes=QuoteFetchResult(quotes=good_quotes())).passed
+
+
+def test_freshness_runs_on_its_own_and_flags_tickers_never_refreshed(
+    monkeypatch: pytest.MonkeyPatch, sqlite_url: str, dagster_instance: dg.DagsterInstance
+) -> None:
+    from quote_pipeline.definitions import build_definitions
+    from quote_pipeline.storage import create_db_engine
+
+    monkeypatch.setenv("QUOTE_PIPELINE_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("FMP_API_KEY", "unused")
+    engine = create_db_engine(sqlite_url)
+    add_tickers(engine, ["AAPL", "MSFT", "NVDA"], now=NOW)
+    write_quotes(engine, good_quotes(datetime.now(UTC)), written_at=datetime.now(UTC))
+
+    job = build_definitions().resolve_job_def("check_stocks_freshness")
+    result = job.execute_in_process(instance=dagster_instance, raise_on_error=False)
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.check_name == "freshness"
+    assert not evaluation.passed
+    assert evaluation.metadata["examples"].value == "NVDA"
+    assert not result.get_asset_materialization_events()  # a check, not a refresh
+
+
+@pytest.mark.parametrize(
+    ("tick", "runs"),
+    [
+        (datetime(2026, 11, 24, 15, 31, tzinfo=UTC), True),  # Tuesday 10:31 New York
+        (datetime(2026, 11, 26, 15, 31, tzinfo=UTC), False),  # Thanksgiving
+        (datetime(2026, 11, 28, 15, 31, tzinfo=UTC), False),  # Saturday
+    ],
+)
+def test_the_freshness_schedule_follows_the_nyse_calendar(tick: datetime, runs: bool) -> None:
+    from quote_pipeline.defs.quotes.schedules import build_freshness_check_schedule
+
+    schedule = build_freshness_check_schedule()
+    with dg.build_schedule_context(scheduled_execution_time=tick) as context:
+        (request,) = schedule.evaluate_tick(context).run_requests or [None]
+    assert (request is not None) == runs

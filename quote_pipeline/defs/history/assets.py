@@ -11,7 +11,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 import dagster as dg
-import pandas as pd
 from pydantic import Field
 
 from quote_pipeline.defs.history.checks import (
@@ -21,6 +20,7 @@ from quote_pipeline.defs.history.checks import (
     intraday_consistency_result,
     missing_sessions_result,
 )
+from quote_pipeline.defs.metadata import failures_table, markdown_table
 from quote_pipeline.defs.resources import DatabaseResource, FMPResource
 from quote_pipeline.fmp import FMPClient, FMPError
 from quote_pipeline.fmp.history import SymbolHistory, fetch_daily_history, fetch_intraday_bars
@@ -31,8 +31,8 @@ from quote_pipeline.market_calendar import (
     session_hours,
     sessions_between,
 )
-from quote_pipeline.models import TRANSIENT_FAILURE_KINDS, FailureKind
-from quote_pipeline.price_bars import DailyBar, HistoryFailure, IntradayBar
+from quote_pipeline.models import TRANSIENT_FAILURE_KINDS, FailureKind, SymbolFailure
+from quote_pipeline.price_bars import DailyBar, IntradayBar
 from quote_pipeline.storage import list_tickers
 from quote_pipeline.storage.history import replace_daily_prices, upsert_intraday_bars
 
@@ -137,7 +137,7 @@ class HistoryTally:
     tickers: int = 0
     answered: int = 0
     without_data: list[str] = field(default_factory=list)
-    failures: list[HistoryFailure] = field(default_factory=list)
+    failures: list[SymbolFailure] = field(default_factory=list)
     rows_written: int = 0
     rows_deleted: int = 0
     rows_dropped: int = 0  # outside the range, or on a day without an NYSE session
@@ -146,7 +146,7 @@ class HistoryTally:
     preview: list[dict[str, Any]] = field(default_factory=list)
 
     @property
-    def transient(self) -> list[HistoryFailure]:
+    def transient(self) -> list[SymbolFailure]:
         return [f for f in self.failures if f.kind in TRANSIENT_FAILURE_KINDS]
 
 
@@ -185,30 +185,34 @@ def fetch_and_write(
     # already answering the next group's requests.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-writer") as writer:
         pending: Future[GroupWrite] | None = None
-        for offset in range(0, len(symbols), group_size):
-            group = symbols[offset : offset + group_size]
-            histories = client.map_concurrently(lambda symbol: fetch(client, symbol), group)
-            for history in histories:
-                if history.failure is not None:
-                    tally.failures.append(history.failure)
-                if history.answered:
-                    tally.answered += 1
-                    if not history.bars and history.failure is None:
-                        tally.without_data.append(history.symbol)
-                tally.rows_dropped += history.rows_outside_range
-            answered = [h for h in histories if h.answered]
-            if len(tally.preview) < 10:
-                tally.preview.extend(_preview_rows(answered, 10 - len(tally.preview)))
+        try:
+            for offset in range(0, len(symbols), group_size):
+                group = symbols[offset : offset + group_size]
+                histories = client.map_concurrently(lambda symbol: fetch(client, symbol), group)
+                for history in histories:
+                    if history.failure is not None:
+                        tally.failures.append(history.failure)
+                    if history.answered:
+                        tally.answered += 1
+                        if not history.bars and history.failure is None:
+                            tally.without_data.append(history.symbol)
+                    tally.rows_dropped += history.rows_outside_range
+                answered = [h for h in histories if h.answered]
+                if len(tally.preview) < 10:
+                    tally.preview.extend(_preview_rows(answered, 10 - len(tally.preview)))
+                if pending is not None:
+                    account(pending.result())
+                pending = writer.submit(write, answered) if answered else None
+                log(
+                    f"tickers {offset + 1}-{offset + len(group)} of {len(symbols)} fetched: "
+                    f"{sum(len(h.bars) for h in answered)} bars, "
+                    f"{client.requests_made} requests so far"
+                )
+        finally:
+            # Also when a fetch failed (a refused key, a spent quota): the write under way
+            # finishes, and its rows, or its error, are accounted for.
             if pending is not None:
                 account(pending.result())
-            pending = writer.submit(write, answered) if answered else None
-            log(
-                f"tickers {offset + 1}-{offset + len(group)} of {len(symbols)} fetched: "
-                f"{sum(len(h.bars) for h in answered)} bars, "
-                f"{client.requests_made} requests so far"
-            )
-        if pending is not None:
-            account(pending.result())
 
 
 def fetch_with_second_pass(
@@ -262,18 +266,7 @@ def _preview_rows(histories: Iterable[SymbolHistory[Any]], limit: int) -> list[d
     return rows[:limit]
 
 
-def _failure_table(failures: Sequence[HistoryFailure], limit: int = 50) -> str:
-    if not failures:
-        return "_every ticker answered_"
-    frame = pd.DataFrame(
-        [{"ticker": f.symbol, "kind": f.kind.value, "message": f.message} for f in failures[:limit]]
-    )
-    more = f"\n\n… and {len(failures) - limit} more" if len(failures) > limit else ""
-    return frame.to_markdown(index=False) + more
-
-
 def _tally_metadata(tally: HistoryTally, requests: int, seconds: float) -> dict[str, Any]:
-    preview = pd.DataFrame(tally.preview)
     return {
         "dagster/row_count": tally.rows_written,
         "rows_written": tally.rows_written,
@@ -284,14 +277,14 @@ def _tally_metadata(tally: HistoryTally, requests: int, seconds: float) -> dict[
         "tickers_without_data": len(tally.without_data),
         "tickers_failed": len({f.symbol for f in tally.failures}),
         "failures_by_kind": dict(Counter(f.kind.value for f in tally.failures)),
-        "failures": dg.MetadataValue.md(_failure_table(tally.failures)),
+        "failures": dg.MetadataValue.md(
+            failures_table(tally.failures, empty="_every ticker answered_")
+        ),
         "api_requests": requests,
         "write_transactions": tally.transactions,
         "insert_statements": tally.statements,
         "seconds": round(seconds, 3),
-        "preview": dg.MetadataValue.md(
-            preview.to_markdown(index=False) if not preview.empty else "_no rows_"
-        ),
+        "preview": dg.MetadataValue.md(markdown_table(tally.preview)),
     }
 
 
@@ -436,7 +429,7 @@ def daily_prices(
             raise _refused(exc, client.requests_made) from None
         requests = client.requests_made
     no_data = [
-        HistoryFailure(
+        SymbolFailure(
             s, FailureKind.NO_QUOTE, "the API has no daily bars in this range; stored rows kept"
         )
         for s in tally.without_data

@@ -19,8 +19,9 @@ daily_prices_job = dg.define_asset_job(
         "Fetch and store one trading day (or a range: one run, one request per ticker) of "
         f"daily bars. One run at a time (tag `{JOB_TAG}`)."
     ),
-    tags={CODE_VERSION_TAG: code_version()},
-    run_tags={
+    # Definition tags, not run_tags: runs launched over GraphQL (the UI, backfills) get
+    # only these, and the run queue and run monitoring read them.
+    tags={
         JOB_TAG: "daily_prices_job",
         "dagster/max_runtime": str(DAILY_PRICES_MAX_RUNTIME_SECONDS),
         CODE_VERSION_TAG: code_version(),
@@ -35,8 +36,9 @@ intraday_bars_job = dg.define_asset_job(
         "Fetch today's 5-minute bars of every tracked ticker (one request each) and upsert "
         f"them. One run at a time (tag `{JOB_TAG}`)."
     ),
-    tags={CODE_VERSION_TAG: code_version()},
-    run_tags={
+    # Definition tags, not run_tags: runs launched over GraphQL (the UI, backfills) get
+    # only these, and the run queue and run monitoring read them.
+    tags={
         JOB_TAG: "intraday_bars_job",
         "dagster/max_runtime": str(INTRADAY_BARS_MAX_RUNTIME_SECONDS),
         CODE_VERSION_TAG: code_version(),

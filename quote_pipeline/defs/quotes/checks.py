@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 from pydantic import Field
 
-from quote_pipeline.defs.quotes.assets import failures_table
+from quote_pipeline.defs.quotes.assets import quote_failures_table
 from quote_pipeline.defs.resources import DatabaseResource
 from quote_pipeline.fmp import QuoteFetchResult
 from quote_pipeline.market_calendar import within_market_hours
@@ -105,7 +105,7 @@ def fetch_failures(raw_quotes: QuoteFetchResult) -> dg.AssetCheckResult:
             "failed": len(raw_quotes.failures),
             "requested": total,
             "api_requests": raw_quotes.requests_made,
-            "detail": dg.MetadataValue.md(failures_table(raw_quotes.failures)),
+            "detail": dg.MetadataValue.md(quote_failures_table(raw_quotes.failures)),
         },
     )
 

@@ -35,3 +35,13 @@ refresh_quotes = dg.define_asset_job(
     },
     owners=OWNERS,
 )
+
+check_stocks_freshness = dg.define_asset_job(
+    "check_stocks_freshness",
+    selection=dg.AssetSelection.checks(dg.AssetCheckKey(dg.AssetKey("stocks"), "freshness")),
+    description=(
+        "Run the `freshness` check of `stocks` on its own, outside any refresh: it is what "
+        "notices that refreshes stopped (a schedule turned off, runs that never launch)."
+    ),
+    tags={CODE_VERSION_TAG: code_version()},
+)

@@ -16,7 +16,7 @@ import dagster as dg
 
 from quote_pipeline.defs.code_version import CODE_VERSION_TAG, code_version
 from quote_pipeline.defs.quotes.assets import OWNERS
-from quote_pipeline.defs.quotes.jobs import refresh_quotes
+from quote_pipeline.defs.quotes.jobs import check_stocks_freshness, refresh_quotes
 from quote_pipeline.market_calendar import EXCHANGE, NEW_YORK, market_day, refresh_window
 
 SCHEDULE_NAME = "refresh_quotes_hourly"
@@ -128,3 +128,39 @@ def build_refresh_quotes_schedule(options: ScheduleOptions | None = None) -> dg.
         )
 
     return refresh_quotes_hourly
+
+
+FRESHNESS_SCHEDULE_NAME = "check_stocks_freshness_in_market_hours"
+FRESHNESS_CRON = "31 9-17 * * 1-5"
+
+
+def build_freshness_check_schedule(options: ScheduleOptions | None = None) -> dg.ScheduleDefinition:
+    """Check `stocks` freshness at :31 past each hour of a session, half-way between two
+    refreshes, so a refresh that did not happen shows up as a failed check within the hour."""
+    options = options or ScheduleOptions()
+
+    @dg.schedule(
+        name=FRESHNESS_SCHEDULE_NAME,
+        cron_schedule=FRESHNESS_CRON,
+        execution_timezone=EXECUTION_TIMEZONE,
+        job=check_stocks_freshness,
+        default_status=options.default_status,
+        owners=OWNERS,
+        tags={CODE_VERSION_TAG: code_version()},
+        description=(
+            f"Run the `freshness` check of `stocks` at :31 past 9 to 17 New York time on NYSE "
+            f"sessions (cron `{FRESHNESS_CRON}`); holidays are skipped. Stopped by default "
+            "like every schedule here."
+        ),
+    )
+    def check_stocks_freshness_in_market_hours(
+        context: dg.ScheduleEvaluationContext,
+    ) -> dg.RunRequest | dg.SkipReason:
+        tick = context.scheduled_execution_time or datetime.now(UTC)
+        if reason := skip_reason_for(tick, market_hours_only=False):
+            return dg.SkipReason(reason)
+        return dg.RunRequest(
+            run_key=f"{FRESHNESS_SCHEDULE_NAME}:{tick.astimezone(UTC):%Y-%m-%dT%H:%MZ}"
+        )
+
+    return check_stocks_freshness_in_market_hours
