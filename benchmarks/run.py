@@ -288,8 +288,8 @@ def backfill_case(database_url: str | None, tickers: int = 500) -> Measurement:
     )
 
 
-def naive_reference(tickers: int = 12, latency_ms: float = 50) -> float:
-    """Seconds per ticker of the replaced design (one multiprocess step per ticker)."""
+def naive_run_seconds(tickers: int, latency_ms: float) -> float:
+    """Wall seconds of one run of the replaced design over ``tickers`` tickers."""
     with tempfile.TemporaryDirectory(prefix="qp-bench-") as tmp:
         workdir = Path(tmp)
         url = fresh_database(workdir, None, tickers)
@@ -302,7 +302,16 @@ def naive_reference(tickers: int = 12, latency_ms: float = 50) -> float:
             wall, _, code = run_measured(command, env)
     if code != 0:
         raise RuntimeError("the naive design's run failed")
-    return wall / tickers
+    return wall
+
+
+def naive_reference(tickers: int = 12, latency_ms: float = 50) -> tuple[float, float]:
+    """(fixed seconds, seconds per ticker) of the replaced design (one multiprocess step per
+    ticker), from runs at ``tickers`` and twice as many: a line to extrapolate along."""
+    small = naive_run_seconds(tickers, latency_ms)
+    large = naive_run_seconds(2 * tickers, latency_ms)
+    per_ticker = (large - small) / tickers
+    return small - per_ticker * tickers, per_ticker
 
 
 def benchmark_postgres_database() -> str | None:
@@ -405,20 +414,23 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown case(s) {sorted(unknown)}; known: {sorted(cases)}")
 
-    naive_per_ticker = None
+    naive: tuple[float, float] | None = None
     if any(c.startswith(("refresh", "rate")) for c in chosen):
-        print(f"naive design: {args.naive_tickers} tickers, one multiprocess step each ...")
-        naive_per_ticker = naive_reference(args.naive_tickers)
-        print(f"  {naive_per_ticker:.2f} s per ticker (extrapolated linearly)")
+        n = args.naive_tickers
+        print(f"naive design: {n} and {2 * n} tickers, one multiprocess step each ...")
+        naive = naive_reference(n)
+        print(f"  {naive[0]:.1f} s fixed + {naive[1]:.2f} s per ticker (extrapolated linearly)")
     results = []
     for name in chosen:
         print(f"running {name} ...", flush=True)
         measurement = cases[name]()
-        if naive_per_ticker and measurement.rows and name.startswith(("refresh", "rate")):
-            measurement.naive_seconds = naive_per_ticker * measurement.rows
+        if naive and measurement.rows and name.startswith(("refresh", "rate")):
+            measurement.naive_seconds = naive[0] + naive[1] * measurement.rows
         results.append(measurement)
 
     machine = {
+        "naive_fixed_seconds": round(naive[0], 2) if naive else None,
+        "naive_seconds_per_ticker": round(naive[1], 3) if naive else None,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
