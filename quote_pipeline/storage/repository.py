@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -84,8 +86,43 @@ def write_quotes(
     """
     if len({q.symbol for q in quotes}) != len(quotes):
         raise ValueError("write_quotes got the same ticker twice; de-duplicate first")
+    for moment in (written_at, *(t for q in quotes for t in (q.quoted_at, q.fetched_at))):
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise ValueError(f"naive datetime {moment.isoformat()} refused: use an aware one")
     if not quotes:
         return QuoteWriteSummary(0, 0, 0)
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            upserted, appended = _write_quotes_postgresql(conn, quotes, written_at)
+        else:
+            upserted, appended = _write_quotes_executemany(conn, quotes, written_at)
+    return QuoteWriteSummary(
+        stocks_upserted=upserted,
+        stale_skipped=len(quotes) - upserted,
+        snapshots_inserted=appended,
+    )
+
+
+def _stock_update(excluded: Any) -> dict[str, Any]:
+    return {
+        "price": excluded.price,
+        "volume": excluded.volume,
+        "change": excluded.change,
+        "quoted_at": excluded.quoted_at,
+        "updated_at": excluded.updated_at,
+    }
+
+
+def _write_quotes_executemany(
+    conn: Connection, quotes: Sequence[Quote], written_at: datetime
+) -> tuple[int, int]:
+    """Two bulk statements (SQLAlchemy batches the rows into multi-row VALUES)."""
+    insert_stock = _dialect_insert(conn, stocks)
+    upsert = insert_stock.on_conflict_do_update(
+        index_elements=["ticker"],
+        set_=_stock_update(insert_stock.excluded),
+        where=stocks.c.quoted_at <= insert_stock.excluded.quoted_at,
+    ).returning(stocks.c.ticker)
     stock_rows = [
         {
             "ticker": q.symbol,
@@ -97,6 +134,12 @@ def write_quotes(
         }
         for q in quotes
     ]
+    upserted = len(conn.scalars(upsert, stock_rows).all())
+    append = (
+        _dialect_insert(conn, quote_snapshots)
+        .on_conflict_do_nothing(index_elements=["ticker", "quoted_at"])
+        .returning(quote_snapshots.c.ticker)
+    )
     snapshot_rows = [
         {
             "ticker": q.symbol,
@@ -107,33 +150,68 @@ def write_quotes(
         }
         for q in quotes
     ]
-    with engine.begin() as conn:
-        insert_stock = _dialect_insert(conn, stocks)
-        excluded = insert_stock.excluded
-        upsert = insert_stock.on_conflict_do_update(
-            index_elements=["ticker"],
-            set_={
-                "price": excluded.price,
-                "volume": excluded.volume,
-                "change": excluded.change,
-                "quoted_at": excluded.quoted_at,
-                "updated_at": excluded.updated_at,
-            },
-            where=stocks.c.quoted_at <= excluded.quoted_at,
-        ).returning(stocks.c.ticker)
-        upserted = len(conn.scalars(upsert, stock_rows).all())
+    return upserted, len(conn.scalars(append, snapshot_rows).all())
 
-        append = (
-            _dialect_insert(conn, quote_snapshots)
-            .on_conflict_do_nothing(index_elements=["ticker", "quoted_at"])
-            .returning(quote_snapshots.c.ticker)
-        )
-        appended = len(conn.scalars(append, snapshot_rows).all())
-    return QuoteWriteSummary(
-        stocks_upserted=upserted,
-        stale_skipped=len(quotes) - upserted,
-        snapshots_inserted=appended,
+
+def _write_quotes_postgresql(
+    conn: Connection, quotes: Sequence[Quote], written_at: datetime
+) -> tuple[int, int]:
+    """COPY the quotes into a temporary table, then upsert from it with two statements.
+
+    Row-by-row parameter binding costs ~5 s for 50,000 quotes; COPY moves them in one
+    stream, and the server then does both tables' set-based writes (~10x faster).
+    """
+    stage = sa.Table(
+        "quote_stage",
+        sa.MetaData(),
+        sa.Column("ticker", sa.String(15)),
+        sa.Column("price", sa.Numeric()),
+        sa.Column("volume", sa.BigInteger()),
+        sa.Column("change", sa.Numeric()),
+        sa.Column("quoted_at", sa.DateTime(timezone=True)),
+        sa.Column("fetched_at", sa.DateTime(timezone=True)),
+        sa.Column("updated_at", sa.DateTime(timezone=True)),
+        prefixes=["TEMPORARY"],
+        postgresql_on_commit="DROP",
     )
+    stage.create(conn)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    updated = written_at.isoformat()
+    for q in quotes:
+        change = "" if q.change is None else str(q.change)  # empty and unquoted: NULL
+        row = (q.symbol, str(q.price), q.volume, change, q.quoted_at.isoformat(),
+               q.fetched_at.isoformat(), updated)  # fmt: skip
+        writer.writerow(row)
+    buffer.seek(0)
+    # The driver's cursor shares the connection, so COPY runs inside this transaction.
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    copy = "COPY quote_stage FROM STDIN WITH (FORMAT csv)"
+    try:
+        cursor.copy_expert(copy, buffer)
+    except conn.dialect.dbapi.Error as exc:  # type: ignore[union-attr]
+        # Raised like every other statement's error, so callers catch one kind.
+        raise sa.exc.DBAPIError.instance(copy, None, exc, conn.dialect.dbapi.Error) from exc  # type: ignore[union-attr]
+    finally:
+        cursor.close()
+
+    stock_columns = ["ticker", "price", "volume", "change", "quoted_at", "updated_at"]
+    insert_stock = postgresql.insert(stocks).from_select(
+        stock_columns, sa.select(*(stage.c[c] for c in stock_columns))
+    )
+    upsert = insert_stock.on_conflict_do_update(
+        index_elements=["ticker"],
+        set_=_stock_update(insert_stock.excluded),
+        where=stocks.c.quoted_at <= insert_stock.excluded.quoted_at,
+    )
+    upserted = conn.execute(upsert).rowcount
+    snapshot_columns = ["ticker", "price", "volume", "quoted_at", "fetched_at"]
+    append = (
+        postgresql.insert(quote_snapshots)
+        .from_select(snapshot_columns, sa.select(*(stage.c[c] for c in snapshot_columns)))
+        .on_conflict_do_nothing(index_elements=["ticker", "quoted_at"])
+    )
+    return upserted, conn.execute(append).rowcount
 
 
 @dataclass(frozen=True, slots=True)
