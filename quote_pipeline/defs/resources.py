@@ -1,8 +1,10 @@
 """Resources: the seam between Dagster and the plain-Python API client and storage."""
 
+import atexit
 import functools
 import hashlib
 import os
+import threading
 from typing import Literal
 
 import dagster as dg
@@ -54,7 +56,12 @@ class FMPResource(dg.ConfigurableResource):
     )
 
     def get_client(self) -> FMPClient:
-        """A new client; callers close it (it is a context manager)."""
+        """The process's client for this configuration, shared by every step that runs here.
+
+        Steps of a run execute one after another in one process; sharing the client keeps
+        its threads and pooled connections warm between them. Do not close it: it is
+        closed when the process exits.
+        """
         settings = ClientSettings(
             base_url=self.base_url,
             connect_timeout=self.connect_timeout,
@@ -67,9 +74,30 @@ class FMPResource(dg.ConfigurableResource):
             rate_limit_pause=self.rate_limit_pause,
             quota_exhausted_after=self.quota_exhausted_after,
         )
-        # The cap is the account's: every client of this key in the process shares it.
+        # The cap is the account's: every client of this key in the process shares a pacer.
         account = hashlib.sha256(f"{self.base_url}|{self.api_key}".encode()).hexdigest()
-        return FMPClient(self.api_key, settings, pacer=shared_pacer(account, self.calls_per_minute))
+        return _shared_client(account, self.api_key, settings)
+
+
+_clients: dict[tuple[str, ClientSettings], FMPClient] = {}
+_clients_lock = threading.Lock()
+
+
+def _shared_client(account: str, api_key: str, settings: ClientSettings) -> FMPClient:
+    with _clients_lock:
+        key = (account, settings)
+        if key not in _clients:
+            pacer = shared_pacer(account, settings.calls_per_minute)
+            _clients[key] = FMPClient(api_key, settings, pacer=pacer)
+        return _clients[key]
+
+
+@atexit.register
+def _close_clients() -> None:
+    with _clients_lock:
+        for client in _clients.values():
+            client.close()
+        _clients.clear()
 
 
 class DatabaseResource(dg.ConfigurableResource):

@@ -143,10 +143,16 @@ class FMPClient:
         self._session.mount("https://", adapter)
         self._lock = threading.Lock()
         self._requests_made = 0
+        # Threads (and the session's connections) outlive one fetch: a client serving many
+        # mapped steps in a process pays for them once, not once per step.
+        self._pool: ThreadPoolExecutor | None = None
 
     # --- lifecycle --------------------------------------------------------------------
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
         self._session.close()
 
     def __enter__(self) -> FMPClient:
@@ -267,22 +273,28 @@ class FMPClient:
         return quotes, failures, singles
 
     def map_concurrently(self, task: Callable[[Any], _T], items: Sequence[Any]) -> list[_T]:
-        """``task`` over ``items`` on the thread pool, results in order.
+        """``task`` over ``items`` on the client's thread pool, results in order.
 
-        The first exception (an invalid key) cancels what has not started and is raised.
+        The first exception (an invalid key) cancels what has not started, waits for what
+        is in flight, and is raised. ``task`` must not call back into this method.
         """
         if not items:
             return []
-        workers = min(self.settings.max_concurrency, len(items))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fmp") as pool:
-            futures = [pool.submit(task, item) for item in items]
-            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-            for future in done:
-                if (error := future.exception()) is not None:
-                    for other in pending:
-                        other.cancel()
-                    raise error
-            return [future.result() for future in futures]
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.settings.max_concurrency, thread_name_prefix="fmp"
+                )
+            pool = self._pool
+        futures = [pool.submit(task, item) for item in items]
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in done:
+            if (error := future.exception()) is not None:
+                for other in pending:
+                    other.cancel()
+                wait(pending)
+                raise error
+        return [future.result() for future in futures]
 
     # --- one symbol, one group ----------------------------------------------------------
 

@@ -181,6 +181,7 @@ def fetch_and_write(
         tally.statements += done.statements
         tally.transactions += 1
 
+    requests_at_start = client.requests_made
     # One writer thread: the database sees one transaction at a time, while the API is
     # already answering the next group's requests.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-writer") as writer:
@@ -206,7 +207,7 @@ def fetch_and_write(
                 log(
                     f"tickers {offset + 1}-{offset + len(group)} of {len(symbols)} fetched: "
                     f"{sum(len(h.bars) for h in answered)} bars, "
-                    f"{client.requests_made} requests so far"
+                    f"{client.requests_made - requests_at_start} requests so far"
                 )
         finally:
             # Also when a fetch failed (a refused key, a spent quota): the write under way
@@ -414,20 +415,21 @@ def daily_prices(
         history.rows_outside_range += off_session
         return history
 
-    with fmp.get_client() as client:
-        try:
-            tally = fetch_with_second_pass(
-                client,
-                symbols,
-                config=config,
-                group_size=group_size,
-                fetch=fetch,
-                write=write,
-                log=context.log.info,
-            )
-        except FMPError as exc:  # invalid key, quota gone, endpoint not in the plan
-            raise _refused(exc, client.requests_made) from None
-        requests = client.requests_made
+    client = fmp.get_client()
+    requests_before = client.requests_made
+    try:
+        tally = fetch_with_second_pass(
+            client,
+            symbols,
+            config=config,
+            group_size=group_size,
+            fetch=fetch,
+            write=write,
+            log=context.log.info,
+        )
+    except FMPError as exc:  # invalid key, quota gone, endpoint not in the plan
+        raise _refused(exc, client.requests_made - requests_before) from None
+    requests = client.requests_made - requests_before
     no_data = [
         SymbolFailure(
             s, FailureKind.NO_QUOTE, "the API has no daily bars in this range; stored rows kept"
@@ -522,20 +524,21 @@ def intraday_bars(
     def fetch(client: FMPClient, symbol: str) -> SymbolHistory[IntradayBar]:
         return fetch_intraday_bars(client, symbol, start, end)
 
-    with fmp.get_client() as client:
-        try:
-            tally = fetch_with_second_pass(
-                client,
-                symbols,
-                config=config,
-                group_size=group_size,
-                fetch=fetch,
-                write=write,
-                log=context.log.info,
-            )
-        except FMPError as exc:
-            raise _refused(exc, client.requests_made) from None
-        requests = client.requests_made
+    client = fmp.get_client()
+    requests_before = client.requests_made
+    try:
+        tally = fetch_with_second_pass(
+            client,
+            symbols,
+            config=config,
+            group_size=group_size,
+            fetch=fetch,
+            write=write,
+            log=context.log.info,
+        )
+    except FMPError as exc:
+        raise _refused(exc, client.requests_made - requests_before) from None
+    requests = client.requests_made - requests_before
     metadata = {
         **_tally_metadata(tally, requests, time.monotonic() - started),
         "first_day": start.isoformat(),

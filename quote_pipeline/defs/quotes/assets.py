@@ -134,19 +134,23 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy = FETCH_RETRY_POLICY) -> dg.As
                 "No tickers to fetch: add some with `quote-pipeline tickers add SYM…`.",
                 allow_retries=False,
             )
-        with fmp.get_client() as client:
-            try:
-                if fmp.endpoint_mode == "single":
-                    client.check_access(tickers[0])
-                    use_batch = False
-                else:
-                    use_batch = client.batch_endpoint_available(tickers[0])
-            except FMPError as exc:  # invalid key, quota gone, API unreachable
-                raise dg.Failure(
-                    f"The FMP API refused the run before any fan-out: {exc}",
-                    metadata={"kind": exc.kind.value, "requests_made": client.requests_made},
-                    allow_retries=False,
-                ) from None
+        client = fmp.get_client()
+        requests_before = client.requests_made
+        try:
+            if fmp.endpoint_mode == "single":
+                client.check_access(tickers[0])
+                use_batch = False
+            else:
+                use_batch = client.batch_endpoint_available(tickers[0])
+        except FMPError as exc:  # invalid key, quota gone, API unreachable
+            raise dg.Failure(
+                f"The FMP API refused the run before any fan-out: {exc}",
+                metadata={
+                    "kind": exc.kind.value,
+                    "requests_made": client.requests_made - requests_before,
+                },
+                allow_retries=False,
+            ) from None
         if fmp.endpoint_mode == "auto" and not use_batch:
             context.log.info(
                 "The plan has no batch endpoint (402): using single-symbol requests this run."
@@ -179,20 +183,20 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy = FETCH_RETRY_POLICY) -> dg.As
         )
         done = {q.symbol for q in settled.quotes} | {f.symbol for f in settled.failures}
         pending = [s for s in batch.symbols if s not in done]
-        with fmp.get_client() as client:
-            try:
-                fetched = client.fetch_quotes(
-                    pending,
-                    use_batch_endpoint=batch.use_batch_endpoint,
-                    on_fallback=context.log.warning,
-                )
-            except FMPAuthError as exc:
-                checkpoint.clear()
-                raise dg.Failure(
-                    f"The FMP API refused the key: {exc}",
-                    metadata={"kind": exc.kind.value},
-                    allow_retries=False,
-                ) from None
+        client = fmp.get_client()
+        try:
+            fetched = client.fetch_quotes(
+                pending,
+                use_batch_endpoint=batch.use_batch_endpoint,
+                on_fallback=context.log.warning,
+            )
+        except FMPAuthError as exc:
+            checkpoint.clear()
+            raise dg.Failure(
+                f"The FMP API refused the key: {exc}",
+                metadata={"kind": exc.kind.value},
+                allow_retries=False,
+            ) from None
         transient = [f for f in fetched.failures if f.kind in TRANSIENT_FAILURE_KINDS]
         permanent = [f for f in fetched.failures if f.kind not in TRANSIENT_FAILURE_KINDS]
         retries_left = context.retry_number < retry_policy.max_retries
