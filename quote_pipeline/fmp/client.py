@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import requests
@@ -36,6 +36,7 @@ from quote_pipeline.fmp.errors import (
     install_log_redaction,
     redact,
 )
+from quote_pipeline.fmp.fields import number, required_number, whole_number
 from quote_pipeline.fmp.pacing import CallPacer
 from quote_pipeline.models import (
     TRANSIENT_FAILURE_KINDS,
@@ -463,50 +464,29 @@ def _parse_quote_rows(
 def parse_quote(row: dict[str, Any], fetched_at: datetime) -> Quote:
     """One quote row (decoded with ``parse_float=Decimal``), validated; ValueError if not."""
     symbol = str(row["symbol"]).upper()
-    price = _decimal(row, "price", required=True)
-    if price is None or price <= 0:
-        raise ValueError(f"{symbol}: price must be positive, got {row.get('price')!r}")
-    volume = _integer(row, "volume")
-    if volume < 0:
-        raise ValueError(f"{symbol}: volume must not be negative, got {volume}")
-    if volume >= 2**63:
-        raise ValueError(f"{symbol}: volume {volume} does not fit in 64 bits")
-    change = _decimal(row, "change", required=False)
-    quoted_at = fetched_at
-    if row.get("timestamp") is not None:
-        timestamp = row["timestamp"]
-        if isinstance(timestamp, bool) or not isinstance(timestamp, int | Decimal):
-            raise ValueError(f"{symbol}: timestamp must be epoch seconds, got {timestamp!r}")
-        try:
-            quoted_at = datetime.fromtimestamp(int(timestamp), tz=UTC)
-        except (OverflowError, OSError, ValueError):
-            raise ValueError(f"{symbol}: timestamp {timestamp} is out of range") from None
+    try:
+        price = required_number(row, "price")
+        if price <= 0:
+            raise ValueError(f"price must be positive, got {price}")
+        volume = whole_number(row, "volume")
+        if volume < 0:
+            raise ValueError(f"volume must not be negative, got {volume}")
+        change = number(row, "change", required=False)
+        quoted_at = fetched_at
+        if row.get("timestamp") is not None:
+            quoted_at = _epoch_seconds(row["timestamp"])
+    except ValueError as exc:
+        raise ValueError(f"{symbol}: {exc}") from None
     return Quote(symbol, price, volume, change, quoted_at, fetched_at)
 
 
-def _decimal(row: dict[str, Any], key: str, *, required: bool) -> Decimal | None:
-    value = row.get(key)
-    if value is None:
-        if required:
-            raise ValueError(f"{row.get('symbol')}: missing {key!r}")
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | Decimal):
-        raise ValueError(f"{row.get('symbol')}: {key} must be a number, got {value!r}")
+def _epoch_seconds(timestamp: Any) -> datetime:
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int | Decimal):
+        raise ValueError(f"timestamp must be epoch seconds, got {timestamp!r}")
     try:
-        number = Decimal(value)
-    except InvalidOperation as exc:  # pragma: no cover - json gives valid numbers
-        raise ValueError(f"{row.get('symbol')}: {key} is not a number") from exc
-    if not number.is_finite():
-        raise ValueError(f"{row.get('symbol')}: {key} must be finite, got {value!r}")
-    return number
-
-
-def _integer(row: dict[str, Any], key: str) -> int:
-    number = _decimal(row, key, required=True)
-    assert number is not None
-    if number != number.to_integral_value():
-        raise ValueError(f"{row.get('symbol')}: {key} must be a whole number, got {number}")
-    return int(number)
+        return datetime.fromtimestamp(int(timestamp), tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"timestamp {timestamp} is out of range") from None
 
 
 def _fail_all(symbols: list[str], kind: FailureKind, message: str) -> list[SymbolFailure]:

@@ -15,18 +15,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 from quote_pipeline.fmp.client import FMPClient
 from quote_pipeline.fmp.errors import FMPAuthError, FMPEndpointRestrictedError, FMPError
+from quote_pipeline.fmp.fields import number, required_number, whole_number
 from quote_pipeline.market_calendar import NEW_YORK
 from quote_pipeline.models import FailureKind, SymbolFailure
 from quote_pipeline.price_bars import DailyBar, IntradayBar
 
 DAILY_PATH = "/stable/historical-price-eod/full"
 INTRADAY_5MIN_PATH = "/stable/historical-chart/5min"
-_MAX_VOLUME = 2**63
 
 BarT = TypeVar("BarT")
 
@@ -109,36 +108,6 @@ def new_york_series_to_utc(walls: Sequence[datetime]) -> list[datetime | Nonexis
 # --- row validation --------------------------------------------------------------------------
 
 
-def _number(row: dict[str, Any], key: str, *, required: bool = True) -> Decimal | None:
-    value = row.get(key)
-    if value is None:
-        if required:
-            raise ValueError(f"missing {key!r}")
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | Decimal):
-        raise ValueError(f"{key} must be a number, got {value!r}")
-    number = Decimal(value)
-    if not number.is_finite():
-        raise ValueError(f"{key} must be finite, got {value!r}")
-    return number
-
-
-def _price(row: dict[str, Any], key: str) -> Decimal:
-    number = _number(row, key)
-    assert number is not None
-    return number
-
-
-def _volume(row: dict[str, Any]) -> int:
-    number = _number(row, "volume")
-    assert number is not None
-    if number != number.to_integral_value():
-        raise ValueError(f"volume must be a whole number, got {number}")
-    if abs(number) >= _MAX_VOLUME:
-        raise ValueError(f"volume {number} does not fit in 64 bits")
-    return int(number)
-
-
 def _rows(payload: Any) -> list[dict[str, Any]]:
     if not isinstance(payload, list):
         raise ValueError(f"expected a JSON list, got {type(payload).__name__}")
@@ -186,14 +155,14 @@ def parse_daily_rows(
             bar = DailyBar(
                 symbol=symbol,
                 day=day,
-                open=_price(row, "open"),
-                high=_price(row, "high"),
-                low=_price(row, "low"),
-                close=_price(row, "close"),
-                volume=_volume(row),
-                change=_number(row, "change", required=False),
-                change_percent=_number(row, "changePercent", required=False),
-                vwap=_number(row, "vwap", required=False),
+                open=required_number(row, "open"),
+                high=required_number(row, "high"),
+                low=required_number(row, "low"),
+                close=required_number(row, "close"),
+                volume=whole_number(row, "volume"),
+                change=number(row, "change", required=False),
+                change_percent=number(row, "changePercent", required=False),
+                vwap=number(row, "vwap", required=False),
                 fetched_at=fetched_at,
             )
         except ValueError as exc:
@@ -253,11 +222,11 @@ def parse_intraday_rows(
             bar = IntradayBar(
                 symbol=symbol,
                 bar_start=instant,
-                open=_price(row, "open"),
-                high=_price(row, "high"),
-                low=_price(row, "low"),
-                close=_price(row, "close"),
-                volume=_volume(row),
+                open=required_number(row, "open"),
+                high=required_number(row, "high"),
+                low=required_number(row, "low"),
+                close=required_number(row, "close"),
+                volume=whole_number(row, "volume"),
                 fetched_at=fetched_at,
             )
         except ValueError as exc:
