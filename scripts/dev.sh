@@ -10,6 +10,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
+bash scripts/setup.sh
 if [ -z "${DAGSTER_HOME:-}" ]; then
     if [ -n "${DAGSTER_PG_HOST:-}" ]; then
         export DAGSTER_HOME="$root"
