@@ -108,6 +108,17 @@ def new_york_series_to_utc(walls: Sequence[datetime]) -> list[datetime | Nonexis
 # --- row validation --------------------------------------------------------------------------
 
 
+def _ohlcv(row: dict[str, Any]) -> dict[str, Any]:
+    """The open, high, low, close and volume every bar row carries, validated."""
+    return {
+        "open": required_number(row, "open"),
+        "high": required_number(row, "high"),
+        "low": required_number(row, "low"),
+        "close": required_number(row, "close"),
+        "volume": whole_number(row, "volume"),
+    }
+
+
 def _rows(payload: Any) -> list[dict[str, Any]]:
     if not isinstance(payload, list):
         raise ValueError(f"expected a JSON list, got {type(payload).__name__}")
@@ -155,11 +166,7 @@ def parse_daily_rows(
             bar = DailyBar(
                 symbol=symbol,
                 day=day,
-                open=required_number(row, "open"),
-                high=required_number(row, "high"),
-                low=required_number(row, "low"),
-                close=required_number(row, "close"),
-                volume=whole_number(row, "volume"),
+                **_ohlcv(row),
                 change=number(row, "change", required=False),
                 change_percent=number(row, "changePercent", required=False),
                 vwap=number(row, "vwap", required=False),
@@ -222,11 +229,7 @@ def parse_intraday_rows(
             bar = IntradayBar(
                 symbol=symbol,
                 bar_start=instant,
-                open=required_number(row, "open"),
-                high=required_number(row, "high"),
-                low=required_number(row, "low"),
-                close=required_number(row, "close"),
-                volume=whole_number(row, "volume"),
+                **_ohlcv(row),
                 fetched_at=fetched_at,
             )
         except ValueError as exc:
