@@ -175,3 +175,19 @@ def test_parse_quote_refuses_bad_rows(row: dict) -> None:
 
     with pytest.raises(ValueError):
         parse_quote(row, datetime.now(UTC))
+
+
+def test_a_proxy_from_the_environment_is_used(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The client reads proxy settings once, when it is made, rather than on every request;
+    # they must still apply. The sandbox stands in for the proxy: it is sent the request for
+    # a host that does not resolve, so only the proxy route can answer it.
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", sandbox.url)
+    monkeypatch.setenv("http_proxy", sandbox.url)
+    settings = ClientSettings(base_url="http://fmp.invalid", attempts=1, read_timeout=2.0)
+    with FMPClient(SANDBOX_KEY, settings) as client:
+        result = client.fetch_quotes(["AAPL"], use_batch_endpoint=False)
+    assert [q.symbol for q in result.quotes] == ["AAPL"], result.failures
