@@ -1,5 +1,7 @@
 """The `quote_pipeline` code location: every asset, check, job and schedule, wired once."""
 
+import gc
+
 import dagster as dg
 
 from quote_pipeline.defs.code_version import code_version
@@ -49,3 +51,8 @@ def build_definitions(
 
 
 defs = build_definitions()
+
+# What is loaded by now (Dagster, pandas, SQLAlchemy, these definitions) lives as long as the
+# process. Freezing it takes those few hundred thousand objects out of every later full
+# collection, and out of the one at interpreter exit, which took ~0.4 s of each CLI run.
+gc.freeze()
