@@ -160,6 +160,16 @@ def test_thousands_of_tickers_run_in_tens_of_mapped_steps(
     steps = mapped_fetch_steps(result)
     assert 10 <= len(steps) <= 50, len(steps)
     assert len(read_stocks(create_db_engine(sqlite_url))) == 3000
+    # Each mapped step reports what it fetched on its output, for the run's timeline in the UI.
+    outputs = [
+        {k: v.value for k, v in e.step_output_data.metadata.items()}
+        for e in result.all_events
+        if e.event_type_value == "STEP_OUTPUT" and e.step_key in steps
+    ]
+    assert len(outputs) == len(steps)
+    assert sum(o["quotes"] for o in outputs) == 3000
+    assert {(o["failures"], o["attempts"]) for o in outputs} == {(0, 1)}
+    assert sum(o["api_requests"] for o in outputs) == len(steps) * 2  # 100-symbol batches
 
 
 def test_batching_is_configurable_from_run_config(

@@ -170,7 +170,7 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy = FETCH_RETRY_POLICY) -> dg.As
     @dg.op(retry_policy=retry_policy, pool="fmp_api")
     def fetch_quote_batch(
         context: dg.OpExecutionContext, fmp: FMPResource, batch: QuoteBatch
-    ) -> QuoteFetchResult:
+    ) -> dg.Output[QuoteFetchResult]:
         """Fetch one batch's quotes, concurrently over a pooled session.
 
         Symbols that failed transiently (5xx, timeouts, 429) make the step retry under its
@@ -216,11 +216,17 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy = FETCH_RETRY_POLICY) -> dg.As
         result = QuoteFetchResult.combine([settled, fetched])
         if pending:
             result.used_batch_endpoint = fetched.used_batch_endpoint
-        context.log.info(
-            f"{len(result.quotes)} quotes, {len(result.failures)} failures, "
-            f"{result.requests_made} requests over {context.retry_number + 1} attempt(s)"
+        # On the output event rather than a log line of its own: every event is a write to
+        # the instance's event log, and this one would be repeated by every mapped step.
+        return dg.Output(
+            result,
+            metadata={
+                "quotes": len(result.quotes),
+                "failures": len(result.failures),
+                "api_requests": result.requests_made,
+                "attempts": context.retry_number + 1,
+            },
         )
-        return result
 
     @dg.op
     def combine_quote_batches(results: list[QuoteFetchResult]) -> QuoteFetchResult:
