@@ -5,18 +5,27 @@ N tickers in a fresh database, and times the Dagster CLI in a fresh process from
 its exit (the rows are committed by then). It records wall time, the run process's peak RSS,
 API requests, 429s, and mapped steps, and compares each case with two references: the naive
 design (one mapped step per ticker, multiprocess executor; run at a small N, extrapolated)
-and the theoretical limit (requests x latency / concurrency, or the rate cap).
+and the theoretical limit (requests x latency / concurrency, or the rate cap). The bulk upsert
+is timed alone, against row-by-row writes (the replaced design) and against moving the same
+rows into an unindexed table (its floor).
+
+The refresh cases run on a local SQLite instance, as README's "Running it with Dagster" sets
+one up; `refresh_5000_pg_instance` repeats the 5,000-ticker case on the production instance
+(the project's dagster.yaml, storage on PostgreSQL), with the stocks tables on PostgreSQL.
 
     .venv/bin/python -m benchmarks.run                   # every case, a table and JSON
-    .venv/bin/python -m benchmarks.run --cases refresh_5000,upsert_50k
+    .venv/bin/python -m benchmarks.run --cases refresh_5000,upsert_50k_postgres
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,16 +37,20 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import requests
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
 
 from quote_pipeline.fmp import ClientSettings
 from quote_pipeline.models import Quote
 from quote_pipeline.storage import add_tickers, create_db_engine, write_quotes
-from quote_pipeline.storage.schema import metadata
+from quote_pipeline.storage.schema import metadata, stocks
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "benchmark-key"
 CLIENT_CONCURRENCY = ClientSettings().max_concurrency  # what a run uses by default
 REFRESH = ["job", "execute", "-m", "quote_pipeline.definitions", "-j", "refresh_quotes"]
@@ -54,6 +67,7 @@ class Measurement:
     http_429: int | None = None
     mapped_steps: int | None = None
     rows: int | None = None
+    tickers: int | None = None  # what the naive design's line is extrapolated over
     limit_seconds: float | None = None
     naive_seconds: float | None = None
     notes: dict[str, Any] = field(default_factory=dict)
@@ -115,16 +129,20 @@ def run_measured(command: list[str], env: dict[str, str]) -> tuple[float, float,
     return wall, usage.ru_maxrss / 1024, code
 
 
-def dagster_env(workdir: Path, base_url: str, database_url: str, **extra: str) -> dict[str, str]:
+def dagster_env(
+    workdir: Path,
+    base_url: str,
+    database_url: str,
+    *,
+    instance_url: str | None = None,
+    **extra: str,
+) -> dict[str, str]:
+    """The environment of a user's run: a local SQLite instance (what README's "Running it
+    with Dagster" sets up), or with ``instance_url`` the production instance (the project's
+    dagster.yaml, its storage on that PostgreSQL database)."""
     home = workdir / "dagster_home"
     home.mkdir(exist_ok=True)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    # A user's instance already exists: create its storage now, outside the measured run.
-    import dagster as dg
-
-    with dg.DagsterInstance.from_config(str(home)):
-        pass
-    return {
+    env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
         "FMP_BASE_URL": base_url,
@@ -132,12 +150,35 @@ def dagster_env(workdir: Path, base_url: str, database_url: str, **extra: str) -
         "QUOTE_PIPELINE_DATABASE_URL": database_url,
         **extra,
     }
+    if instance_url:
+        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+        url = make_url(instance_url)
+        env |= {
+            "DAGSTER_PG_USERNAME": url.username or "",
+            "DAGSTER_PG_PASSWORD": url.password or "",
+            "DAGSTER_PG_HOST": url.host or "127.0.0.1",
+            "DAGSTER_PG_PORT": str(url.port or 5432),
+            "DAGSTER_PG_DB": url.database or "",
+        }
+    else:
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # A user's instance already exists: create its storage now, outside the measured run.
+    with open_instance(env):
+        pass
+    return env
 
 
-def mapped_steps(dagster_home: str, step_prefix: str) -> int:
+@contextmanager
+def open_instance(env: dict[str, str]) -> Iterator[Any]:
+    """The Dagster instance of ``env`` (its dagster.yaml reads DAGSTER_PG_* from there)."""
     import dagster as dg
 
-    with dg.DagsterInstance.from_config(dagster_home) as instance:
+    with mock.patch.dict(os.environ, env), dg.DagsterInstance.get() as instance:
+        yield instance
+
+
+def mapped_steps(env: dict[str, str], step_prefix: str) -> int:
+    with open_instance(env) as instance:
         (run,) = instance.get_runs(limit=1)
         return sum(
             1
@@ -171,17 +212,20 @@ def refresh_case(
     database_url: str | None = None,
     extra_env: dict[str, str] | None = None,
     sandbox_flags: tuple[str, ...] = (),
+    instance_url: str | None = None,
 ) -> Measurement:
     with tempfile.TemporaryDirectory(prefix="qp-bench-") as tmp:
         workdir = Path(tmp)
         url = fresh_database(workdir, database_url, tickers)
         flags = ("--latency-ms", str(latency_ms), *(("--premium",) if premium else ()))
         with sandbox_process(*flags, *sandbox_flags) as base_url:
-            env = dagster_env(workdir, base_url, url, **(extra_env or {}))
+            env = dagster_env(
+                workdir, base_url, url, instance_url=instance_url, **(extra_env or {})
+            )
             wall, rss, code = run_measured([str(BIN / "dagster"), *REFRESH], env)
             stats = sandbox_stats(base_url)
         rows = count_rows(url, "stocks")
-        steps = mapped_steps(env["DAGSTER_HOME"], "raw_quotes.fetch_quote_batch[")
+        steps = mapped_steps(env, "raw_quotes.fetch_quote_batch[")
     requests_made = stats["requests_total"]
     limit = requests_made * latency_ms / 1000 / CLIENT_CONCURRENCY
     met = code == 0 and rows == tickers
@@ -199,6 +243,7 @@ def refresh_case(
         http_429=stats["by_status"].get("429", 0),
         mapped_steps=steps,
         rows=rows,
+        tickers=tickers,
         limit_seconds=limit,
         notes={"exit_code": code},
     )
@@ -230,12 +275,16 @@ def rate_cap_case(database_url: str | None) -> Measurement:
         api_requests=len(times),
         http_429=http_429,
         rows=rows,
+        tickers=tickers,
         limit_seconds=limit,
         notes={"busiest_minute_calls": busiest, "cap_achieved": round(achieved, 3)},
     )
 
 
 def upsert_case(name: str, database_url: str, rows: int = 50_000) -> Measurement:
+    """The bulk write alone, against two references: the replaced design's row-by-row writes
+    (one transaction per row, timed on a sample) and the floor of moving the same rows into
+    an unindexed table (COPY on PostgreSQL, a plain multi-row INSERT on SQLite)."""
     engine = create_db_engine(database_url)
     metadata.drop_all(engine)
     metadata.create_all(engine)
@@ -249,6 +298,9 @@ def upsert_case(name: str, database_url: str, rows: int = 50_000) -> Measurement
         started = time.perf_counter()
         write_quotes(engine, quotes, written_at=datetime.now(UTC))
         timings.append(time.perf_counter() - started)
+    sample = quotes[:2000]
+    naive = row_by_row_seconds(engine, sample) * rows / len(sample)
+    floor = bulk_load_floor_seconds(engine, quotes)
     engine.dispose()
     target = 1.0 if "postgres" in name else None
     return Measurement(
@@ -257,8 +309,73 @@ def upsert_case(name: str, database_url: str, rows: int = 50_000) -> Measurement
         wall_seconds=max(timings),
         met=max(timings) <= target if target else None,
         rows=rows,
-        notes={"insert_seconds": round(timings[0], 3), "update_seconds": round(timings[1], 3)},
+        limit_seconds=floor,
+        naive_seconds=naive,
+        notes={
+            "insert_seconds": round(timings[0], 3),
+            "update_seconds": round(timings[1], 3),
+            "naive_sample_rows": len(sample),
+        },
     )
+
+
+def row_by_row_seconds(engine: sa.Engine, quotes: list[Quote]) -> float:
+    """Seconds to write ``quotes`` the way the Celery design did: a statement and a
+    transaction per row (here a one-row upsert, as Django's update_or_create would be)."""
+    dialect_insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    insert = dialect_insert(stocks)
+    upsert = insert.on_conflict_do_update(
+        index_elements=["ticker"],
+        set_={"price": insert.excluded.price, "volume": insert.excluded.volume,
+              "quoted_at": insert.excluded.quoted_at, "updated_at": insert.excluded.updated_at},
+    )  # fmt: skip
+    started = time.perf_counter()
+    for q in quotes:
+        with engine.begin() as conn:
+            conn.execute(
+                upsert,
+                {"ticker": q.symbol, "price": q.price, "volume": q.volume, "change": q.change,
+                 "quoted_at": q.quoted_at, "updated_at": datetime.now(UTC)},
+            )  # fmt: skip
+    return time.perf_counter() - started
+
+
+def bulk_load_floor_seconds(engine: sa.Engine, quotes: list[Quote]) -> float:
+    """Seconds to move ``quotes`` into an empty table with no key, index or conflict check."""
+    floor = sa.Table(
+        "bench_load_floor",
+        sa.MetaData(),
+        sa.Column("ticker", sa.String(15)),
+        sa.Column("price", sa.Numeric()),
+        sa.Column("volume", sa.BigInteger()),
+        sa.Column("quoted_at", sa.DateTime(timezone=True)),
+    )
+    floor.drop(engine, checkfirst=True)
+    floor.create(engine)
+    try:
+        started = time.perf_counter()
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                buffer = io.StringIO()
+                writer = csv.writer(buffer)
+                for q in quotes:
+                    writer.writerow((q.symbol, q.price, q.volume, q.quoted_at.isoformat()))
+                buffer.seek(0)
+                cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                cursor.copy_expert("COPY bench_load_floor FROM STDIN WITH (FORMAT csv)", buffer)
+                cursor.close()
+            else:
+                conn.execute(
+                    floor.insert(),
+                    [
+                        {"ticker": q.symbol, "price": q.price, "volume": q.volume,
+                         "quoted_at": q.quoted_at}
+                        for q in quotes
+                    ],
+                )  # fmt: skip
+        return time.perf_counter() - started
+    finally:
+        floor.drop(engine)
 
 
 def backfill_case(database_url: str | None, tickers: int = 500) -> Measurement:
@@ -275,9 +392,7 @@ def backfill_case(database_url: str | None, tickers: int = 500) -> Measurement:
             wall, rss, code = run_measured(command, env)
             stats = sandbox_stats(base_url)
         rows = count_rows(url, "daily_prices")
-        import dagster as dg
-
-        with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        with open_instance(env) as instance:
             runs = len(instance.get_runs())
     eod = stats["by_endpoint"].get("/stable/historical-price-eod/full", 0)
     return Measurement(
@@ -288,6 +403,7 @@ def backfill_case(database_url: str | None, tickers: int = 500) -> Measurement:
         peak_rss_mb=rss,
         api_requests=stats["requests_total"],
         rows=rows,
+        tickers=tickers,
         limit_seconds=tickers * 0.05 / CLIENT_CONCURRENCY,
         notes={"runs": runs, "eod_requests": eod},
     )
@@ -336,6 +452,14 @@ def benchmark_postgres_database() -> str | None:
     return create_database(server.url, "quote_pipeline_benchmark")
 
 
+def scratch_database(postgres_url: str, name: str) -> str:
+    """A new, empty database ``name`` on the server of ``postgres_url``."""
+    from quote_pipeline_tests.support.postgres import create_database
+
+    server = make_url(postgres_url).set(database="postgres")
+    return create_database(server.render_as_string(hide_password=False), name)
+
+
 # --- driver --------------------------------------------------------------------------------
 
 
@@ -371,12 +495,19 @@ def all_cases(
     }  # fmt: skip
     if postgres_url:
         cases["upsert_50k_postgres"] = lambda: upsert_case("upsert_50k_postgres", postgres_url)
+        # Production: the project's dagster.yaml (run, event-log and schedule storage on
+        # PostgreSQL) and the stocks tables on PostgreSQL too.
+        cases["refresh_5000_pg_instance"] = lambda: refresh_case(
+            "refresh_5000_pg_instance", "<= 12 s", tickers=5000, latency_ms=50, premium=False,
+            target_seconds=12, database_url=postgres_url,
+            instance_url=scratch_database(postgres_url, "quote_pipeline_benchmark_instance"),
+        )  # fmt: skip
     return cases
 
 
 def print_table(results: list[Measurement]) -> None:
     header = (
-        f"{'case':<22}{'target':<32}{'wall s':>8}{'met':>6}{'RSS MB':>8}{'requests':>9}"
+        f"{'case':<26}{'target':<32}{'wall s':>8}{'met':>6}{'RSS MB':>8}{'requests':>9}"
         f"{'429':>6}{'steps':>6}{'limit s':>9}{'naive s':>10}{'vs naive':>9}{'vs limit':>9}"
     )
     print(header)
@@ -390,7 +521,7 @@ def print_table(results: list[Measurement]) -> None:
         vs_limit = m.wall_seconds / m.limit_seconds if m.limit_seconds else None
         met = {True: "yes", False: "NO", None: "-"}[m.met]
         print(
-            f"{m.case:<22}{m.target:<32}{m.wall_seconds:>8.2f}{met:>6}"
+            f"{m.case:<26}{m.target:<32}{m.wall_seconds:>8.2f}{met:>6}"
             f"{fmt(m.peak_rss_mb, '.0f'):>8}"
             f"{fmt(m.api_requests, 'd'):>9}{fmt(m.http_429, 'd'):>6}{fmt(m.mapped_steps, 'd'):>6}"
             f"{fmt(m.limit_seconds, '.2f'):>9}{fmt(m.naive_seconds, '.0f'):>10}"
@@ -420,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown case(s) {sorted(unknown)}; known: {sorted(cases)}")
 
     naive: tuple[float, float] | None = None
-    if any(c.startswith(("refresh", "rate")) for c in chosen):
+    if any(c.startswith(("refresh", "rate", "backfill")) for c in chosen):
         n = args.naive_tickers
         print(f"naive design: {n} and {2 * n} tickers, one multiprocess step each ...")
         naive = naive_reference(n)
@@ -429,8 +560,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in chosen:
         print(f"running {name} ...", flush=True)
         measurement = cases[name]()
-        if naive and measurement.rows and name.startswith(("refresh", "rate")):
-            measurement.naive_seconds = naive[0] + naive[1] * measurement.rows
+        if naive and measurement.tickers:
+            # One multiprocess step per ticker, one request each; for the backfill this is a
+            # lower bound (a default backfill would also launch one run per partition).
+            measurement.naive_seconds = naive[0] + naive[1] * measurement.tickers
         results.append(measurement)
 
     machine = {
