@@ -32,6 +32,7 @@ def build_definitions(
     """
     quotes_asset = build_raw_quotes(fetch_retry_policy or fetch_retry_policy_from_env())
     schedule_options = ScheduleOptions.from_env()
+    database = DatabaseResource()
     return dg.Definitions(
         assets=[tickers, quotes_asset, stocks, *history_assets],
         asset_checks=quote_checks,
@@ -42,7 +43,8 @@ def build_definitions(
             build_freshness_check_schedule(schedule_options),
             *build_history_schedules(schedule_options.default_status),
         ],
-        resources={"fmp": fmp or fmp_resource_from_env(), "database": DatabaseResource()},
+        # The FMP plan's cap is counted in the database, shared by every run and process.
+        resources={"fmp": fmp or fmp_resource_from_env(database), "database": database},
         # Mapped steps are cheap in process (~15 ms) and ~1 s each as subprocesses; the
         # concurrency that matters is the HTTP inside each step, so run steps in process.
         executor=dg.in_process_executor,

@@ -7,6 +7,8 @@ import dagster as dg
 import pytest
 
 from quote_pipeline.definitions import build_definitions, defs
+from quote_pipeline.defs.resources import DatabaseResource, FMPResource
+from quote_pipeline.storage.call_ledger import SqlCallLedger
 
 
 def test_the_definitions_module_loads() -> None:
@@ -54,3 +56,21 @@ def test_loading_the_code_location_freezes_what_it_loaded() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert int(frozen) > 100_000
+
+
+def test_the_plans_cap_is_counted_in_the_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FMP_API_KEY", "wiring-key")
+    monkeypatch.setenv("FMP_CALLS_PER_MINUTE", "300")
+    wired = build_definitions()
+    fmp = wired.resources["fmp"]
+    assert fmp.database is wired.resources["database"]
+
+    database = DatabaseResource(url="sqlite://")
+    capped = FMPResource(api_key="k", base_url="http://127.0.0.1:9", calls_per_minute=300)
+    assert capped.get_client().pacer.ledger is None  # counted in this process only
+    shared = capped.model_copy(update={"database": database})
+    ledger = shared.get_client().pacer.ledger
+    assert isinstance(ledger, SqlCallLedger)
+    assert "k" not in ledger.account  # a hash of the account, never the key
+    uncapped = shared.model_copy(update={"calls_per_minute": None})
+    assert uncapped.get_client().pacer.ledger is None  # no cap, nothing to count

@@ -14,10 +14,34 @@ from sqlalchemy.engine import Engine
 from quote_pipeline.fmp import DEFAULT_BASE_URL, ClientSettings, FMPClient
 from quote_pipeline.fmp.pacing import shared_pacer
 from quote_pipeline.storage import create_db_engine, display_url, resolve_database_url
+from quote_pipeline.storage.call_ledger import SqlCallLedger
 
 API_KEY_ENV = "FMP_API_KEY"
 BASE_URL_ENV = "FMP_BASE_URL"
 CALLS_PER_MINUTE_ENV = "FMP_CALLS_PER_MINUTE"
+
+
+class DatabaseResource(dg.ConfigurableResource):
+    """The project's database (SQLite by default, PostgreSQL in production)."""
+
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL. Unset: QUOTE_PIPELINE_DATABASE_URL, else a SQLite file "
+        "in ./data. Prefer the variable: a URL here is visible in the UI.",
+    )
+
+    def get_engine(self) -> Engine:
+        """The engine for this database, created (with its tables) once per process."""
+        return _engine_for(resolve_database_url(self.url))
+
+    def describe(self) -> str:
+        """The URL with its password masked."""
+        return display_url(resolve_database_url(self.url))
+
+
+@functools.cache
+def _engine_for(url: str) -> Engine:
+    return create_db_engine(url)
 
 
 class FMPResource(dg.ConfigurableResource):
@@ -54,6 +78,12 @@ class FMPResource(dg.ConfigurableResource):
         description="Seconds of unbroken 429s (at least 10 in a row) after which the quota "
         "counts as exhausted and the run stops asking.",
     )
+    database: DatabaseResource | None = Field(
+        default=None,
+        description="With calls_per_minute: where calls are counted (table api_calls), so "
+        "every run and process on this database shares the plan's cap. Unset: each process "
+        "counts its own calls.",
+    )
 
     def get_client(self) -> FMPClient:
         """The process's client for this configuration, shared by every step that runs here.
@@ -76,18 +106,30 @@ class FMPResource(dg.ConfigurableResource):
         )
         # The cap is the account's: every client of this key in the process shares a pacer.
         account = hashlib.sha256(f"{self.base_url}|{self.api_key}".encode()).hexdigest()
-        return _shared_client(account, self.api_key, settings)
+        ledger_url = resolve_database_url(self.database.url) if self.database else None
+        return _shared_client(account, self.api_key, settings, ledger_url)
 
 
-_clients: dict[tuple[str, ClientSettings], FMPClient] = {}
+_clients: dict[tuple[str, ClientSettings, str | None], FMPClient] = {}
 _clients_lock = threading.Lock()
 
 
-def _shared_client(account: str, api_key: str, settings: ClientSettings) -> FMPClient:
+def _shared_client(
+    account: str, api_key: str, settings: ClientSettings, ledger_url: str | None
+) -> FMPClient:
     with _clients_lock:
-        key = (account, settings)
+        key = (account, settings, ledger_url)
         if key not in _clients:
-            pacer = shared_pacer(account, settings.calls_per_minute)
+            pacer = shared_pacer(
+                account,
+                settings.calls_per_minute,
+                ledger_scope=ledger_url,
+                make_ledger=(
+                    (lambda: SqlCallLedger(_engine_for(ledger_url), account))
+                    if ledger_url
+                    else None
+                ),
+            )
             _clients[key] = FMPClient(api_key, settings, pacer=pacer)
         return _clients[key]
 
@@ -100,34 +142,13 @@ def _close_clients() -> None:
         _clients.clear()
 
 
-class DatabaseResource(dg.ConfigurableResource):
-    """The project's database (SQLite by default, PostgreSQL in production)."""
-
-    url: str | None = Field(
-        default=None,
-        description="SQLAlchemy URL. Unset: QUOTE_PIPELINE_DATABASE_URL, else a SQLite file "
-        "in ./data. Prefer the variable: a URL here is visible in the UI.",
-    )
-
-    def get_engine(self) -> Engine:
-        """The engine for this database, created (with its tables) once per process."""
-        return _engine_for(resolve_database_url(self.url))
-
-    def describe(self) -> str:
-        """The URL with its password masked."""
-        return display_url(resolve_database_url(self.url))
-
-
-@functools.cache
-def _engine_for(url: str) -> Engine:
-    return create_db_engine(url)
-
-
-def fmp_resource_from_env() -> FMPResource:
-    """The FMP resource as the deployed code location configures it."""
+def fmp_resource_from_env(database: DatabaseResource | None = None) -> FMPResource:
+    """The FMP resource as the deployed code location configures it; with ``database``,
+    the plan's cap is counted there, across processes."""
     calls_per_minute = os.environ.get(CALLS_PER_MINUTE_ENV)
     return FMPResource(
         api_key=dg.EnvVar(API_KEY_ENV),
         base_url=os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL,
         calls_per_minute=int(calls_per_minute) if calls_per_minute else None,
+        database=database,
     )

@@ -6,6 +6,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
+
+
+class CallLedger(Protocol):
+    """Where calls are counted when several processes share one account's cap."""
+
+    def reserve(self, calls_per_window: int, window_seconds: float) -> float:
+        """Record one call now and return 0 if it fits in the window, else record nothing
+        and return the seconds to wait before asking again."""
+        ...
 
 
 class CallPacer:
@@ -13,7 +23,9 @@ class CallPacer:
 
         ``acquire()`` blocks until one more call fits in the last ``window_seconds``, and until
         any back-off set by ``pause()`` (after a 429) has passed. ``calls_per_window=None``
-        means unlimited, but pauses still apply. It also remembers a 429 streak: one that lasts
+        means unlimited, but pauses still apply. With a ``ledger`` the window is counted there,
+        shared with every other process using the same ledger, instead of in this process.
+        It also remembers a 429 streak: one that lasts
         ``quota_exhausted_after`` seconds without a single success means the quota is gone, and
         every client sharing this pacer stops asking. Both conditions are needed: a burst of 429s
     from concurrent threads is not a lost quota, and neither is one 429 after a long pause.
@@ -27,6 +39,7 @@ class CallPacer:
         margin_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        ledger: CallLedger | None = None,
     ) -> None:
         if calls_per_window is not None and calls_per_window < 1:
             raise ValueError("calls_per_window must be at least 1 (or None for no cap)")
@@ -36,6 +49,8 @@ class CallPacer:
         self.window_seconds = window_seconds + margin_seconds
         self._clock = clock
         self._sleep = sleep
+        self.ledger = ledger
+        self._ledger_full_until = 0.0
         self._sent: deque[float] = deque()
         self._resume_at = 0.0
         self._rate_limited_since: float | None = None
@@ -55,17 +70,30 @@ class CallPacer:
                     # the other threads would only collect more 429s (and spend quota).
                     wait = 0.05
                 if wait <= 0 and self.calls_per_window is not None:
-                    while self._sent and self._sent[0] <= now - self.window_seconds:
-                        self._sent.popleft()
-                    if len(self._sent) >= self.calls_per_window:
-                        wait = self._sent[0] + self.window_seconds - now
+                    wait = self._take_window_slot(self.calls_per_window, now)
                 if wait <= 0:
-                    if self.calls_per_window is not None:
-                        self._sent.append(now)
                     if self._rate_limited_since is not None:
                         self._probe_in_flight = True
                     return
             self._sleep(min(wait, 1.0))
+
+    def _take_window_slot(self, cap: int, now: float) -> float:
+        """Count one call in the window and return 0, or return how long until one fits."""
+        if self.ledger is not None:
+            # Other processes can only fill the window, never free it sooner: no need to ask
+            # the ledger again before the time it gave.
+            if now < self._ledger_full_until:
+                return self._ledger_full_until - now
+            # Still under the lock: this process's threads queue here, not at the database.
+            wait = self.ledger.reserve(cap, self.window_seconds)
+            self._ledger_full_until = now + wait
+            return wait
+        while self._sent and self._sent[0] <= now - self.window_seconds:
+            self._sent.popleft()
+        if len(self._sent) >= cap:
+            return self._sent[0] + self.window_seconds - now
+        self._sent.append(now)
+        return 0.0
 
     def release(self) -> None:
         """The call that ``acquire()`` let through has finished, whatever its outcome."""
@@ -113,18 +141,27 @@ class CallPacer:
             self._rate_limited_streak = 0
 
 
-_shared_pacers: dict[tuple[str, int | None], CallPacer] = {}
+_shared_pacers: dict[tuple[str, int | None, str | None], CallPacer] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_pacer(account: str, calls_per_minute: int | None) -> CallPacer:
-    """One pacer per API account and cap in this process.
+def shared_pacer(
+    account: str,
+    calls_per_minute: int | None,
+    *,
+    ledger_scope: str | None = None,
+    make_ledger: Callable[[], CallLedger] | None = None,
+) -> CallPacer:
+    """One pacer per API account and cap (and ledger, named by ``ledger_scope``) in this
+    process.
 
     Clients come and go with each step of a run; the plan's cap belongs to the account, so
-    every client of the same account in a process shares the same window.
+    every client of the same account in a process shares the same window, and with a
+    ledger every process counting in it does too.
     """
-    key = (account, calls_per_minute)
+    key = (account, calls_per_minute, ledger_scope if make_ledger else None)
     with _shared_lock:
         if key not in _shared_pacers:
-            _shared_pacers[key] = CallPacer(calls_per_minute)
+            ledger = make_ledger() if make_ledger and calls_per_minute else None
+            _shared_pacers[key] = CallPacer(calls_per_minute, ledger=ledger)
         return _shared_pacers[key]

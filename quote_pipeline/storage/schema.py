@@ -73,3 +73,14 @@ intraday_bars = sa.Table(
     sa.Column("fetched_at", UTCDateTime(), nullable=False),
     comment="5-minute OHLCV bars per ticker (the intraday_bars asset).",
 )
+
+api_calls = sa.Table(
+    "api_calls",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    # A hash of the API base URL and key: the account, never the key itself.
+    sa.Column("account", sa.String(64), nullable=False),
+    sa.Column("sent_at", sa.Float(), nullable=False, comment="Epoch seconds."),
+    sa.Index("ix_api_calls_account_sent_at", "account", "sent_at"),
+    comment="Calls in the current rate-limit window per API account, shared by all processes.",
+)

@@ -96,3 +96,25 @@ def test_library_log_records_are_redacted() -> None:
     RedactingFilter().filter(record)
     assert "s3cr3t" not in record.getMessage()
     assert "apikey=***" in record.getMessage()
+
+
+class CountingLedger:
+    """A ledger that another process has filled until ``free_at``."""
+
+    def __init__(self, clock: FakeClock, free_at: float) -> None:
+        self.clock = clock
+        self.free_at = free_at
+        self.asked = 0
+
+    def reserve(self, calls_per_window: int, window_seconds: float) -> float:
+        self.asked += 1
+        return max(self.free_at - self.clock.now, 0.0)
+
+
+def test_a_full_shared_window_is_not_asked_about_again_before_it_frees() -> None:
+    clock = FakeClock()
+    ledger = CountingLedger(clock, free_at=clock.now + 30)
+    pacer = CallPacer(5, clock=clock, sleep=clock.sleep, ledger=ledger)
+    pacer.acquire()  # sleeps in steps of at most a second, 30 s in all
+    assert clock.now == 1030.0
+    assert ledger.asked == 2  # when full, and when it said the window would free
