@@ -1,9 +1,10 @@
 """Benchmarks: the quote refresh (and history backfill) measured as a user runs them.
 
 Each case starts the FMP sandbox in its own process (latency and plan as the case says), seeds
-N tickers in a fresh database, and times the Dagster CLI in a fresh process from its start to
-its exit (the rows are committed by then). It records wall time, the run process's peak RSS,
-API requests, 429s, and mapped steps, and compares each case with two references: the naive
+N tickers in a fresh database (with `quote-pipeline tickers import`), and times the Dagster CLI
+in a fresh process from its start to its exit (the rows are committed by then). It records wall
+time, the CLI process's CPU seconds (user + system, its children included) and peak RSS, API
+requests, 429s, and mapped steps, and compares each case with two references: the naive
 design (one mapped step per ticker, multiprocess executor; run at a small N, extrapolated)
 and the theoretical limit (requests x latency / concurrency, or the rate cap). The bulk upsert
 is timed alone, against row-by-row writes (the replaced design) and against moving the same
@@ -12,26 +13,45 @@ rows into an unindexed table (its floor).
 The refresh cases run on a local SQLite instance, as README's "Running it with Dagster" sets
 one up; `refresh_5000_pg_instance` repeats the 5,000-ticker case on the production instance
 (the project's dagster.yaml, storage on PostgreSQL), with the stocks tables on PostgreSQL.
+`refresh_400_straggler` materializes tickers,raw_quotes,stocks (`dagster asset materialize`)
+with one of 400 symbols hanging 45 s on every request, default retry settings, and polls the
+stocks table while it runs: the 399 good rows should be committed within 90 s of the CLI's
+start and the run should end within 180 s. Every CLI run is killed after --timeout-seconds
+(default 900) and then reported as timed out.
 
     .venv/bin/python -m benchmarks.run                   # every case, a table and JSON
     .venv/bin/python -m benchmarks.run --cases refresh_5000,upsert_50k_postgres
+    .venv/bin/python -m benchmarks.run --cases refresh_400_straggler --timeout-seconds 240
+
+--baseline REV compares the code of commit REV (checked out in a git worktree under /tmp)
+with the working tree, in one invocation, since this machine's speed varies from day to day:
+each chosen case (default: the refresh cases) runs baseline, current, baseline, current, ...
+(--repeats times each), every run with its own sandbox, data database and DAGSTER_HOME, and
+the table gives the medians and current/baseline ratios of wall and CPU seconds.
+
+    .venv/bin/python -m benchmarks.run --baseline HEAD~1 --cases refresh_5000 --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import io
 import json
 import os
 import platform
 import shutil
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -41,19 +61,20 @@ from unittest import mock
 
 import requests
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-
-from quote_pipeline.fmp import ClientSettings
-from quote_pipeline.models import Quote
-from quote_pipeline.storage import add_tickers, create_db_engine, write_quotes
-from quote_pipeline.storage.schema import metadata, stocks
+from sqlalchemy.pool import NullPool
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "benchmark-key"
-CLIENT_CONCURRENCY = ClientSettings().max_concurrency  # what a run uses by default
 REFRESH = ["job", "execute", "-m", "quote_pipeline.definitions", "-j", "refresh_quotes"]
+# What the issue's user ran: the three quote assets, materialized from the command line.
+MATERIALIZE_QUOTES = [
+    "asset", "materialize", "-m", "quote_pipeline.definitions",
+    "--select", "tickers,raw_quotes,stocks",
+]  # fmt: skip
+DEFAULT_TIMEOUT_SECONDS = 900.0
+POSTGRES_CASES = ("upsert_50k_postgres", "refresh_5000_pg_instance")
 
 
 @dataclass
@@ -62,6 +83,7 @@ class Measurement:
     target: str
     wall_seconds: float
     met: bool | None = None
+    cpu_seconds: float | None = None  # the CLI process's user + system, its children included
     peak_rss_mb: float | None = None
     api_requests: int | None = None
     http_429: int | None = None
@@ -73,12 +95,100 @@ class Measurement:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Options:
+    """What the command line changes in the cases."""
+
+    database_url: str | None = None
+    tickers: int | None = None  # overrides the ticker count of the refresh cases
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    straggler_hang_seconds: float = 45.0
+
+    def count(self, default: int) -> int:
+        return self.tickers or default
+
+
+# --- which code runs -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CodeTree:
+    """Where a run's `quote_pipeline` is imported from: the working tree, or a git worktree
+    of the baseline commit. Its CLIs run with the tree as working directory (Dagster puts
+    that first on sys.path for `-m`) and first on PYTHONPATH (ahead of the editable install
+    of /work/main, which is only a finder at the end of sys.meta_path)."""
+
+    label: str
+    root: Path
+    commit: str | None = None
+
+    def env(self, base: Mapping[str, str]) -> dict[str, str]:
+        paths = [str(self.root), *filter(None, [base.get("PYTHONPATH")])]
+        return {**base, "PYTHONPATH": os.pathsep.join(paths)}
+
+    def imported_from(self) -> Path:
+        """The `quote_pipeline` package a process of this tree imports (checked, not assumed)."""
+        completed = subprocess.run(
+            [sys.executable, "-c", "import quote_pipeline; print(quote_pipeline.__file__)"],
+            env=self.env(os.environ),
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        package = Path(completed.stdout.strip()).resolve().parent
+        if not package.is_relative_to(self.root.resolve()):
+            raise RuntimeError(f"{self.label}: quote_pipeline came from {package}, not {self.root}")
+        return package
+
+
+CURRENT = CodeTree("current", ROOT)
+
+
+def git(*args: str, cwd: Path = ROOT) -> str:
+    """Read-only git (no optional locks: the index is never rewritten by us)."""
+    return subprocess.run(
+        ["git", "--no-optional-locks", *args], cwd=cwd, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def baseline_tree(rev: str) -> CodeTree:
+    """A detached worktree of ``rev`` at /tmp/qp-baseline-<hash>, made once and reused."""
+    commit = git("rev-parse", "--verify", f"{rev}^{{commit}}")
+    path = Path(tempfile.gettempdir()) / f"qp-baseline-{commit[:12]}"
+    if path.exists():
+        if git("rev-parse", "HEAD", cwd=path) != commit or git("status", "--porcelain", cwd=path):
+            raise RuntimeError(f"{path} exists but is not a clean checkout of {commit}")
+    else:
+        # --force: a worktree of this path that was deleted without `git worktree remove`.
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", "--force", str(path), commit],
+            cwd=ROOT, check=True, capture_output=True,
+        )  # fmt: skip
+    return CodeTree("baseline", path, commit)
+
+
+@functools.cache
+def client_concurrency(tree: CodeTree) -> int | None:
+    """Concurrent requests a run of ``tree`` makes by default (the limit's divisor)."""
+    probe = "from quote_pipeline.fmp import ClientSettings; print(ClientSettings().max_concurrency)"
+    completed = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=tree.env(os.environ), cwd=tree.root, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if completed.returncode != 0:
+        print(f"  ({tree.label}: no ClientSettings().max_concurrency, so no limit figure)")
+        return None
+    return int(completed.stdout.strip())
+
+
 # --- infrastructure ------------------------------------------------------------------------
 
 
 @contextmanager
 def sandbox_process(*flags: str) -> Iterator[str]:
-    """`quote-pipeline sandbox` in its own process, so it does not share the run's CPU time."""
+    """`quote-pipeline sandbox` (the working tree's) in its own process, so it does not share
+    the run's CPU time."""
     process = subprocess.Popen(
         [str(BIN / "quote-pipeline"), "sandbox", "--port", "0", "--api-key", API_KEY, *flags],
         stdout=subprocess.PIPE,
@@ -103,37 +213,130 @@ def symbols(count: int) -> list[str]:
     return ["".join(letters[i // 26**k % 26] for k in (3, 2, 1, 0)) for i in range(count)]
 
 
-def fresh_database(workdir: Path, database_url: str | None, tickers: int) -> str:
+def plain_engine(database_url: str) -> sa.Engine:
+    """An engine that only reads or wipes: no schema of any code version is created."""
+    url = make_url(database_url)
+    connect_args = {"timeout": 5} if url.get_backend_name() == "sqlite" else {}
+    return sa.create_engine(url, poolclass=NullPool, connect_args=connect_args)
+
+
+def wipe_database(database_url: str) -> None:
+    """Remove every table (a SQLite file altogether), whichever code version made them."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            for suffix in ("", "-journal", "-wal", "-shm"):
+                Path(url.database + suffix).unlink(missing_ok=True)
+        return
+    engine = plain_engine(database_url)
+    try:
+        existing = sa.MetaData()
+        existing.reflect(engine)
+        existing.drop_all(engine)
+    finally:
+        engine.dispose()
+
+
+def fresh_database(
+    workdir: Path, database_url: str | None, tickers: int, tree: CodeTree = CURRENT
+) -> str:
+    """A fresh data database tracking ``tickers`` symbols, made by ``tree``'s own CLI (its
+    schema is that code's, however that code creates or migrates it)."""
     url = database_url or f"sqlite:///{workdir / 'bench.db'}"
-    engine = create_db_engine(url)
-    metadata.drop_all(engine)
-    metadata.create_all(engine)
-    add_tickers(engine, symbols(tickers), now=datetime.now(UTC))
-    engine.dispose()
+    wipe_database(url)
+    listing = workdir / "tickers.txt"
+    listing.write_text("\n".join(symbols(tickers)) + "\n")
+    command = [
+        str(BIN / "quote-pipeline"), "--database-url", url, "tickers", "import", str(listing),
+    ]  # fmt: skip
+    completed = subprocess.run(
+        command, env=tree.env(os.environ), cwd=tree.root, capture_output=True, text=True
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"{tree.label}: seeding failed: {completed.stderr[-2000:]}")
     return url
 
 
-def run_measured(
-    command: list[str], env: dict[str, str], *, copies: int = 1
-) -> tuple[float, float, int]:
-    """Wall seconds, peak RSS (MB) of the largest process, and the worst exit code of
-    ``copies`` instances of ``command`` started together (as two runs of two users)."""
+@dataclass
+class CliRun:
+    wall_seconds: float
+    cpu_seconds: float  # user + system of the CLI processes and their waited-for children
+    peak_rss_mb: float  # of the largest process
+    exit_code: int  # the worst of the copies
+    timed_out: bool
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with suppress(ProcessLookupError):  # the group is gone already
+        os.killpg(process.pid, sig)
+
+
+def run_cli(
+    command: list[str],
+    env: dict[str, str],
+    *,
+    cwd: Path,
+    copies: int = 1,
+    timeout_seconds: float | None = None,
+    watch: Callable[[float], None] | None = None,
+    watch_interval: float = 0.25,
+) -> CliRun:
+    """Run ``copies`` instances of ``command`` started together (as two runs of two users)
+    and wait for them. While they run, ``watch(seconds since the start)`` is called every
+    ``watch_interval`` from another thread; past ``timeout_seconds`` each process group is
+    sent SIGTERM, then SIGKILL 5 s later."""
     # Dagster logs every event to stderr: a file, never a pipe nobody reads while it runs.
     with ExitStack() as stack:
         logs = [stack.enter_context(tempfile.TemporaryFile()) for _ in range(copies)]
+        done, timed_out = threading.Event(), threading.Event()
         started = time.perf_counter()
-        processes = [subprocess.Popen(command, env=env, stdout=log, stderr=log) for log in logs]
-        peak_rss, codes = 0.0, []
-        for process, log in zip(processes, logs, strict=True):
-            _, status, usage = os.wait4(process.pid, 0)  # the rusage of this child alone
-            process.returncode = os.waitstatus_to_exitcode(status)
-            peak_rss = max(peak_rss, usage.ru_maxrss / 1024)
-            codes.append(process.returncode)
-            if process.returncode != 0:
-                log.seek(0)
-                sys.stderr.write(log.read().decode(errors="replace")[-3000:])
-        wall = time.perf_counter() - started
-    return wall, peak_rss, max(codes, key=abs)
+        processes = [
+            subprocess.Popen(
+                command, env=env, cwd=cwd, stdout=log, stderr=log, start_new_session=True
+            )
+            for log in logs
+        ]
+
+        def watchdog() -> None:
+            while not done.wait(watch_interval):
+                elapsed = time.perf_counter() - started
+                if watch:
+                    watch(elapsed)
+                if timeout_seconds is not None and elapsed > timeout_seconds:
+                    timed_out.set()
+                    for process in processes:
+                        _signal_group(process, signal.SIGTERM)
+                    if not done.wait(5):
+                        for process in processes:
+                            _signal_group(process, signal.SIGKILL)
+                    return
+
+        thread = threading.Thread(target=watchdog, daemon=True)
+        thread.start()
+        peak_rss, cpu, codes = 0.0, 0.0, []
+        try:
+            for process, log in zip(processes, logs, strict=True):
+                # The rusage of this child and of the children it waited for.
+                _, status, usage = os.wait4(process.pid, 0)
+                process.returncode = os.waitstatus_to_exitcode(status)
+                peak_rss = max(peak_rss, usage.ru_maxrss / 1024)
+                cpu += usage.ru_utime + usage.ru_stime
+                codes.append(process.returncode)
+                if process.returncode != 0:
+                    log.seek(0)
+                    why = "killed at the timeout" if timed_out.is_set() else "failed"
+                    sys.stderr.write(f"--- the CLI {why}; the end of its log:\n")
+                    sys.stderr.write(log.read().decode(errors="replace")[-3000:])
+                    sys.stderr.write("\n---\n")
+            wall = time.perf_counter() - started
+        finally:
+            done.set()
+            for process in processes:  # only if interrupted: nothing must outlive us
+                if process.returncode is None:
+                    _signal_group(process, signal.SIGKILL)
+                    process.wait()
+            thread.join()
+    return CliRun(wall, cpu, peak_rss, max(codes, key=abs), timed_out.is_set())
 
 
 def dagster_env(
@@ -141,16 +344,17 @@ def dagster_env(
     base_url: str,
     database_url: str,
     *,
+    tree: CodeTree = CURRENT,
     instance_url: str | None = None,
     **extra: str,
 ) -> dict[str, str]:
-    """The environment of a user's run: a local SQLite instance (what README's "Running it
-    with Dagster" sets up), or with ``instance_url`` the production instance (the project's
-    dagster.yaml, its storage on that PostgreSQL database)."""
+    """The environment of a user's run of ``tree``: a local SQLite instance (what README's
+    "Running it with Dagster" sets up), or with ``instance_url`` the production instance (the
+    project's dagster.yaml, its storage on that PostgreSQL database)."""
     home = workdir / "dagster_home"
     home.mkdir(exist_ok=True)
     env = {
-        **os.environ,
+        **tree.env(os.environ),
         "DAGSTER_HOME": str(home),
         "FMP_BASE_URL": base_url,
         "FMP_API_KEY": API_KEY,
@@ -158,7 +362,7 @@ def dagster_env(
         **extra,
     }
     if instance_url:
-        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+        shutil.copy(tree.root / "dagster.yaml", home / "dagster.yaml")
         url = make_url(instance_url)
         env |= {
             "DAGSTER_PG_USERNAME": url.username or "",
@@ -186,10 +390,12 @@ def open_instance(env: dict[str, str]) -> Iterator[Any]:
 
 def mapped_steps(env: dict[str, str], step_prefix: str) -> int:
     with open_instance(env) as instance:
-        (run,) = instance.get_runs(limit=1)
+        runs = instance.get_runs(limit=1)
+        if not runs:
+            return 0
         return sum(
             1
-            for entry in instance.all_logs(run.run_id)
+            for entry in instance.all_logs(runs[0].run_id)
             if entry.dagster_event
             and entry.dagster_event.event_type_value == "STEP_SUCCESS"
             and (entry.step_key or "").startswith(step_prefix)
@@ -197,23 +403,57 @@ def mapped_steps(env: dict[str, str], step_prefix: str) -> int:
 
 
 def count_rows(database_url: str, table: str) -> int:
-    engine = create_db_engine(database_url)
-    with engine.connect() as conn:
-        count = conn.scalar(sa.text(f"select count(*) from {table}")) or 0
-    engine.dispose()
-    return count
+    """Rows in ``table`` (0 if there is no such table)."""
+    engine = plain_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return conn.scalar(sa.text(f"select count(*) from {table}")) or 0
+    except sa.exc.DBAPIError:
+        return 0
+    finally:
+        engine.dispose()
+
+
+class RowWatch:
+    """Polls ``select count(*)`` of a table on its own connection; keeps the first time the
+    count reached ``goal``."""
+
+    def __init__(self, database_url: str, table: str, goal: int) -> None:
+        self.engine = plain_engine(database_url)
+        self.query = sa.text(f"select count(*) from {table}")
+        self.goal = goal
+        self.reached_at: float | None = None
+        self.last_count = 0
+        self.polls = 0
+
+    def __call__(self, elapsed: float) -> None:
+        if self.reached_at is not None:
+            return
+        self.polls += 1
+        try:
+            with self.engine.connect() as conn:
+                self.last_count = conn.scalar(self.query) or 0
+        except sa.exc.DBAPIError:  # no table yet, or locked for a moment
+            return
+        if self.last_count >= self.goal:
+            self.reached_at = elapsed
+
+    def close(self) -> None:
+        self.engine.dispose()
 
 
 # --- cases ---------------------------------------------------------------------------------
 
 
 def refresh_case(
+    tree: CodeTree,
     name: str,
     target: str,
     *,
     tickers: int,
     latency_ms: float,
     premium: bool,
+    timeout_seconds: float,
     target_seconds: float | None = None,
     target_rss_mb: float | None = None,
     database_url: str | None = None,
@@ -223,65 +463,154 @@ def refresh_case(
 ) -> Measurement:
     with tempfile.TemporaryDirectory(prefix="qp-bench-") as tmp:
         workdir = Path(tmp)
-        url = fresh_database(workdir, database_url, tickers)
+        url = fresh_database(workdir, database_url, tickers, tree)
         flags = ("--latency-ms", str(latency_ms), *(("--premium",) if premium else ()))
         with sandbox_process(*flags, *sandbox_flags) as base_url:
             env = dagster_env(
-                workdir, base_url, url, instance_url=instance_url, **(extra_env or {})
+                workdir, base_url, url, tree=tree, instance_url=instance_url, **(extra_env or {})
             )
-            wall, rss, code = run_measured([str(BIN / "dagster"), *REFRESH], env)
+            run = run_cli(
+                [str(BIN / "dagster"), *REFRESH], env, cwd=tree.root,
+                timeout_seconds=timeout_seconds,
+            )  # fmt: skip
             stats = sandbox_stats(base_url)
         rows = count_rows(url, "stocks")
         steps = mapped_steps(env, "raw_quotes.fetch_quote_batch[")
     requests_made = stats["requests_total"]
-    limit = requests_made * latency_ms / 1000 / CLIENT_CONCURRENCY
-    met = code == 0 and rows == tickers
+    concurrency = client_concurrency(tree)
+    limit = requests_made * latency_ms / 1000 / concurrency if concurrency else None
+    met = run.exit_code == 0 and rows == tickers and not run.timed_out
     if target_seconds is not None:
-        met = met and wall <= target_seconds
+        met = met and run.wall_seconds <= target_seconds
     if target_rss_mb is not None:
-        met = met and rss <= target_rss_mb
+        met = met and run.peak_rss_mb <= target_rss_mb
     return Measurement(
         case=name,
         target=target,
-        wall_seconds=wall,
+        wall_seconds=run.wall_seconds,
         met=met,
-        peak_rss_mb=rss,
+        cpu_seconds=run.cpu_seconds,
+        peak_rss_mb=run.peak_rss_mb,
         api_requests=requests_made,
         http_429=stats["by_status"].get("429", 0),
         mapped_steps=steps,
         rows=rows,
         tickers=tickers,
         limit_seconds=limit,
-        notes={"exit_code": code},
+        notes={"exit_code": run.exit_code, "timed_out": run.timed_out},
     )
 
 
-def rate_cap_case(database_url: str | None, *, tickers: int = 900, runs: int = 1) -> Measurement:
+def straggler_case(
+    tree: CodeTree,
+    *,
+    tickers: int,
+    hang_seconds: float,
+    timeout_seconds: float,
+    database_url: str | None = None,
+    rows_target_seconds: float = 90,
+    end_target_seconds: float = 180,
+    latency_ms: float = 50,
+) -> Measurement:
+    """`dagster asset materialize` of tickers,raw_quotes,stocks, one symbol hanging
+    ``hang_seconds`` on every request, production retry settings; the stocks table is polled
+    (every 0.25 s, its own connection) for the time the good rows are committed."""
+    hung = symbols(tickers)[tickers // 2]
+    good = tickers - 1
+    with tempfile.TemporaryDirectory(prefix="qp-bench-") as tmp:
+        workdir = Path(tmp)
+        url = fresh_database(workdir, database_url, tickers, tree)
+        flags = ("--latency-ms", str(latency_ms), "--hang-symbols", hung)
+        with sandbox_process(*flags, "--hang-seconds", str(hang_seconds)) as base_url:
+            env = dagster_env(workdir, base_url, url, tree=tree)
+            watch = RowWatch(url, "stocks", good)
+            try:
+                run = run_cli(
+                    [str(BIN / "dagster"), *MATERIALIZE_QUOTES], env, cwd=tree.root,
+                    timeout_seconds=timeout_seconds, watch=watch,
+                )  # fmt: skip
+            finally:
+                watch.close()
+            stats = sandbox_stats(base_url)
+        rows = count_rows(url, "stocks")
+        steps = mapped_steps(env, "raw_quotes.fetch_quote_batch[")
+    rows_at = watch.reached_at
+    if rows_at is None and rows >= good and not run.timed_out:
+        rows_at = run.wall_seconds  # committed between the last poll and the exit
+    requests_made = stats["requests_total"]
+    hung_requests = sum(1 for r in stats["requests"] if hung in r.get("symbols", []))
+    concurrency = client_concurrency(tree)
+    rows_met = rows_at is not None and rows_at <= rows_target_seconds
+    end_met = not run.timed_out and run.wall_seconds <= end_target_seconds
+    return Measurement(
+        case="refresh_400_straggler",
+        target=f"{good} rows <= {rows_target_seconds:g} s, end <= {end_target_seconds:g} s",
+        wall_seconds=run.wall_seconds,
+        met=rows_met and end_met,
+        cpu_seconds=run.cpu_seconds,
+        peak_rss_mb=run.peak_rss_mb,
+        api_requests=requests_made,
+        http_429=stats["by_status"].get("429", 0),
+        mapped_steps=steps,
+        rows=rows,
+        tickers=tickers,
+        limit_seconds=requests_made * latency_ms / 1000 / concurrency if concurrency else None,
+        notes={
+            "good_rows": good,
+            "good_rows_seconds": rows_at,
+            "good_rows_target_seconds": rows_target_seconds,
+            "good_rows_met": rows_met,
+            "run_end_target_seconds": end_target_seconds,
+            "run_end_met": end_met,
+            "rows_when_last_polled": watch.last_count,
+            "polls": watch.polls,
+            "timed_out": run.timed_out,
+            "timeout_seconds": timeout_seconds,
+            "exit_code": run.exit_code,
+            "hang_symbol": hung,
+            "hang_seconds": hang_seconds,
+            "hung_symbol_requests": hung_requests,
+        },
+    )
+
+
+def rate_cap_case(
+    tree: CodeTree,
+    database_url: str | None,
+    *,
+    timeout_seconds: float,
+    tickers: int = 900,
+    runs: int = 1,
+) -> Measurement:
     """``runs`` refreshes of ``tickers`` started together against a 600/min plan. With two,
     each run has its own process, and only the call count in the database keeps them under
     the cap together."""
     cap = 600
     with tempfile.TemporaryDirectory(prefix="qp-bench-") as tmp:
         workdir = Path(tmp)
-        url = fresh_database(workdir, database_url, tickers)
+        url = fresh_database(workdir, database_url, tickers, tree)
         # The sandbox enforces the cap like FMP (429 past it); the client paces to the same cap.
         with sandbox_process("--latency-ms", "50", "--calls-per-minute", str(cap)) as base_url:
-            env = dagster_env(workdir, base_url, url, FMP_CALLS_PER_MINUTE=str(cap))
-            wall, rss, code = run_measured([str(BIN / "dagster"), *REFRESH], env, copies=runs)
+            env = dagster_env(workdir, base_url, url, tree=tree, FMP_CALLS_PER_MINUTE=str(cap))
+            run = run_cli(
+                [str(BIN / "dagster"), *REFRESH], env, cwd=tree.root, copies=runs,
+                timeout_seconds=timeout_seconds,
+            )  # fmt: skip
             stats = sandbox_stats(base_url)
         rows = count_rows(url, "stocks")
     times = sorted(r["t"] for r in stats["requests"])
-    busiest = max(sum(1 for t in times[i:] if t < s + 60) for i, s in enumerate(times))
+    busiest = max((sum(1 for t in times[i:] if t < s + 60) for i, s in enumerate(times)), default=0)
     achieved = busiest / cap
     http_429 = stats["by_status"].get("429", 0)
     # The limit: the first `cap` calls at once, the rest one window later.
-    limit = 60.0 * ((len(times) - 1) // cap)
+    limit = 60.0 * ((len(times) - 1) // cap) if times else None
     return Measurement(
         case=f"rate_cap_600_{tickers}" if runs == 1 else f"rate_cap_600_{runs}x{tickers}",
         target=">= 95% of 600/min, zero 429",
-        wall_seconds=wall,
-        met=code == 0 and rows == tickers and achieved >= 0.95 and http_429 == 0,
-        peak_rss_mb=rss,
+        wall_seconds=run.wall_seconds,
+        met=run.exit_code == 0 and rows == tickers and achieved >= 0.95 and http_429 == 0,
+        cpu_seconds=run.cpu_seconds,
+        peak_rss_mb=run.peak_rss_mb,
         api_requests=len(times),
         http_429=http_429,
         rows=rows,
@@ -291,6 +620,8 @@ def rate_cap_case(database_url: str | None, *, tickers: int = 900, runs: int = 1
             "busiest_minute_calls": busiest,
             "cap_achieved": round(achieved, 3),
             "runs_at_once": runs,
+            "exit_code": run.exit_code,
+            "timed_out": run.timed_out,
         },
     )
 
@@ -299,6 +630,12 @@ def upsert_case(name: str, database_url: str, rows: int = 50_000) -> Measurement
     """The bulk write alone, against two references: the replaced design's row-by-row writes
     (one transaction per row, timed on a sample) and the floor of moving the same rows into
     an unindexed table (COPY on PostgreSQL, a plain multi-row INSERT on SQLite)."""
+    # The working tree's code, in this process (imported here, so that the CLI cases and
+    # --baseline do not depend on these names).
+    from quote_pipeline.models import Quote
+    from quote_pipeline.storage import create_db_engine, write_quotes
+    from quote_pipeline.storage.schema import metadata
+
     engine = create_db_engine(database_url)
     metadata.drop_all(engine)
     metadata.create_all(engine)
@@ -333,9 +670,13 @@ def upsert_case(name: str, database_url: str, rows: int = 50_000) -> Measurement
     )
 
 
-def row_by_row_seconds(engine: sa.Engine, quotes: list[Quote]) -> float:
+def row_by_row_seconds(engine: sa.Engine, quotes: list[Any]) -> float:
     """Seconds to write ``quotes`` the way the Celery design did: a statement and a
     transaction per row (here a one-row upsert, as Django's update_or_create would be)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from quote_pipeline.storage.schema import stocks
+
     dialect_insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
     insert = dialect_insert(stocks)
     upsert = insert.on_conflict_do_update(
@@ -354,7 +695,7 @@ def row_by_row_seconds(engine: sa.Engine, quotes: list[Quote]) -> float:
     return time.perf_counter() - started
 
 
-def bulk_load_floor_seconds(engine: sa.Engine, quotes: list[Quote]) -> float:
+def bulk_load_floor_seconds(engine: sa.Engine, quotes: list[Any]) -> float:
     """Seconds to move ``quotes`` into an empty table with no key, index or conflict check."""
     floor = sa.Table(
         "bench_load_floor",
@@ -392,34 +733,43 @@ def bulk_load_floor_seconds(engine: sa.Engine, quotes: list[Quote]) -> float:
         floor.drop(engine)
 
 
-def backfill_case(database_url: str | None, tickers: int = 500) -> Measurement:
+def backfill_case(
+    tree: CodeTree, database_url: str | None, *, timeout_seconds: float, tickers: int = 500
+) -> Measurement:
     first, last = "2025-01-01", "2025-12-31"
     with tempfile.TemporaryDirectory(prefix="qp-bench-") as tmp:
         workdir = Path(tmp)
-        url = fresh_database(workdir, database_url, tickers)
+        url = fresh_database(workdir, database_url, tickers, tree)
         with sandbox_process("--latency-ms", "50") as base_url:
-            env = dagster_env(workdir, base_url, url)
+            env = dagster_env(workdir, base_url, url, tree=tree)
             command = [
                 str(BIN / "dagster"), "asset", "materialize", "-m", "quote_pipeline.definitions",
                 "--select", "daily_prices", "--partition-range", f"{first}...{last}",
             ]  # fmt: skip
-            wall, rss, code = run_measured(command, env)
+            run = run_cli(command, env, cwd=tree.root, timeout_seconds=timeout_seconds)
             stats = sandbox_stats(base_url)
         rows = count_rows(url, "daily_prices")
         with open_instance(env) as instance:
             runs = len(instance.get_runs())
     eod = stats["by_endpoint"].get("/stable/historical-price-eod/full", 0)
+    concurrency = client_concurrency(tree)
     return Measurement(
         case="backfill_1y_500",
         target="<= 60 s, one run, 500 requests",
-        wall_seconds=wall,
-        met=code == 0 and wall <= 60 and runs == 1 and eod == tickers,
-        peak_rss_mb=rss,
+        wall_seconds=run.wall_seconds,
+        met=run.exit_code == 0 and run.wall_seconds <= 60 and runs == 1 and eod == tickers,
+        cpu_seconds=run.cpu_seconds,
+        peak_rss_mb=run.peak_rss_mb,
         api_requests=stats["requests_total"],
         rows=rows,
         tickers=tickers,
-        limit_seconds=tickers * 0.05 / CLIENT_CONCURRENCY,
-        notes={"runs": runs, "eod_requests": eod},
+        limit_seconds=tickers * 0.05 / concurrency if concurrency else None,
+        notes={
+            "runs": runs,
+            "eod_requests": eod,
+            "exit_code": run.exit_code,
+            "timed_out": run.timed_out,
+        },
     )
 
 
@@ -434,10 +784,10 @@ def naive_run_seconds(tickers: int, latency_ms: float) -> float:
                 str(BIN / "dagster"), "job", "execute", "-m", "benchmarks.naive_design",
                 "-j", "naive_refresh",
             ]  # fmt: skip
-            wall, _, code = run_measured(command, env)
-    if code != 0:
+            run = run_cli(command, env, cwd=ROOT, timeout_seconds=DEFAULT_TIMEOUT_SECONDS)
+    if run.exit_code != 0:
         raise RuntimeError("the naive design's run failed")
-    return wall
+    return run.wall_seconds
 
 
 def naive_reference(tickers: int = 12, latency_ms: float = 50) -> tuple[float, float]:
@@ -461,7 +811,7 @@ def benchmark_postgres_database() -> str | None:
     try:
         server = acquire_postgres()
     except PostgresUnavailable as exc:
-        print(f"no PostgreSQL, so no PostgreSQL upsert case: {exc}")
+        print(f"no PostgreSQL, so no PostgreSQL cases: {exc}")
         return None
     return create_database(server.url, "quote_pipeline_benchmark")
 
@@ -476,77 +826,264 @@ def scratch_database(postgres_url: str, name: str) -> str:
 
 # --- driver --------------------------------------------------------------------------------
 
+Case = Callable[[CodeTree], Measurement]
 
-def all_cases(
-    database_url: str | None, postgres_url: str | None
-) -> dict[str, Callable[[], Measurement]]:
-    cases: dict[str, Callable[[], Measurement]] = {
-        "refresh_500": lambda: refresh_case(
-            "refresh_500", "(reported)", tickers=500, latency_ms=50, premium=False,
-            database_url=database_url,
+
+def all_cases(options: Options, postgres_url: str | None) -> dict[str, Case]:
+    """Each case as one run of the code of a tree (the working tree, or a baseline)."""
+    database_url, timeout = options.database_url, options.timeout_seconds
+
+    def refresh(name: str, target: str, tickers: int, **kwargs: Any) -> Case:
+        return lambda tree: refresh_case(
+            tree, name, target, tickers=options.count(tickers), latency_ms=50,
+            timeout_seconds=timeout, database_url=database_url, **kwargs,
+        )  # fmt: skip
+
+    cases: dict[str, Case] = {
+        "refresh_500": refresh("refresh_500", "(reported)", 500, premium=False),
+        "refresh_5000": refresh(
+            "refresh_5000", "<= 12 s", 5000, premium=False, target_seconds=12
         ),
-        "refresh_5000": lambda: refresh_case(
-            "refresh_5000", "<= 12 s", tickers=5000, latency_ms=50, premium=False,
-            target_seconds=12, database_url=database_url,
+        "refresh_50000_batch": refresh(
+            "refresh_50000_batch", "<= 20 s, RSS <= 400 MB", 50_000, premium=True,
+            target_seconds=20, target_rss_mb=400,
         ),
-        "refresh_50000_batch": lambda: refresh_case(
-            "refresh_50000_batch", "<= 20 s, RSS <= 400 MB", tickers=50_000, latency_ms=50,
-            premium=True, target_seconds=20, target_rss_mb=400, database_url=database_url,
-        ),
-        "refresh_1000_faults": lambda: refresh_case(
-            "refresh_1000_faults", "all rows, retries made", tickers=1000, latency_ms=50,
-            premium=False, database_url=database_url,
+        "refresh_1000_faults": refresh(
+            "refresh_1000_faults", "all rows, retries made", 1000, premium=False,
             sandbox_flags=(
                 "--server-error-rate", "0.10", "--rate-limit-rate", "0.05", "--seed", "1",
             ),
             extra_env={"QUOTE_PIPELINE_FETCH_RETRY_DELAY_SECONDS": "5"},
         ),
-        "rate_cap_600_900": lambda: rate_cap_case(database_url),
-        "rate_cap_600_2x300": lambda: rate_cap_case(database_url, tickers=300, runs=2),
-        "upsert_50k_sqlite": lambda: upsert_case(
+        "refresh_400_straggler": lambda tree: straggler_case(
+            tree, tickers=options.count(400), hang_seconds=options.straggler_hang_seconds,
+            timeout_seconds=timeout, database_url=database_url,
+        ),
+        "rate_cap_600_900": lambda tree: rate_cap_case(
+            tree, database_url, timeout_seconds=timeout
+        ),
+        "rate_cap_600_2x300": lambda tree: rate_cap_case(
+            tree, database_url, timeout_seconds=timeout, tickers=300, runs=2
+        ),
+        "upsert_50k_sqlite": lambda tree: upsert_case(
             "upsert_50k_sqlite", f"sqlite:///{tempfile.mkdtemp(prefix='qp-bench-')}/u.db"
         ),
-        "backfill_1y_500": lambda: backfill_case(database_url),
+        "backfill_1y_500": lambda tree: backfill_case(
+            tree, database_url, timeout_seconds=timeout
+        ),
     }  # fmt: skip
     if postgres_url:
-        cases["upsert_50k_postgres"] = lambda: upsert_case("upsert_50k_postgres", postgres_url)
+        cases["upsert_50k_postgres"] = lambda tree: upsert_case("upsert_50k_postgres", postgres_url)
         # Production: the project's dagster.yaml (run, event-log and schedule storage on
-        # PostgreSQL) and the stocks tables on PostgreSQL too.
-        cases["refresh_5000_pg_instance"] = lambda: refresh_case(
-            "refresh_5000_pg_instance", "<= 12 s", tickers=5000, latency_ms=50, premium=False,
-            target_seconds=12, database_url=postgres_url,
+        # PostgreSQL) and the stocks tables on PostgreSQL too. A new instance database for
+        # every run (so for each side of a --baseline comparison).
+        cases["refresh_5000_pg_instance"] = lambda tree: refresh_case(
+            tree, "refresh_5000_pg_instance", "<= 12 s", tickers=options.count(5000),
+            latency_ms=50, premium=False, target_seconds=12, timeout_seconds=timeout,
+            database_url=postgres_url,
             instance_url=scratch_database(postgres_url, "quote_pipeline_benchmark_instance"),
         )  # fmt: skip
     return cases
 
 
+def fmt(value: float | int | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def cpu_per_1k(m: Measurement) -> float | None:
+    if m.cpu_seconds is None or not m.tickers:
+        return None
+    return m.cpu_seconds / m.tickers * 1000
+
+
 def print_table(results: list[Measurement]) -> None:
     header = (
-        f"{'case':<26}{'target':<32}{'wall s':>8}{'met':>6}{'RSS MB':>8}{'requests':>9}"
-        f"{'429':>6}{'steps':>6}{'limit s':>9}{'naive s':>10}{'vs naive':>9}{'vs limit':>9}"
+        f"{'case':<26}{'target':<32}{'wall s':>8}{'met':>6}{'CPU s':>8}{'CPU/1k':>8}"
+        f"{'RSS MB':>8}{'requests':>9}{'429':>6}{'steps':>6}{'limit s':>9}{'naive s':>10}"
+        f"{'vs naive':>9}{'vs limit':>9}"
     )
     print(header)
     print("-" * len(header))
     for m in results:
-
-        def fmt(value: float | int | None, spec: str) -> str:
-            return "-" if value is None else format(value, spec)
-
         vs_naive = m.naive_seconds / m.wall_seconds if m.naive_seconds else None
         vs_limit = m.wall_seconds / m.limit_seconds if m.limit_seconds else None
         met = {True: "yes", False: "NO", None: "-"}[m.met]
         print(
             f"{m.case:<26}{m.target:<32}{m.wall_seconds:>8.2f}{met:>6}"
+            f"{fmt(m.cpu_seconds, '.2f'):>8}{fmt(cpu_per_1k(m), '.2f'):>8}"
             f"{fmt(m.peak_rss_mb, '.0f'):>8}"
             f"{fmt(m.api_requests, 'd'):>9}{fmt(m.http_429, 'd'):>6}{fmt(m.mapped_steps, 'd'):>6}"
             f"{fmt(m.limit_seconds, '.2f'):>9}{fmt(m.naive_seconds, '.0f'):>10}"
             f"{fmt(vs_naive, '.0f'):>8}x{fmt(vs_limit, '.1f'):>8}x"
         )
+    for m in results:
+        if m.notes.get("timed_out") and m.case != "refresh_400_straggler":
+            print(f"{m.case}: TIMED OUT, killed at the hard timeout ({m.wall_seconds:.0f} s)")
+        if m.case == "refresh_400_straggler":
+            print(straggler_summary(m))
+
+
+def straggler_summary(m: Measurement) -> str:
+    n = m.notes
+    verdict = {True: "met", False: "NOT MET"}
+    if n["good_rows_seconds"] is None:
+        rows = (
+            f"{n['good_rows']} good rows NOT committed "
+            f"({n['rows_when_last_polled']} when last polled)"
+        )
+    else:
+        rows = f"{n['good_rows']} good rows committed at {n['good_rows_seconds']:.1f} s"
+    if n["timed_out"]:
+        end = f"run TIMED OUT, killed after {m.wall_seconds:.1f} s"
+    else:
+        end = f"run ended at {m.wall_seconds:.1f} s (exit {n['exit_code']})"
+    return (
+        f"{m.case} ({n['hang_symbol']} hangs {n['hang_seconds']:g} s per request, "
+        f"{n['hung_symbol_requests']} requests for it): "
+        f"{rows} [target <= {n['good_rows_target_seconds']:g} s: {verdict[n['good_rows_met']]}]; "
+        f"{end} [target <= {n['run_end_target_seconds']:g} s: {verdict[n['run_end_met']]}]"
+    )
+
+
+def summarize(runs: list[Measurement]) -> dict[str, Any]:
+    """Medians over the runs of one side of a comparison (failed-to-start runs left out)."""
+    ok = [m for m in runs if "error" not in m.notes]
+
+    def median(values: list[float | None]) -> float | None:
+        present = [v for v in values if v is not None]
+        return statistics.median(present) if present else None
+
+    rows_at = [m.notes.get("good_rows_seconds") for m in ok]
+    return {
+        "runs": len(ok),
+        "errors": len(runs) - len(ok),
+        "met": sum(1 for m in ok if m.met),
+        "timeouts": sum(1 for m in ok if m.notes.get("timed_out")),
+        "nonzero_exits": sum(
+            1 for m in ok if m.notes.get("exit_code") and not m.notes.get("timed_out")
+        ),
+        "wall_seconds": median([m.wall_seconds for m in ok]),
+        "wall_seconds_each": [round(m.wall_seconds, 3) for m in ok],
+        "cpu_seconds": median([m.cpu_seconds for m in ok]),
+        "cpu_seconds_each": [fmt(m.cpu_seconds, ".3f") for m in ok],
+        "cpu_seconds_per_1k_tickers": median([cpu_per_1k(m) for m in ok]),
+        "peak_rss_mb": median([m.peak_rss_mb for m in ok]),
+        "api_requests": median([m.api_requests for m in ok]),
+        "limit_seconds": median([m.limit_seconds for m in ok]),
+        # The straggler case: None where the good rows never came (timed out).
+        "good_rows_seconds": median(rows_at) if None not in rows_at else None,
+        "tickers": ok[0].tickers if ok else None,
+    }
+
+
+def ratio(current: float | None, baseline: float | None) -> float | None:
+    return current / baseline if current is not None and baseline else None
+
+
+def compare(results: list[Measurement]) -> list[dict[str, Any]]:
+    comparison = []
+    for case in dict.fromkeys(m.case for m in results):
+        sides = {
+            label: summarize([m for m in results if m.case == case and m.notes["code"] == label])
+            for label in ("baseline", "current")
+        }
+        base, cur = sides["baseline"], sides["current"]
+        keys = ("wall_seconds", "cpu_seconds", "cpu_seconds_per_1k_tickers", "good_rows_seconds")
+        comparison.append(
+            {
+                "case": case,
+                **sides,
+                "ratio_current_to_baseline": {k: ratio(cur[k], base[k]) for k in keys},
+            }
+        )
+    return comparison
+
+
+def print_comparison(comparison: list[dict[str, Any]], baseline: CodeTree) -> None:
+    header = (
+        f"{'case':<26}{'code':<18}{'runs':>5}{'met':>5}{'wall s':>9}{'CPU s':>9}"
+        f"{'CPU s/1k':>10}{'RSS MB':>8}{'requests':>9}{'limit s':>9}{'rows at s':>10}"
+        f"  wall s, each"
+    )
+    print(header)
+    print("-" * len(header))
+    label = {"baseline": f"baseline {baseline.commit[:9] if baseline.commit else ''}",
+             "current": "current"}  # fmt: skip
+    for entry in comparison:
+        for side in ("baseline", "current"):
+            s = entry[side]
+            timeouts = f" ({s['timeouts']} timed out)" if s["timeouts"] else ""
+            errors = f" ({s['errors']} failed to run)" if s["errors"] else ""
+            if s["nonzero_exits"]:
+                errors += f" ({s['nonzero_exits']} exited non-zero)"
+            rows_at = s["good_rows_seconds"]
+            rows_text = "-" if "straggler" not in entry["case"] else fmt(rows_at, ".1f")
+            if "straggler" in entry["case"] and rows_at is None:
+                rows_text = "never"
+            print(
+                f"{entry['case']:<26}{label[side]:<18}{s['runs']:>5}{s['met']:>5}"
+                f"{fmt(s['wall_seconds'], '.2f'):>9}{fmt(s['cpu_seconds'], '.2f'):>9}"
+                f"{fmt(s['cpu_seconds_per_1k_tickers'], '.2f'):>10}"
+                f"{fmt(s['peak_rss_mb'], '.0f'):>8}{fmt(s['api_requests'], '.0f'):>9}"
+                f"{fmt(s['limit_seconds'], '.2f'):>9}{rows_text:>10}  "
+                f"{', '.join(f'{w:.2f}' for w in s['wall_seconds_each'])}{timeouts}{errors}"
+            )
+        r = entry["ratio_current_to_baseline"]
+        print(
+            f"{'':<26}{'current/baseline':<18}{'':>10}"
+            f"{fmt(r['wall_seconds'], '.3f'):>8}x{fmt(r['cpu_seconds'], '.3f'):>8}x"
+            f"{fmt(r['cpu_seconds_per_1k_tickers'], '.3f'):>9}x{'':>26}"
+            f"{fmt(r['good_rows_seconds'], '.3f') + 'x' if r['good_rows_seconds'] else '-':>10}"
+        )
+        if entry["current"]["timeouts"] or entry["baseline"]["timeouts"]:
+            print(f"{'':<26}(a timed-out run counts at its kill time: a ratio is a bound)")
+
+
+def progress_line(m: Measurement) -> str:
+    if "error" in m.notes:
+        return f"FAILED TO RUN: {m.notes['error']}"
+    met = {True: "met", False: "NOT met", None: "-"}[m.met]
+    extra = ""
+    if m.case == "refresh_400_straggler":
+        at = m.notes["good_rows_seconds"]
+        extra = f", good rows at {fmt(at, '.1f')} s" if at is not None else ", good rows never"
+    if m.notes.get("timed_out"):
+        extra += ", TIMED OUT"
+    return (
+        f"wall {m.wall_seconds:.2f} s, CPU {fmt(m.cpu_seconds, '.2f')} s, "
+        f"{fmt(m.api_requests, 'd')} requests, rows {fmt(m.rows, 'd')}{extra}, "
+        f"exit {m.notes.get('exit_code', '-')}, target {met}"
+    )
+
+
+def run_comparison(
+    cases: dict[str, Case], chosen: list[str], baseline: CodeTree, repeats: int
+) -> list[Measurement]:
+    """Each case ``repeats`` times on each side, alternating baseline and current."""
+    results = []
+    for name in chosen:
+        for repeat in range(1, repeats + 1):
+            for tree in (baseline, CURRENT):
+                print(f"running {name} [{tree.label} {repeat}/{repeats}] ...", flush=True)
+                try:
+                    measurement = cases[name](tree)
+                except Exception as exc:  # one broken run must not lose the others
+                    traceback.print_exc()
+                    measurement = Measurement(
+                        name, "", 0.0, met=False, notes={"error": repr(exc)[:500]}
+                    )
+                measurement.notes |= {"code": tree.label, "commit": tree.commit, "repeat": repeat}
+                print(f"  {progress_line(measurement)}", flush=True)
+                results.append(measurement)
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", help="comma-separated case names (default: all)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cases", help="comma-separated case names (default: all; with "
+                        "--baseline, the refresh_* cases)")  # fmt: skip
     parser.add_argument("--database-url", help="for the refresh cases (default: a SQLite file)")
     parser.add_argument(
         "--postgres-url",
@@ -556,49 +1093,121 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", default="benchmarks/results/latest.json")
     parser.add_argument("--naive-tickers", type=int, default=12)
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="compare with the code of this commit (HEAD~1, a hash ...), run side by side "
+        "with the working tree; no naive reference, no upsert cases",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="with --baseline: runs of each side (default 3)"
+    )
+    parser.add_argument(
+        "--tickers",
+        type=int,
+        help="override the ticker count of the refresh_* cases (for trying the harness out; "
+        "their targets are for the named sizes)",
+    )
+    parser.add_argument(
+        "--timeout-seconds",
+        type=float,
+        default=DEFAULT_TIMEOUT_SECONDS,
+        help="kill a CLI run after this long and report it timed out (default 900)",
+    )
+    parser.add_argument(
+        "--straggler-hang-seconds",
+        type=float,
+        default=45.0,
+        help="how long refresh_400_straggler's symbol hangs per request (default 45)",
+    )
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
 
-    postgres_url = args.postgres_url or benchmark_postgres_database()
-    cases = all_cases(args.database_url, postgres_url)
-    chosen = args.cases.split(",") if args.cases else list(cases)
-    unknown = set(chosen) - set(cases)
+    options = Options(
+        database_url=args.database_url,
+        tickers=args.tickers,
+        timeout_seconds=args.timeout_seconds,
+        straggler_hang_seconds=args.straggler_hang_seconds,
+    )
+    requested = args.cases.split(",") if args.cases else None
+    postgres_url = args.postgres_url
+    if not postgres_url and (
+        (requested is None and not args.baseline) or set(requested or ()) & set(POSTGRES_CASES)
+    ):
+        postgres_url = benchmark_postgres_database()
+    cases = all_cases(options, postgres_url)
+    if requested is None:
+        requested = [c for c in cases if c.startswith("refresh")] if args.baseline else list(cases)
+    unknown = set(requested) - set(cases)
     if unknown:
         parser.error(f"unknown case(s) {sorted(unknown)}; known: {sorted(cases)}")
+    if args.tickers:
+        print(f"refresh cases with {args.tickers} tickers (--tickers): targets not comparable")
 
-    naive: tuple[float, float] | None = None
-    if any(c.startswith(("refresh", "rate", "backfill")) for c in chosen):
-        n = args.naive_tickers
-        print(f"naive design: {n} and {2 * n} tickers, one multiprocess step each ...")
-        naive = naive_reference(n)
-        print(f"  {naive[0]:.1f} s fixed + {naive[1]:.2f} s per ticker (extrapolated linearly)")
-    results = []
-    for name in chosen:
-        print(f"running {name} ...", flush=True)
-        measurement = cases[name]()
-        if naive and measurement.tickers:
-            # One multiprocess step per ticker, one request each; for the backfill this is a
-            # lower bound (a default backfill would also launch one run per partition).
-            measurement.naive_seconds = naive[0] + naive[1] * measurement.tickers
-        results.append(measurement)
-
-    machine = {
-        "naive_fixed_seconds": round(naive[0], 2) if naive else None,
-        "naive_seconds_per_ticker": round(naive[1], 3) if naive else None,
+    machine: dict[str, Any] = {
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    print()
-    print_table(results)
+    if args.baseline:
+        in_process = [c for c in requested if c.startswith("upsert")]
+        if in_process:
+            parser.error(f"{in_process} run in this process (the working tree's code only)")
+        baseline = baseline_tree(args.baseline)
+        for tree in (baseline, CURRENT):
+            print(f"{tree.label}: {tree.commit or 'working tree'}; imports {tree.imported_from()}")
+        results = run_comparison(cases, requested, baseline, args.repeats)
+        comparison = compare(results)
+        print()
+        print_comparison(comparison, baseline)
+        for m in results:
+            if m.case == "refresh_400_straggler" and "error" not in m.notes:
+                print(f"[{m.notes['code']} {m.notes['repeat']}] {straggler_summary(m)}")
+        dirty = git("status", "--porcelain", "-uno", "--", "quote_pipeline")
+        document = {
+            "machine": machine,
+            "baseline": {
+                "rev": args.baseline,
+                "commit": baseline.commit,
+                "worktree": str(baseline.root),
+            },
+            "current": {"head": git("rev-parse", "HEAD"), "uncommitted_changes": bool(dirty)},
+            "repeats": args.repeats,
+            "comparison": comparison,
+            "results": [asdict(m) for m in results],
+        }
+    else:
+        naive: tuple[float, float] | None = None
+        if any(c.startswith(("refresh", "rate", "backfill")) for c in requested):
+            n = args.naive_tickers
+            print(f"naive design: {n} and {2 * n} tickers, one multiprocess step each ...")
+            naive = naive_reference(n)
+            print(f"  {naive[0]:.1f} s fixed + {naive[1]:.2f} s per ticker (extrapolated linearly)")
+        results = []
+        for name in requested:
+            print(f"running {name} ...", flush=True)
+            measurement = cases[name](CURRENT)
+            if naive and measurement.tickers:
+                # One multiprocess step per ticker, one request each; for the backfill this is
+                # a lower bound (a default backfill would also launch one run per partition).
+                measurement.naive_seconds = naive[0] + naive[1] * measurement.tickers
+            results.append(measurement)
+        machine |= {
+            "naive_fixed_seconds": round(naive[0], 2) if naive else None,
+            "naive_seconds_per_ticker": round(naive[1], 3) if naive else None,
+        }
+        print()
+        print_table(results)
+        document = {"machine": machine, "results": [asdict(m) for m in results]}
     print(f"\nmachine: {machine}")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps({"machine": machine, "results": [asdict(m) for m in results]}, indent=2)
-    )
+    out.write_text(json.dumps(document, indent=2, default=str))
     print(f"figures written to {out}")
-    return 0 if all(m.met is not False for m in results) else 1
+    current = [m for m in results if m.notes.get("code", "current") == "current"]
+    return 0 if all(m.met is not False for m in current) else 1
 
 
 if __name__ == "__main__":

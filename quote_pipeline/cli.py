@@ -1,4 +1,5 @@
-"""`quote-pipeline`: manage the tracked tickers, show the stocks table, run the sandbox/demo."""
+"""`quote-pipeline`: manage the tracked tickers, show the stocks table, migrate the database,
+run the sandbox/demo."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 import pandas as pd
+import sqlalchemy as sa
 
 from quote_pipeline.models import InvalidSymbolError
 from quote_pipeline.sandbox.command import add_sandbox_parser
@@ -24,8 +26,18 @@ from quote_pipeline.storage import (
     remove_tickers,
     resolve_database_url,
 )
+from quote_pipeline.storage.database import DatabaseUrlError
+from quote_pipeline.storage.schema_migrations import (
+    SchemaMigrationError,
+    current_revision,
+    head_revision,
+    known_revisions,
+    predates_migrations,
+    upgrade,
+)
 from quote_pipeline.tickers_file import TickerFileError, read_ticker_file
 
+EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 
@@ -82,6 +94,39 @@ def print_stocks(database_url: str | None, *, limit: int | None = None) -> None:
         ]
     )
     print(frame.to_string(index=False))
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    # Not create_db_engine's own upgrade: that one always goes to the head.
+    engine = create_db_engine(args.database_url, upgrade=False)
+    before = current_revision(engine)
+    upgrade(engine, args.revision)
+    after = current_revision(engine)
+    where = display_url(resolve_database_url(args.database_url))
+    if before == after:
+        print(f"{where}: already at revision {after}")
+    else:
+        print(f"{where}: upgraded from revision {before or 'none'} to {after}")
+    return 0
+
+
+def cmd_db_current(args: argparse.Namespace) -> int:
+    engine = create_db_engine(args.database_url, upgrade=False)  # show it as it is
+    current, head = current_revision(engine), head_revision()
+    if current == head:
+        state = "up to date"
+    elif current is None and predates_migrations(engine):
+        state = "tables made before migrations; `quote-pipeline db upgrade` adopts them"
+    elif current is None:
+        state = "no schema yet; `quote-pipeline db upgrade` creates it"
+    elif current in known_revisions():
+        state = "behind the head; run `quote-pipeline db upgrade`"
+    else:
+        state = "newer than this code: a later version of quote_pipeline migrated it"
+    print(f"database: {display_url(resolve_database_url(args.database_url))}")
+    print(f"current:  {current or 'none'} ({state})")
+    print(f"head:     {head}")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -154,6 +199,17 @@ def build_parser() -> argparse.ArgumentParser:
     stocks.add_argument("--limit", type=int, default=None)
     stocks.set_defaults(func=cmd_stocks)
 
+    db = commands.add_parser("db", help="the database schema: its revision and upgrades")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_upgrade = db_commands.add_parser(
+        "upgrade", help="migrate the schema (every other command also upgrades to the head)"
+    )
+    db_upgrade.add_argument("--revision", default="head", help="target revision (default: head)")
+    db_upgrade.set_defaults(func=cmd_db_upgrade)
+    db_commands.add_parser(
+        "current", help="print the database's revision and this code's head"
+    ).set_defaults(func=cmd_db_current)
+
     demo = commands.add_parser(
         "demo", help="run refresh_quotes against a local sandbox API and print the result"
     )
@@ -172,6 +228,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InvalidSymbolError, TickerFileError) as exc:
         print(f"quote-pipeline: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except DatabaseUrlError as exc:
+        print(f"quote-pipeline: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (sa.exc.OperationalError, SchemaMigrationError) as exc:
+        where = display_url(resolve_database_url(args.database_url))
+        print(f"quote-pipeline: error: database {where}: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _one_line(exc: Exception) -> str:
+    """The driver's own first line (``connection refused``), not SQLAlchemy's wrapping."""
+    cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig else exc
+    lines = str(cause).strip().splitlines()
+    return lines[0].strip() if lines else type(cause).__name__
 
 
 if __name__ == "__main__":

@@ -17,8 +17,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-import pandas as pd
-
 if TYPE_CHECKING:
     import exchange_calendars
 
@@ -113,6 +111,8 @@ def holiday_name(day: date) -> str | None:
     too (2026-07-03 is "July 4th"); one-off closures have no rule, so they get a generic name.
     """
     calendar = _calendar(day)
+    import pandas as pd  # with the calendar, not with every code load (~0.3 s)
+
     stamp = pd.Timestamp(day)
     named = calendar.regular_holidays.holidays(stamp, stamp, return_name=True)
     if len(named):

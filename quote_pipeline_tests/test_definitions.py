@@ -1,29 +1,56 @@
-"""The whole code location loads, the way `dagster dev` loads it."""
+"""The whole code location loads, the ways `dagster dev`, the CLI and `dg` load it."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from quote_pipeline.definitions import build_definitions, defs
+from quote_pipeline.definitions import PROJECT_ROOT, build_definitions, defs
 from quote_pipeline.defs.resources import DatabaseResource, FMPResource
 from quote_pipeline.storage.call_ledger import SqlCallLedger
 
+BIN = Path(sys.executable).parent
 
-def test_the_definitions_module_loads() -> None:
-    dg.Definitions.validate_loadable(defs)
-    repository = defs.get_repository_def()
-    assert {k.to_user_string() for k in repository.asset_graph.get_all_asset_keys()} >= {
+
+@pytest.fixture(scope="module")
+def loaded() -> dg.Definitions:
+    return defs()
+
+
+def test_every_domain_folder_contributes_its_definitions(loaded: dg.Definitions) -> None:
+    dg.Definitions.validate_loadable(loaded)
+    repository = loaded.get_repository_def()
+    assert {k.to_user_string() for k in repository.asset_graph.get_all_asset_keys()} == {
         "tickers",
         "raw_quotes",
         "stocks",
+        "daily_prices",
+        "intraday_bars",
     }
+    assert {s.name for s in loaded.schedules or []} == {
+        "refresh_quotes_hourly",
+        "check_stocks_freshness_in_market_hours",
+        "daily_prices_after_close",
+        "intraday_bars_every_5_minutes",
+    }
+    assert {s.name for s in loaded.sensors or []} == {"retry_pending_quotes"}
+    assert set(loaded.resources or {}) == {"database", "fmp"}
 
 
-def test_refresh_quotes_selects_the_three_assets_and_runs_in_process() -> None:
-    job = defs.resolve_job_def("refresh_quotes")
-    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} >= {
+def test_the_history_shows_its_lineage_from_the_tickers(loaded: dg.Definitions) -> None:
+    graph = loaded.get_repository_def().asset_graph
+    for asset in ("daily_prices", "intraday_bars", "raw_quotes"):
+        assert dg.AssetKey("tickers") in graph.get(dg.AssetKey(asset)).parent_keys, asset
+
+
+def test_refresh_quotes_selects_the_three_assets_and_runs_in_process(
+    loaded: dg.Definitions,
+) -> None:
+    job = loaded.resolve_job_def("refresh_quotes")
+    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {
         "tickers",
         "raw_quotes",
         "stocks",
@@ -31,16 +58,33 @@ def test_refresh_quotes_selects_the_three_assets_and_runs_in_process() -> None:
     assert job.executor_def.name == "in_process"
 
 
+def test_column_schemas_come_from_the_storage_tables(loaded: dg.Definitions) -> None:
+    from quote_pipeline.storage import schema
+
+    graph = loaded.get_repository_def().asset_graph
+    for asset, table in (
+        ("stocks", schema.stocks),
+        ("daily_prices", schema.daily_prices),
+        ("intraday_bars", schema.intraday_bars),
+        ("tickers", schema.tickers),
+    ):
+        metadata = graph.get(dg.AssetKey(asset)).metadata
+        assert metadata["dagster/table_name"] == table.name
+        columns = {c.name: c for c in metadata["dagster/column_schema"].columns}
+        assert list(columns) == [c.name for c in table.columns]
+        for column in table.columns:
+            assert columns[column.name].description == column.comment
+
+
 def test_loading_needs_no_secret_and_shows_none(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FMP_API_KEY", "do-not-show-me")
-    loaded = build_definitions()
-    fmp = loaded.resources["fmp"]
+    fmp = build_definitions().resources["fmp"]
     assert "do-not-show-me" not in repr(fmp.__dict__)
     assert fmp.api_key == dg.EnvVar("FMP_API_KEY")
 
 
-def test_every_asset_explains_itself() -> None:
-    repository = defs.get_repository_def()
+def test_every_asset_explains_itself(loaded: dg.Definitions) -> None:
+    repository = loaded.get_repository_def()
     for key in repository.asset_graph.get_all_asset_keys():
         node = repository.asset_graph.get(key)
         assert node.description, key
@@ -48,10 +92,48 @@ def test_every_asset_explains_itself() -> None:
         assert node.owners, key
 
 
+def test_dg_checks_and_lists_the_project(tmp_path: Path) -> None:
+    # As a Dagster engineer checks a dg project, from its root, in a fresh process; loading
+    # it installs no warning filter and prints no warning. `dg check defs` also resolves
+    # the resources' environment variables, so the key must be set (to anything).
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {
+        **os.environ,
+        "FMP_API_KEY": "check-key",
+        "DAGSTER_HOME": str(home),
+        "VIRTUAL_ENV": sys.prefix,
+    }
+    checked = subprocess.run(
+        [str(BIN / "dg"), "check", "defs"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "All definitions loaded successfully" in checked.stdout + checked.stderr
+    assert "BetaWarning" not in checked.stderr and "Deprecat" not in checked.stderr
+    listed = subprocess.run(
+        [str(BIN / "dg"), "list", "defs", "--json"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "retry_pending_quotes" in listed.stdout and "daily_prices" in listed.stdout
+
+
 def test_loading_the_code_location_freezes_what_it_loaded() -> None:
     # In a fresh interpreter, as the CLI loads it: the objects loaded with the definitions are
     # kept out of later collections (and the one at exit, ~0.4 s of every CLI run).
-    code = "import gc, quote_pipeline.definitions; print(gc.get_freeze_count())"
+    code = "import gc, quote_pipeline.definitions as d; d.defs(); print(gc.get_freeze_count())"
     frozen = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
@@ -64,13 +146,39 @@ def test_the_plans_cap_is_counted_in_the_database(monkeypatch: pytest.MonkeyPatc
     wired = build_definitions()
     fmp = wired.resources["fmp"]
     assert fmp.database is wired.resources["database"]
+    assert fmp.calls_per_minute == 300
 
     database = DatabaseResource(url="sqlite://")
     capped = FMPResource(api_key="k", base_url="http://127.0.0.1:9", calls_per_minute=300)
-    assert capped.get_client().pacer.ledger is None  # counted in this process only
-    shared = capped.model_copy(update={"database": database})
-    ledger = shared.get_client().pacer.ledger
+    assert capped.client.pacer.ledger is None  # counted in this run only
+    shared = FMPResource(
+        api_key="k", base_url="http://127.0.0.1:9", calls_per_minute=300, database=database
+    )
+    ledger = shared.client.pacer.ledger
     assert isinstance(ledger, SqlCallLedger)
     assert "k" not in ledger.account  # a hash of the account, never the key
-    uncapped = shared.model_copy(update={"calls_per_minute": None})
-    assert uncapped.get_client().pacer.ledger is None  # no cap, nothing to count
+    uncapped = FMPResource(api_key="k", base_url="http://127.0.0.1:9", database=database)
+    assert uncapped.client.pacer.ledger is None  # no cap, nothing to count
+    assert uncapped.client.pacer.quota_memory is not None  # a spent quota is still remembered
+
+
+def test_resources_open_and_close_with_the_run(tmp_path: Path) -> None:
+    """The client and the database engine live as long as a run (or a sensor tick) and are
+    closed with it: nothing is cached per process."""
+    seen: dict[str, object] = {}
+
+    @dg.asset
+    def probe_resources(fmp: FMPResource, database: DatabaseResource) -> None:
+        seen["client"], seen["engine"] = fmp.client, database.get_engine()
+        assert fmp.client is fmp.client  # one client for the whole run
+
+    database = DatabaseResource(url=f"sqlite:///{tmp_path / 'd.db'}")
+    resources = {
+        "fmp": FMPResource(api_key="k", base_url="http://127.0.0.1:9", database=database),
+        "database": database,
+    }
+    assert dg.materialize([probe_resources], resources=resources).success
+    first = seen["client"]
+    assert first._pool is None  # type: ignore[attr-defined]  # closed with its run
+    assert dg.materialize([probe_resources], resources=resources).success
+    assert seen["client"] is not first  # a new run, a new client

@@ -10,14 +10,19 @@ import dagster as dg
 import pytest
 
 from quote_pipeline.definitions import build_definitions
-from quote_pipeline.defs.resources import FMPResource
+from quote_pipeline.defs.resources import DatabaseResource, FMPResource
 from quote_pipeline.fmp import ClientSettings, FMPAuthError, FMPClient
+from quote_pipeline.fmp.quotes import PROBE_SYMBOLS
 from quote_pipeline.sandbox import FaultConfig, SandboxServer
 from quote_pipeline.storage import add_tickers, count_snapshots, create_db_engine, read_stocks
+from quote_pipeline.storage.fetch_state import pending_symbols
 from quote_pipeline_tests.conftest import SANDBOX_KEY, SandboxFactory
 from quote_pipeline_tests.helpers import materialization_metadata, run_refresh, served_quote
 
-FAST_RETRIES = dg.RetryPolicy(max_retries=2, delay=0.05)
+FAST_STEP_RETRIES = {
+    "QUOTE_PIPELINE_FETCH_RETRIES": "2",
+    "QUOTE_PIPELINE_FETCH_RETRY_DELAY_SECONDS": "0.05",
+}
 
 
 def fast_definitions(
@@ -32,6 +37,8 @@ def fast_definitions(
     """Production wiring with short timeouts and retry delays (same code paths)."""
     monkeypatch.setenv("FMP_API_KEY", key)
     monkeypatch.setenv("QUOTE_PIPELINE_DATABASE_URL", database_url)
+    for name, value in FAST_STEP_RETRIES.items():
+        monkeypatch.setenv(name, value)
     add_tickers(create_db_engine(database_url), tickers, now=datetime.now(UTC))
     settings: dict[str, object] = {
         "read_timeout": 0.5,
@@ -39,10 +46,16 @@ def fast_definitions(
         "backoff_initial": 0.01,
         "quota_exhausted_after": 1.0,
         "rate_limit_pause": 0.1,
+        "pass_delay_seconds": 0.05,
         **fmp_settings,
     }
-    fmp = FMPResource(api_key=dg.EnvVar("FMP_API_KEY"), base_url=sandbox.url, **settings)  # type: ignore[arg-type]
-    return build_definitions(fmp=fmp, fetch_retry_policy=FAST_RETRIES)
+    fmp = FMPResource(
+        api_key=dg.EnvVar("FMP_API_KEY"),
+        base_url=sandbox.url,
+        database=DatabaseResource(),
+        **settings,  # type: ignore[arg-type]
+    )
+    return build_definitions(resources={"fmp": fmp})
 
 
 def symbols(n: int, prefix: str = "S") -> list[str]:
@@ -75,7 +88,8 @@ def test_server_errors_are_retried_until_every_ticker_is_written(
 ) -> None:
     tickers = symbols(150)
     sandbox = start_sandbox(seed=7, faults=FaultConfig(server_error_rate=0.3))
-    defs = fast_definitions(monkeypatch, sandbox, postgres_url, tickers)
+    # 3 tries per request, in 4 passes: a ticker fails only if all 12 did (0.3^12).
+    defs = fast_definitions(monkeypatch, sandbox, postgres_url, tickers, extra_passes=3)
     result = run_refresh(defs, dagster_instance)
     assert result.success
     assert stored(postgres_url) == set(tickers)
@@ -84,7 +98,7 @@ def test_server_errors_are_retried_until_every_ticker_is_written(
     assert materialization_metadata(result, "stocks")["api_requests"] > len(tickers)
 
 
-def test_a_symbol_fails_only_after_every_attempt_failed(
+def test_a_hanging_symbol_costs_one_timeout_per_pass_and_is_left_to_the_retry_sensor(
     monkeypatch, start_sandbox: SandboxFactory, postgres_url: str, dagster_instance
 ) -> None:
     tickers = [*symbols(40), "SLOW"]
@@ -94,10 +108,20 @@ def test_a_symbol_fails_only_after_every_attempt_failed(
     assert result.success  # 1 of 41 is under the 5 % threshold
     assert failures_of(result) == {"SLOW": "transport_error"}
     assert stored(postgres_url) == set(tickers) - {"SLOW"}
-    # 3 transport attempts in each of 1 + 2 step attempts (RetryPolicy), then reported.
-    assert step_restarts(result) == FAST_RETRIES.max_retries
+    # A read timeout is not retried within its pass, and the step is never restarted for
+    # one symbol: one request in each of the two passes of the run's budget.
+    assert step_restarts(result) == 0
     slow = [r for r in sandbox.stats()["requests"] if r["symbols"] == ["SLOW"]]
-    assert len(slow) == 3 * (1 + FAST_RETRIES.max_retries)
+    assert len(slow) == 2
+    (pending,) = pending_symbols(create_db_engine(postgres_url), "quotes")
+    assert (pending.ticker, pending.failure_kind, pending.attempts) == (
+        "SLOW",
+        "transport_error",
+        2,
+    )
+    assert pending.status == "pending" and pending.next_attempt_at is not None
+    metadata = materialization_metadata(result, "stocks")
+    assert metadata["pending_retry"] == 1 and "SLOW" in metadata["pending_retry_detail"]
 
 
 def test_an_api_that_only_errors_fails_the_run_at_the_probe_and_writes_nothing(
@@ -111,7 +135,9 @@ def test_an_api_that_only_errors_fails_the_run_at_the_probe_and_writes_nothing(
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert failure.step_key == "raw_quotes.plan_quote_batches"  # before any fan-out
     assert "HTTP 50" in failure.event_specific_data.error.message
-    assert sandbox.stats()["requests_total"] == 3  # the probe's attempts, nothing more
+    # The probe's 3 attempts for each of 3 symbols (one sick symbol is not a dead API),
+    # nothing more.
+    assert sandbox.stats()["requests_total"] == 3 * PROBE_SYMBOLS
     assert read_stocks(engine) == []
 
 
@@ -120,10 +146,13 @@ def test_an_unreachable_api_fails_in_seconds(
 ) -> None:
     defs = fast_definitions(monkeypatch, sandbox, postgres_url, symbols(10))
     defs = build_definitions(
-        fmp=FMPResource(
-            api_key=dg.EnvVar("FMP_API_KEY"), base_url="http://127.0.0.1:9", backoff_initial=0.01
-        ),
-        fetch_retry_policy=FAST_RETRIES,
+        resources={
+            "fmp": FMPResource(
+                api_key=dg.EnvVar("FMP_API_KEY"),
+                base_url="http://127.0.0.1:9",
+                backoff_initial=0.01,
+            )
+        }
     )
     result = run_refresh(defs, dagster_instance)
     assert not result.success

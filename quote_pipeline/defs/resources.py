@@ -1,24 +1,40 @@
-"""Resources: the seam between Dagster and the plain-Python API client and storage."""
+"""Resources: the seam between Dagster and the plain-Python client, fetch engine and storage.
 
-import atexit
-import functools
+Each resource builds what it owns when a run (or a sensor or schedule evaluation) starts —
+`setup_for_execution` — and closes it when that ends: one database engine, one HTTP client
+with its threads and pooled connections, one fetch engine, shared by every step of the run.
+Nothing is cached per process.
+"""
+
+from __future__ import annotations
+
 import hashlib
 import os
-import threading
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 from sqlalchemy.engine import Engine
 
+from quote_pipeline.defs.code_version import code_version
+from quote_pipeline.defs.settings import (
+    API_KEY_ENV,
+    BASE_URL_ENV,
+    CALLS_PER_MINUTE_ENV,
+    calls_per_minute_from_env,
+)
+from quote_pipeline.fetch_engine import FetchEngine, RetryBudget
 from quote_pipeline.fmp import DEFAULT_BASE_URL, ClientSettings, FMPClient
-from quote_pipeline.fmp.pacing import shared_pacer
+from quote_pipeline.fmp.pacing import CallPacer
 from quote_pipeline.storage import create_db_engine, display_url, resolve_database_url
 from quote_pipeline.storage.call_ledger import SqlCallLedger
-
-API_KEY_ENV = "FMP_API_KEY"
-BASE_URL_ENV = "FMP_BASE_URL"
-CALLS_PER_MINUTE_ENV = "FMP_CALLS_PER_MINUTE"
+from quote_pipeline.storage.fetch_state import (
+    QuotaHold,
+    RetryBackoff,
+    SqlQuotaMemory,
+    quota_hold,
+)
 
 
 class DatabaseResource(dg.ConfigurableResource):
@@ -29,126 +45,188 @@ class DatabaseResource(dg.ConfigurableResource):
         description="SQLAlchemy URL. Unset: QUOTE_PIPELINE_DATABASE_URL, else a SQLite file "
         "in ./data. Prefer the variable: a URL here is visible in the UI.",
     )
+    _engine: Engine | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._engine = create_db_engine(resolve_database_url(self.url))
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
 
     def get_engine(self) -> Engine:
-        """The engine for this database, created (with its tables) once per process."""
-        return _engine_for(resolve_database_url(self.url))
+        """The engine of this run (with the schema migrated to the latest revision)."""
+        if self._engine is None:  # used outside Dagster's lifecycle (a script, a test)
+            self._engine = create_db_engine(resolve_database_url(self.url))
+        return self._engine
 
     def describe(self) -> str:
         """The URL with its password masked."""
         return display_url(resolve_database_url(self.url))
 
 
-@functools.cache
-def _engine_for(url: str) -> Engine:
-    return create_db_engine(url)
-
-
-class FMPResource(dg.ConfigurableResource):
-    """Financial Modeling Prep (or any API that speaks its `/stable` dialect).
+class FMPResource(dg.ConfigurableResource, ClientSettings):
+    """Financial Modeling Prep (or any API that speaks its `/stable` dialect): the HTTP client,
+    the fetch engine over it, and what happens to symbols that keep failing.
 
     The key comes from an `EnvVar`, so the UI shows the variable's name, never its value.
+    Every client setting (timeouts, concurrency, tries) is a field here, with its default.
     """
 
-    api_key: str = Field(description=f"FMP API key; set it with the {API_KEY_ENV} variable.")
-    base_url: str = Field(default=DEFAULT_BASE_URL, description="Scheme and host of the API.")
+    api_key: str = Field(description="FMP API key; set it with the FMP_API_KEY variable.")
+    # Read when a run starts, like the database URL: a launchpad edit of any other field
+    # keeps the deployment's API host and cap.
+    base_url: str | None = Field(  # type: ignore[assignment]
+        default=None,
+        description=f"Scheme and host of the API. Unset: the {BASE_URL_ENV} variable, else "
+        f"{DEFAULT_BASE_URL}.",
+    )
+    calls_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        description="Client-side cap on calls per rolling minute (the plan's limit). Unset: "
+        f"the {CALLS_PER_MINUTE_ENV} variable, else no cap.",
+    )
     endpoint_mode: Literal["auto", "single"] = Field(
         default="auto",
         description="auto: use the premium batch endpoint when the plan allows it (one probe "
         "request per run), else single-symbol requests; single: never try the batch endpoint.",
     )
-    max_concurrency: int = Field(default=64, ge=1, le=256, description="Requests in flight.")
-    symbols_per_request: int = Field(default=100, ge=1, le=1000, description="Batch size.")
-    calls_per_minute: int | None = Field(
-        default=None,
-        ge=1,
-        description="Client-side cap on calls per rolling minute (the plan's limit); "
-        "unset: no cap.",
+    extra_passes: int = Field(
+        default=1,
+        ge=0,
+        description="In-run retry budget: passes over the symbols that failed transiently "
+        "(5xx, timeout, 429) after the first pass. Good rows never wait for more than this.",
     )
-    connect_timeout: float = Field(default=3.05, gt=0)
-    read_timeout: float = Field(default=10.0, gt=0)
-    attempts: int = Field(default=4, ge=1, description="Tries per request for 5xx/429/resets.")
-    backoff_initial: float = Field(default=0.5, ge=0, description="First retry wait, seconds.")
-    rate_limit_pause: float = Field(
-        default=2.0, ge=0, description="Seconds every request waits after a 429."
+    pass_delay_seconds: float = Field(
+        default=30.0, ge=0, description="Pause before each extra pass."
     )
-    quota_exhausted_after: float = Field(
-        default=65.0,
+    retry_first_delay_minutes: float = Field(
+        default=1.0,
         gt=0,
-        description="Seconds of unbroken 429s (at least 10 in a row) after which the quota "
-        "counts as exhausted and the run stops asking.",
+        description="A symbol still failing after the budget is asked again alone, by the "
+        "retry sensor, this long after the run; the delay doubles with every failing run.",
+    )
+    retry_max_delay_minutes: float = Field(
+        default=30.0, gt=0, description="Longest delay between two retries of a symbol."
+    )
+    give_up_after_hours: float = Field(
+        default=6.0,
+        gt=0,
+        description="Stop asking a symbol again this long after it first failed; it stays "
+        "recorded (symbol_retries) and reported by the coverage check.",
+    )
+    quota_hold_minutes: float = Field(
+        default=30.0,
+        gt=0,
+        description="After the quota ran out, no run makes a request for this long (the "
+        "schedule skips, a manual run fails at once); then one probe asks again.",
     )
     database: DatabaseResource | None = Field(
         default=None,
-        description="With calls_per_minute: where calls are counted (table api_calls), so "
-        "every run and process on this database shares the plan's cap. Unset: each process "
-        "counts its own calls.",
+        description="Where calls are counted (api_calls, with calls_per_minute) and an "
+        "exhausted quota remembered (api_quota_state), so that every run and process on this "
+        "database shares them. Unset: each run counts and remembers for itself.",
     )
 
-    def get_client(self) -> FMPClient:
-        """The process's client for this configuration, shared by every step that runs here.
+    _client: FMPClient | None = PrivateAttr(default=None)
+    _engine: FetchEngine | None = PrivateAttr(default=None)
+    _quota_memory: SqlQuotaMemory | None = PrivateAttr(default=None)
 
-        Steps of a run execute one after another in one process; sharing the client keeps
-        its threads and pooled connections warm between them. Do not close it: it is
-        closed when the process exits.
-        """
-        settings = ClientSettings(
-            base_url=self.base_url,
-            connect_timeout=self.connect_timeout,
-            read_timeout=self.read_timeout,
-            max_concurrency=self.max_concurrency,
-            symbols_per_request=self.symbols_per_request,
-            calls_per_minute=self.calls_per_minute,
-            attempts=self.attempts,
-            backoff_initial=self.backoff_initial,
-            rate_limit_pause=self.rate_limit_pause,
-            quota_exhausted_after=self.quota_exhausted_after,
-        )
-        # The cap is the account's: every client of this key in the process shares a pacer.
-        account = hashlib.sha256(f"{self.base_url}|{self.api_key}".encode()).hexdigest()
-        ledger_url = resolve_database_url(self.database.url) if self.database else None
-        return _shared_client(account, self.api_key, settings, ledger_url)
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._open()
 
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._client is not None:
+            self._client.close()
+        self._client = self._engine = self._quota_memory = None
 
-_clients: dict[tuple[str, ClientSettings, str | None], FMPClient] = {}
-_clients_lock = threading.Lock()
-
-
-def _shared_client(
-    account: str, api_key: str, settings: ClientSettings, ledger_url: str | None
-) -> FMPClient:
-    with _clients_lock:
-        key = (account, settings, ledger_url)
-        if key not in _clients:
-            pacer = shared_pacer(
-                account,
-                settings.calls_per_minute,
-                ledger_scope=ledger_url,
-                make_ledger=(
-                    (lambda: SqlCallLedger(_engine_for(ledger_url), account))
-                    if ledger_url
-                    else None
-                ),
+    def _open(self) -> None:
+        database = self.database.get_engine() if self.database is not None else None
+        if database is not None:
+            self._quota_memory = SqlQuotaMemory(
+                database, self.account, hold=timedelta(minutes=self.quota_hold_minutes)
             )
-            _clients[key] = FMPClient(api_key, settings, pacer=pacer)
-        return _clients[key]
+        settings = self.client_settings()
+        pacer = CallPacer(
+            settings.calls_per_minute,
+            ledger=(
+                SqlCallLedger(database, self.account)
+                if database is not None and settings.calls_per_minute
+                else None
+            ),
+            quota_memory=self._quota_memory,
+        )
+        self._client = FMPClient(self.api_key, settings, pacer=pacer)
+        self._engine = FetchEngine(
+            self._client,
+            RetryBudget(extra_passes=self.extra_passes, pass_delay_seconds=self.pass_delay_seconds),
+        )
+
+    def client_settings(self) -> ClientSettings:
+        """The client's settings: these fields, with the API host and cap resolved."""
+        fields = {name: getattr(self, name) for name in ClientSettings.model_fields}
+        fields["base_url"] = self.base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+        if self.calls_per_minute is None:
+            fields["calls_per_minute"] = calls_per_minute_from_env()
+        return ClientSettings(**fields)
+
+    @property
+    def account(self) -> str:
+        """The plan's account, as a hash of the base URL and key (never the key itself)."""
+        base_url = self.client_settings().base_url
+        return hashlib.sha256(f"{base_url}|{self.api_key}".encode()).hexdigest()
+
+    @property
+    def client(self) -> FMPClient:
+        """This run's client, shared by its steps (threads and connections stay warm)."""
+        if self._client is None:
+            self._open()
+        assert self._client is not None
+        return self._client
+
+    @property
+    def engine(self) -> FetchEngine:
+        """This run's fetch engine over :attr:`client`, with the configured retry budget."""
+        if self._engine is None:
+            self._open()
+        assert self._engine is not None
+        return self._engine
+
+    def retry_backoff(self) -> RetryBackoff:
+        return RetryBackoff(
+            first_delay=timedelta(minutes=self.retry_first_delay_minutes),
+            max_delay=timedelta(minutes=self.retry_max_delay_minutes),
+            give_up_after=timedelta(hours=self.give_up_after_hours),
+        )
+
+    def quota_hold(self, now: datetime | None = None) -> QuotaHold | None:
+        """The remembered exhausted quota still in force, if any (needs ``database``)."""
+        if self.database is None:
+            return None
+        return quota_hold(self.database.get_engine(), self.account, now or datetime.now(UTC))
+
+    def refuse_if_quota_held(self) -> None:
+        """Fail the run at once, before any request, while an exhausted quota holds."""
+        if hold := self.quota_hold():
+            raise dg.Failure(hold.message(), allow_retries=False)
 
 
-@atexit.register
-def _close_clients() -> None:
-    with _clients_lock:
-        for client in _clients.values():
-            client.close()
-        _clients.clear()
+@dg.definitions
+def shared_definitions() -> dg.Definitions:
+    """The resources every domain uses, configured for this deployment, and the executor.
 
-
-def fmp_resource_from_env(database: DatabaseResource | None = None) -> FMPResource:
-    """The FMP resource as the deployed code location configures it; with ``database``,
-    the plan's cap is counted there, across processes."""
-    calls_per_minute = os.environ.get(CALLS_PER_MINUTE_ENV)
-    return FMPResource(
-        api_key=dg.EnvVar(API_KEY_ENV),
-        base_url=os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL,
-        calls_per_minute=int(calls_per_minute) if calls_per_minute else None,
-        database=database,
+    The FMP plan's cap is counted, and an exhausted quota remembered, in the data database,
+    shared by every run and process. Steps run in process: a mapped step costs ~15 ms there
+    and ~1 s as a subprocess, and the concurrency that matters is the HTTP inside each step.
+    """
+    database = DatabaseResource()
+    return dg.Definitions(
+        resources={
+            "database": database,
+            "fmp": FMPResource(api_key=dg.EnvVar(API_KEY_ENV), database=database),
+        },
+        executor=dg.in_process_executor,
+        metadata={"code_version": code_version()},
     )

@@ -5,8 +5,6 @@ from quote_pipeline.fmp.client import (
     ClientSettings,
     FMPClient,
     MissingAPIKeyError,
-    QuoteFetchResult,
-    parse_quote,
 )
 from quote_pipeline.fmp.errors import (
     FMPAuthError,
@@ -15,6 +13,7 @@ from quote_pipeline.fmp.errors import (
     FMPQuotaExhaustedError,
     redact,
 )
+from quote_pipeline.fmp.quotes import QuoteFetchResult, fetch_quotes, parse_quote, probe
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -26,6 +25,8 @@ __all__ = [
     "FMPQuotaExhaustedError",
     "MissingAPIKeyError",
     "QuoteFetchResult",
+    "fetch_quotes",
     "parse_quote",
+    "probe",
     "redact",
 ]

@@ -5,6 +5,12 @@ from __future__ import annotations
 import logging
 import re
 
+from quote_pipeline.api_errors import (
+    ApiAuthError,
+    ApiEndpointRestricted,
+    ApiError,
+    ApiQuotaExhausted,
+)
 from quote_pipeline.models import FailureKind
 
 _APIKEY_PARAM = re.compile(r"(apikey=)[^&\s'\"<>)]*", re.IGNORECASE)
@@ -37,30 +43,25 @@ def install_log_redaction() -> None:
             logger.addFilter(RedactingFilter())
 
 
-class FMPError(Exception):
+class FMPError(ApiError):
     """An FMP call that gave no usable answer. ``kind`` says why; the text never holds the key."""
 
-    def __init__(self, kind: FailureKind, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.status = status
 
-
-class FMPAuthError(FMPError):
+class FMPAuthError(FMPError, ApiAuthError):
     """401/403 or "Invalid API KEY": retrying cannot help, so the run stops at once."""
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(FailureKind.AUTH_ERROR, message, status=status)
 
 
-class FMPQuotaExhaustedError(FMPError):
+class FMPQuotaExhaustedError(FMPError, ApiQuotaExhausted):
     """429 / "Limit Reach" kept coming: the plan's quota is gone, stop asking."""
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(FailureKind.QUOTA_EXHAUSTED, message, status=status)
 
 
-class FMPEndpointRestrictedError(FMPError):
+class FMPEndpointRestrictedError(FMPError, ApiEndpointRestricted):
     """402 "Restricted Endpoint": the plan lacks this endpoint (e.g. batch quotes)."""
 
     def __init__(self, message: str, *, status: int | None = None) -> None:

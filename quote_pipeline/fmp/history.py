@@ -12,13 +12,13 @@ checks, so that the data's owner sees it instead of a silent gap.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Generic, TypeVar
 
+from quote_pipeline.fetch_engine import SymbolResult
 from quote_pipeline.fmp.client import FMPClient
-from quote_pipeline.fmp.errors import FMPAuthError, FMPEndpointRestrictedError, FMPError
 from quote_pipeline.fmp.fields import number, required_number, whole_number
 from quote_pipeline.market_calendar import NEW_YORK
 from quote_pipeline.models import FailureKind, SymbolFailure
@@ -257,39 +257,36 @@ def _range_params(symbol: str, start: date, end: date) -> dict[str, str]:
     return {"symbol": symbol, "from": start.isoformat(), "to": end.isoformat()}
 
 
-def fetch_daily_history(
-    client: FMPClient, symbol: str, start: date, end: date
-) -> SymbolHistory[DailyBar]:
-    """Every end-of-day bar of ``symbol`` from ``start`` to ``end``, in one request.
-
-    Raises what no other symbol could survive either (:class:`FMPAuthError`, an exhausted
-    quota, an endpoint outside the plan); anything else is the symbol's failure record.
-    """
-    try:
-        payload, fetched_at = client.get_json(DAILY_PATH, _range_params(symbol, start, end))
-    except (FMPAuthError, FMPEndpointRestrictedError):
-        raise
-    except FMPError as exc:
-        if exc.kind == FailureKind.QUOTA_EXHAUSTED:
-            raise
-        return SymbolHistory(symbol, False, failure=SymbolFailure(symbol, exc.kind, str(exc)))
-    return parse_daily_rows(payload, symbol, start, end, fetched_at)
+HistoryRequest = Callable[[Sequence[str]], list[SymbolResult[SymbolHistory[Any]]]]
 
 
-def fetch_intraday_bars(
-    client: FMPClient, symbol: str, start: date, end: date
-) -> SymbolHistory[IntradayBar]:
-    """Every 5-minute bar of ``symbol`` on the New York dates ``start`` to ``end``, in one
-    request (the bar still forming, if the market is open, included)."""
-    try:
-        payload, fetched_at = client.get_json(INTRADAY_5MIN_PATH, _range_params(symbol, start, end))
-    except (FMPAuthError, FMPEndpointRestrictedError):
-        raise
-    except FMPError as exc:
-        if exc.kind == FailureKind.QUOTA_EXHAUSTED:
-            raise
-        return SymbolHistory(symbol, False, failure=SymbolFailure(symbol, exc.kind, str(exc)))
-    return parse_intraday_rows(payload, symbol, start, end, fetched_at)
+def _history_request(
+    client: FMPClient,
+    path: str,
+    start: date,
+    end: date,
+    parse: Callable[[Any, str, date, date, datetime], SymbolHistory[Any]],
+) -> HistoryRequest:
+    def request(unit: Sequence[str]) -> list[SymbolResult[SymbolHistory[Any]]]:
+        symbol = unit[0]
+        payload, fetched_at = client.get_json(path, _range_params(symbol, start, end))
+        history = parse(payload, symbol, start, end, fetched_at)
+        return [SymbolResult(symbol, history if history.answered else None, history.failure)]
+
+    return request
+
+
+def daily_history_request(client: FMPClient, start: date, end: date) -> HistoryRequest:
+    """The fetch engine's request for end-of-day bars from ``start`` to ``end``: one call per
+    symbol for the whole range. Errors that no other symbol could survive either (an invalid
+    key, an endpoint outside the plan) are raised; anything else is the symbol's failure."""
+    return _history_request(client, DAILY_PATH, start, end, parse_daily_rows)
+
+
+def intraday_bars_request(client: FMPClient, start: date, end: date) -> HistoryRequest:
+    """The fetch engine's request for 5-minute bars on the New York dates ``start`` to
+    ``end``, one call per symbol (the bar still forming, if the market is open, included)."""
+    return _history_request(client, INTRADAY_5MIN_PATH, start, end, parse_intraday_rows)
 
 
 __all__ = [
@@ -300,8 +297,8 @@ __all__ = [
     "NonexistentNewYorkTime",
     "SymbolFailure",
     "SymbolHistory",
-    "fetch_daily_history",
-    "fetch_intraday_bars",
+    "daily_history_request",
+    "intraday_bars_request",
     "is_ambiguous_new_york",
     "new_york_series_to_utc",
     "new_york_to_utc",

@@ -18,6 +18,18 @@ class CallLedger(Protocol):
         ...
 
 
+class QuotaMemory(Protocol):
+    """Where an exhausted quota is remembered across runs and processes (the data database)."""
+
+    def remember_exhausted(self, reason: str) -> None:
+        """The quota ran out now, for ``reason``."""
+        ...
+
+    def forget_exhausted(self) -> None:
+        """A call succeeded: whatever was remembered no longer holds."""
+        ...
+
+
 class CallPacer:
     """How fast, and whether at all, an API account may be called.
 
@@ -40,6 +52,7 @@ class CallPacer:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         ledger: CallLedger | None = None,
+        quota_memory: QuotaMemory | None = None,
     ) -> None:
         if calls_per_window is not None and calls_per_window < 1:
             raise ValueError("calls_per_window must be at least 1 (or None for no cap)")
@@ -57,6 +70,10 @@ class CallPacer:
         self._rate_limited_streak = 0
         self._probe_in_flight = False
         self.quota_exhausted = False
+        self.quota_memory = quota_memory
+        # Whether the memory may hold an exhaustion that the next success must clear; one
+        # write when that happens, not one per successful call.
+        self._memory_may_hold = quota_memory is not None
         self._lock = threading.Lock()
 
     def acquire(self) -> None:
@@ -106,10 +123,13 @@ class CallPacer:
             self._resume_at = max(self._resume_at, self._clock() + seconds)
 
     def note_success(self) -> None:
-        """A call got a real answer: any 429 streak is over."""
+        """A call got a real answer: any 429 streak is over, and so is a remembered quota."""
         with self._lock:
             self._rate_limited_since = None
             self._rate_limited_streak = 0
+            forget, self._memory_may_hold = self._memory_may_hold, False
+        if forget and self.quota_memory is not None:
+            self.quota_memory.forget_exhausted()
 
     def note_rate_limited(
         self, *, pause: float, exhausted_after: float, exhausted_streak: int
@@ -122,16 +142,25 @@ class CallPacer:
             if self._rate_limited_since is None:
                 self._rate_limited_since = now
             self._rate_limited_streak += 1
-            if (
-                self._rate_limited_streak >= exhausted_streak
-                and now - self._rate_limited_since >= exhausted_after
-            ):
-                self.quota_exhausted = True
-            return self.quota_exhausted
+            streak_seconds = now - self._rate_limited_since
+            exhausted = (
+                self._rate_limited_streak >= exhausted_streak and streak_seconds >= exhausted_after
+            )
+        if exhausted:
+            self.mark_quota_exhausted(
+                f"429 'Limit Reach' on {self._rate_limited_streak} calls in a row over "
+                f"{streak_seconds:.0f} s"
+            )
+        return self.quota_exhausted
 
-    def mark_quota_exhausted(self) -> None:
+    def mark_quota_exhausted(self, reason: str = "the API said the quota is exhausted") -> None:
+        """Stop every caller of this account, and remember it for later runs."""
         with self._lock:
+            first = not self.quota_exhausted
             self.quota_exhausted = True
+            self._memory_may_hold = self.quota_memory is not None
+        if first and self.quota_memory is not None:
+            self.quota_memory.remember_exhausted(reason)
 
     def reset_quota(self) -> None:
         """Forget an exhausted quota (a new run asks again once)."""
@@ -139,29 +168,3 @@ class CallPacer:
             self.quota_exhausted = False
             self._rate_limited_since = None
             self._rate_limited_streak = 0
-
-
-_shared_pacers: dict[tuple[str, int | None, str | None], CallPacer] = {}
-_shared_lock = threading.Lock()
-
-
-def shared_pacer(
-    account: str,
-    calls_per_minute: int | None,
-    *,
-    ledger_scope: str | None = None,
-    make_ledger: Callable[[], CallLedger] | None = None,
-) -> CallPacer:
-    """One pacer per API account and cap (and ledger, named by ``ledger_scope``) in this
-    process.
-
-    Clients come and go with each step of a run; the plan's cap belongs to the account, so
-    every client of the same account in a process shares the same window, and with a
-    ledger every process counting in it does too.
-    """
-    key = (account, calls_per_minute, ledger_scope if make_ledger else None)
-    with _shared_lock:
-        if key not in _shared_pacers:
-            ledger = make_ledger() if make_ledger and calls_per_minute else None
-            _shared_pacers[key] = CallPacer(calls_per_minute, ledger=ledger)
-        return _shared_pacers[key]

@@ -76,6 +76,7 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
         ("bad-shape", "answer rows with wrong types or missing fields"),
         ("hang", "wait --hang-seconds before answering"),
         ("plan-gated", "answer 402 Premium Query Parameter (omitted from batches)"),
+        ("server-error", "answer 5xx on every request"),
     ):
         parser.add_argument(
             f"--{name}-symbols",
@@ -124,6 +125,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         hang_symbols=args.hang_symbols,
         hang_seconds=args.hang_seconds,
         plan_gated_symbols=args.plan_gated_symbols,
+        server_error_symbols=args.server_error_symbols,
     )
     return SandboxConfig(
         api_key=args.api_key,

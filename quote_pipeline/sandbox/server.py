@@ -12,7 +12,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -130,6 +130,9 @@ class FaultConfig:
     hang_symbols: Collection[str] = frozenset()
     hang_seconds: float = 30.0
     plan_gated_symbols: Collection[str] = frozenset()
+    # These symbols answer 500 on every request (until the faults are changed at run time,
+    # as a test does to let an outage of one symbol end).
+    server_error_symbols: Collection[str] = frozenset()
     # Length of the calls_per_minute window; only tests should want anything but 60.
     rate_window_seconds: float = 60.0
 
@@ -151,6 +154,7 @@ class FaultConfig:
             "bad_shape_symbols",
             "hang_symbols",
             "plan_gated_symbols",
+            "server_error_symbols",
         ):
             object.__setattr__(self, name, _symbol_set(getattr(self, name)))
 
@@ -466,7 +470,9 @@ async def _answer(request: web.Request, state: _State, symbols: list[str]) -> we
     state.seen[identity] += 1
     if _draw(config.seed, "rate_limit", identity, n) < faults.rate_limit_rate:
         return _limit_reach(state)
-    if _draw(config.seed, "server_error", identity, n) < faults.server_error_rate:
+    if _draw(config.seed, "server_error", identity, n) < faults.server_error_rate or any(
+        s in faults.server_error_symbols for s in symbols
+    ):
         return _server_error(_draw(config.seed, "server_error_kind", identity, n))
     if any(s in faults.hang_symbols for s in symbols):
         await asyncio.sleep(faults.hang_seconds)
@@ -705,6 +711,15 @@ class SandboxServer:
 
         def _set(s: _State) -> None:
             s.clock = now
+
+        self._call(_set)
+
+    def set_faults(self, faults: FaultConfig) -> None:
+        """Inject ``faults`` from now on instead of the configured ones (an outage ends, a
+        symbol starts hanging); counters and the request log are kept."""
+
+        def _set(s: _State) -> None:
+            s.config = replace(s.config, faults=faults)
 
         self._call(_set)
 

@@ -1,4 +1,4 @@
-"""Where the data lives: the database URL, the engine and the schema."""
+"""Where the data lives: the database URL, and the engine with its schema in place."""
 
 from __future__ import annotations
 
@@ -8,10 +8,15 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
-from quote_pipeline.storage.schema import metadata
+from quote_pipeline.storage.schema_migrations import ensure_schema
 
 DATABASE_URL_ENV = "QUOTE_PIPELINE_DATABASE_URL"
 DATA_DIR_ENV = "QUOTE_PIPELINE_DATA_DIR"
+
+
+class DatabaseUrlError(ValueError):
+    """The database URL cannot be used: malformed, or a backend whose driver is missing. The
+    message never quotes the URL, which may hold a password."""
 
 
 def data_dir() -> Path:
@@ -34,18 +39,33 @@ def display_url(url: str | URL) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def create_db_engine(url: str | None = None) -> Engine:
+def create_db_engine(url: str | None = None, *, upgrade: bool = True) -> Engine:
     """An engine for ``url`` (see :func:`resolve_database_url`) with the schema in place.
 
-    A bare ``postgresql://`` URL uses psycopg2 (SQLAlchemy 2.0; see pyproject.toml).
+    The schema is migrated to the head on first use (:func:`ensure_schema`: one small query
+    when it is already there), so no set-up step is needed. ``upgrade=False`` leaves the
+    database as it is, for ``quote-pipeline db current``/``db upgrade``, which look at or
+    choose the revision themselves. A bare ``postgresql://`` URL uses psycopg2 (SQLAlchemy
+    2.0; see pyproject.toml).
     """
-    parsed = make_url(resolve_database_url(url))
+    try:
+        engine = _new_engine(make_url(resolve_database_url(url)))
+    except (sa.exc.ArgumentError, ValueError, ImportError) as exc:
+        # SQLAlchemy's messages name no URL; `from None` keeps the cause's frames out too.
+        raise DatabaseUrlError(f"unusable database URL: {exc}") from None
+    if upgrade:
+        try:
+            ensure_schema(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+    return engine
+
+
+def _new_engine(parsed: URL) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         # Wait for a concurrent writer (a schedule tick beside a backfill) rather than fail.
-        engine = sa.create_engine(parsed, connect_args={"timeout": 30})
-    else:
-        engine = sa.create_engine(parsed, pool_pre_ping=True)
-    metadata.create_all(engine)
-    return engine
+        return sa.create_engine(parsed, connect_args={"timeout": 30})
+    return sa.create_engine(parsed, pool_pre_ping=True)

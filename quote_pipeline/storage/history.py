@@ -8,17 +8,17 @@ statement; what the caller holds in memory is up to the caller.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from itertools import islice
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from quote_pipeline.compat import batched
 from quote_pipeline.price_bars import DailyBar, IntradayBar, bar_problem
-from quote_pipeline.storage.repository import _dialect_insert
+from quote_pipeline.storage.repository import dialect_insert
 from quote_pipeline.storage.schema import daily_prices, intraday_bars
 
 DEFAULT_CHUNK_ROWS = 5_000
@@ -30,12 +30,6 @@ _T = TypeVar("_T")
 _PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 _DAILY_UPDATE = (*_PRICE_COLUMNS, "change", "change_percent", "vwap", "fetched_at")
 _INTRADAY_UPDATE = (*_PRICE_COLUMNS, "fetched_at")
-
-
-def _batched(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
 
 
 def _daily_row(bar: DailyBar) -> dict[str, Any]:
@@ -68,7 +62,7 @@ def _intraday_row(bar: IntradayBar) -> dict[str, Any]:
 
 
 def _upsert(conn: Connection, table: sa.Table, keys: Sequence[str], columns: Sequence[str]) -> Any:
-    insert = _dialect_insert(conn, table)
+    insert = dialect_insert(conn, table)
     # Plain inserts would do after the delete; the upsert keeps a concurrent writer of the
     # same rows (a schedule tick beside a backfill) from failing on the primary key.
     # RETURNING makes SQLAlchemy send the rows as multi-row VALUES pages
@@ -127,7 +121,7 @@ def replace_daily_prices(
         for symbol in sorted(wanted):
             by_start.setdefault(max(start, (starts or {}).get(symbol, start)), []).append(symbol)
         for first_day, group in by_start.items():
-            for chunk in _batched(group, _IN_LIST_LIMIT):
+            for chunk in batched(group, _IN_LIST_LIMIT):
                 result = conn.execute(
                     sa.delete(daily_prices).where(
                         daily_prices.c.ticker.in_(chunk),
@@ -136,8 +130,8 @@ def replace_daily_prices(
                 )
                 deleted += result.rowcount
         upsert = _upsert(conn, daily_prices, ("ticker", "date"), _DAILY_UPDATE)
-        for rows in _batched(map(checked, bars), chunk_rows):
-            written += len(conn.execute(upsert, rows).all())
+        for rows in batched(map(checked, bars), chunk_rows):
+            written += len(conn.execute(upsert, list(rows)).all())
             statements += 1
     return DailyReplaceSummary(rows_deleted=deleted, rows_written=written, statements=statements)
 
@@ -164,8 +158,8 @@ def upsert_intraday_bars(
     written = 0
     with engine.begin() as conn:
         upsert = _upsert(conn, intraday_bars, ("ticker", "bar_start"), _INTRADAY_UPDATE)
-        for rows in _batched(map(checked, bars), chunk_rows):
-            written += len(conn.execute(upsert, rows).all())
+        for rows in batched(map(checked, bars), chunk_rows):
+            written += len(conn.execute(upsert, list(rows)).all())
     return written
 
 
@@ -322,7 +316,7 @@ def missing_sessions(
     start, end = sessions[0], sessions[-1]
     spans: dict[str, tuple[int, date, date]] = {}
     with engine.connect() as conn:
-        for chunk in _batched(sorted(set(symbols)), _IN_LIST_LIMIT):
+        for chunk in batched(sorted(set(symbols)), _IN_LIST_LIMIT):
             query = (
                 sa.select(
                     daily_prices.c.ticker,

@@ -18,7 +18,7 @@ from quote_pipeline.models import Quote, normalize_symbols
 from quote_pipeline.storage.schema import quote_snapshots, stocks, tickers
 
 
-def _dialect_insert(conn: Connection, table: sa.Table) -> Any:
+def dialect_insert(conn: Connection, table: sa.Table) -> Any:
     """INSERT with ``on_conflict_do_*`` for the connection's dialect."""
     name = conn.dialect.name
     if name == "postgresql":
@@ -43,7 +43,7 @@ def add_tickers(engine: Engine, raw_symbols: Iterable[str], *, now: datetime) ->
     if not symbols:
         return []
     with engine.begin() as conn:
-        stmt = _dialect_insert(conn, tickers).on_conflict_do_nothing(index_elements=["ticker"])
+        stmt = dialect_insert(conn, tickers).on_conflict_do_nothing(index_elements=["ticker"])
         added = conn.scalars(
             stmt.returning(tickers.c.ticker),
             [{"ticker": s, "added_at": now} for s in symbols],
@@ -117,7 +117,7 @@ def _write_quotes_executemany(
     conn: Connection, quotes: Sequence[Quote], written_at: datetime
 ) -> tuple[int, int]:
     """Two bulk statements (SQLAlchemy batches the rows into multi-row VALUES)."""
-    insert_stock = _dialect_insert(conn, stocks)
+    insert_stock = dialect_insert(conn, stocks)
     upsert = insert_stock.on_conflict_do_update(
         index_elements=["ticker"],
         set_=_stock_update(insert_stock.excluded),
@@ -136,7 +136,7 @@ def _write_quotes_executemany(
     ]
     upserted = len(conn.scalars(upsert, stock_rows).all())
     append = (
-        _dialect_insert(conn, quote_snapshots)
+        dialect_insert(conn, quote_snapshots)
         .on_conflict_do_nothing(index_elements=["ticker", "quoted_at"])
         .returning(quote_snapshots.c.ticker)
     )

@@ -9,34 +9,36 @@ from quote_pipeline.storage.types import ExactDecimal, UTCDateTime
 
 metadata = sa.MetaData()
 
+TICKER = "Exchange symbol, upper case."
+
 tickers = sa.Table(
     "tickers",
     metadata,
-    sa.Column("ticker", sa.String(MAX_SYMBOL_LENGTH), primary_key=True),
-    sa.Column("added_at", UTCDateTime(), nullable=False),
+    sa.Column("ticker", sa.String(MAX_SYMBOL_LENGTH), primary_key=True, comment=TICKER),
+    sa.Column("added_at", UTCDateTime(), nullable=False, comment="When it was added (UTC)."),
     comment="The tracked universe: every symbol the quote refresh asks the API for.",
 )
 
 stocks = sa.Table(
     "stocks",
     metadata,
-    sa.Column("ticker", sa.String(MAX_SYMBOL_LENGTH), primary_key=True),
-    sa.Column("price", ExactDecimal(), nullable=False),
-    sa.Column("volume", sa.BigInteger(), nullable=False),
-    sa.Column("change", ExactDecimal(), nullable=True),
-    sa.Column("quoted_at", UTCDateTime(), nullable=False),
-    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("ticker", sa.String(MAX_SYMBOL_LENGTH), primary_key=True, comment=TICKER),
+    sa.Column("price", ExactDecimal(), nullable=False, comment="Last price, exact decimal."),
+    sa.Column("volume", sa.BigInteger(), nullable=False, comment="Day volume (64-bit)."),
+    sa.Column("change", ExactDecimal(), nullable=True, comment="Change since previous close."),
+    sa.Column("quoted_at", UTCDateTime(), nullable=False, comment="Quote time (UTC)."),
+    sa.Column("updated_at", UTCDateTime(), nullable=False, comment="When this row was written."),
     comment="The latest quote of each ticker.",
 )
 
 quote_snapshots = sa.Table(
     "quote_snapshots",
     metadata,
-    sa.Column("ticker", sa.String(MAX_SYMBOL_LENGTH), nullable=False),
-    sa.Column("price", ExactDecimal(), nullable=False),
-    sa.Column("volume", sa.BigInteger(), nullable=False),
-    sa.Column("quoted_at", UTCDateTime(), nullable=False),
-    sa.Column("fetched_at", UTCDateTime(), nullable=False),
+    sa.Column("ticker", sa.String(MAX_SYMBOL_LENGTH), nullable=False, comment=TICKER),
+    sa.Column("price", ExactDecimal(), nullable=False, comment="Exact decimal."),
+    sa.Column("volume", sa.BigInteger(), nullable=False, comment="Day volume (64-bit)."),
+    sa.Column("quoted_at", UTCDateTime(), nullable=False, comment="Quote time (UTC)."),
+    sa.Column("fetched_at", UTCDateTime(), nullable=False, comment="When the API answered."),
     # One observation per ticker and quote time: re-running a write adds nothing.
     sa.UniqueConstraint("ticker", "quoted_at", name="uq_quote_snapshots_ticker_quoted_at"),
     comment="Every quote ever written, append-only.",
@@ -45,32 +47,36 @@ quote_snapshots = sa.Table(
 daily_prices = sa.Table(
     "daily_prices",
     metadata,
-    sa.Column("ticker", sa.String(MAX_SYMBOL_LENGTH), primary_key=True),
+    sa.Column("ticker", sa.String(MAX_SYMBOL_LENGTH), primary_key=True, comment=TICKER),
     sa.Column("date", sa.Date(), primary_key=True, comment="NYSE session (New York date)."),
-    sa.Column("open", ExactDecimal(), nullable=False),
+    sa.Column("open", ExactDecimal(), nullable=False, comment="Exact decimal, as the API sent it."),
     sa.Column("high", ExactDecimal(), nullable=False),
     sa.Column("low", ExactDecimal(), nullable=False),
     sa.Column("close", ExactDecimal(), nullable=False),
-    sa.Column("volume", sa.BigInteger(), nullable=False),
-    sa.Column("change", ExactDecimal(), nullable=True),
-    sa.Column("change_percent", ExactDecimal(), nullable=True),
-    sa.Column("vwap", ExactDecimal(), nullable=True),
-    sa.Column("fetched_at", UTCDateTime(), nullable=False),
+    sa.Column("volume", sa.BigInteger(), nullable=False, comment="Shares (64-bit)."),
+    sa.Column("change", ExactDecimal(), nullable=True, comment="Where the API gives it."),
+    sa.Column("change_percent", ExactDecimal(), nullable=True, comment="Where the API gives it."),
+    sa.Column("vwap", ExactDecimal(), nullable=True, comment="Where the API gives it."),
+    sa.Column("fetched_at", UTCDateTime(), nullable=False, comment="When the API answered."),
     comment="End-of-day OHLCV per ticker and NYSE session (the daily_prices asset).",
 )
 
 intraday_bars = sa.Table(
     "intraday_bars",
     metadata,
-    sa.Column("ticker", sa.String(MAX_SYMBOL_LENGTH), primary_key=True),
+    sa.Column("ticker", sa.String(MAX_SYMBOL_LENGTH), primary_key=True, comment=TICKER),
     sa.Column("bar_start", UTCDateTime(), primary_key=True, comment="Bar start, UTC."),
     sa.Column("open", ExactDecimal(), nullable=False),
     sa.Column("high", ExactDecimal(), nullable=False),
     sa.Column("low", ExactDecimal(), nullable=False),
     sa.Column("close", ExactDecimal(), nullable=False),
     sa.Column("volume", sa.BigInteger(), nullable=False),
-    # The bar still forming when fetched is rewritten by the next refresh; this says when.
-    sa.Column("fetched_at", UTCDateTime(), nullable=False),
+    sa.Column(
+        "fetched_at",
+        UTCDateTime(),
+        nullable=False,
+        comment="Last fetch (the bar still forming then is rewritten by the next refresh).",
+    ),
     comment="5-minute OHLCV bars per ticker (the intraday_bars asset).",
 )
 
@@ -83,4 +89,38 @@ api_calls = sa.Table(
     sa.Column("sent_at", sa.Float(), nullable=False, comment="Epoch seconds."),
     sa.Index("ix_api_calls_account_sent_at", "account", "sent_at"),
     comment="Calls in the current rate-limit window per API account, shared by all processes.",
+)
+
+symbol_retries = sa.Table(
+    "symbol_retries",
+    metadata,
+    sa.Column("dataset", sa.String(32), primary_key=True, comment="quotes, daily_prices, …"),
+    sa.Column("ticker", sa.String(MAX_SYMBOL_LENGTH), primary_key=True),
+    sa.Column("failure_kind", sa.String(32), nullable=False, comment="Last failure's kind."),
+    sa.Column("last_error", sa.String(500), nullable=False, comment="Last failure's message."),
+    sa.Column("attempts", sa.Integer(), nullable=False, comment="Requests that failed."),
+    sa.Column("runs", sa.Integer(), nullable=False, comment="Runs in which it failed."),
+    sa.Column("first_failed_at", UTCDateTime(), nullable=False),
+    sa.Column("last_failed_at", UTCDateTime(), nullable=False),
+    sa.Column(
+        "next_attempt_at",
+        UTCDateTime(),
+        nullable=True,
+        comment="When it is asked again alone; NULL once given up.",
+    ),
+    sa.Column("status", sa.String(16), nullable=False, comment="pending or given_up."),
+    comment="Symbols still failing transiently after a run's retry budget: asked again alone, "
+    "with back-off, until they succeed or the give-up time passes.",
+)
+
+api_quota_state = sa.Table(
+    "api_quota_state",
+    metadata,
+    # A hash of the API base URL and key: the account, never the key itself.
+    sa.Column("account", sa.String(64), primary_key=True),
+    sa.Column("exhausted_at", UTCDateTime(), nullable=False),
+    sa.Column("hold_until", UTCDateTime(), nullable=False, comment="No request before this."),
+    sa.Column("reason", sa.String(500), nullable=False),
+    comment="An API account whose quota ran out: runs make no request until hold_until; the "
+    "first successful call after it clears the row.",
 )

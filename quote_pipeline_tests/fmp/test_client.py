@@ -7,12 +7,16 @@ from decimal import Decimal
 import pytest
 import requests
 
+from quote_pipeline.fetch_engine import FetchEngine, RetryBudget
 from quote_pipeline.fmp import (
     ClientSettings,
     FMPAuthError,
     FMPClient,
     MissingAPIKeyError,
+    QuoteFetchResult,
+    fetch_quotes,
     parse_quote,
+    probe,
 )
 from quote_pipeline.models import FailureKind
 from quote_pipeline.sandbox import FaultConfig, SandboxServer
@@ -37,13 +41,19 @@ def served(sandbox: SandboxServer, symbol: str) -> dict:
     return row
 
 
+def fetch(client: FMPClient, symbols: list[str], **options: object) -> QuoteFetchResult:
+    """Quotes through the fetch engine, one pass (no retry budget), as a step asks them."""
+    engine = FetchEngine(client, RetryBudget(extra_passes=0))
+    return fetch_quotes(engine, client, symbols, **options)  # type: ignore[arg-type]
+
+
 def by_symbol(items: list) -> dict:
     return {item.symbol: item for item in items}
 
 
 def test_single_symbol_quotes_are_exact(sandbox: SandboxServer) -> None:
     with client_for(sandbox) as client:
-        result = client.fetch_quotes(SYMBOLS, use_batch_endpoint=False)
+        result = fetch(client, SYMBOLS, use_batch_endpoint=False)
     assert result.failures == []
     assert result.requests_made == len(SYMBOLS)
     quotes = by_symbol(result.quotes)
@@ -60,8 +70,8 @@ def test_batch_endpoint_uses_one_request_per_chunk(start_sandbox: SandboxFactory
     sandbox = start_sandbox(premium=True)
     symbols = [f"S{i:03d}" for i in range(250)]
     with client_for(sandbox, symbols_per_request=100) as client:
-        assert client.batch_endpoint_available("S000")
-        result = client.fetch_quotes(symbols, use_batch_endpoint=True)
+        assert probe(client, ["S000"], try_batch=True)
+        result = fetch(client, symbols, use_batch_endpoint=True)
     assert result.used_batch_endpoint
     assert len(result.quotes) == 250 and not result.failures
     assert result.requests_made == 3
@@ -72,8 +82,8 @@ def test_batch_endpoint_uses_one_request_per_chunk(start_sandbox: SandboxFactory
 def test_batch_refused_with_402_falls_back_to_single_requests(sandbox: SandboxServer) -> None:
     told: list[str] = []
     with client_for(sandbox) as client:
-        assert client.batch_endpoint_available("AAPL") is False
-        result = client.fetch_quotes(SYMBOLS, use_batch_endpoint=True, on_fallback=told.append)
+        assert probe(client, ["AAPL"], try_batch=True) is False
+        result = fetch(client, SYMBOLS, use_batch_endpoint=True, on_fallback=told.append)
     assert not result.used_batch_endpoint
     assert len(result.quotes) == len(SYMBOLS)
     assert told and "402" in told[0]
@@ -87,7 +97,7 @@ def test_unknown_symbol_is_a_no_quote_failure(start_sandbox: SandboxFactory) -> 
                 premium=True, faults=FaultConfig(unknown_symbols={"GONE"})
             )
         with client_for(premium_sandbox) as client:
-            result = client.fetch_quotes(["AAPL", "GONE", "MSFT"], use_batch_endpoint=use_batch)
+            result = fetch(client, ["AAPL", "GONE", "MSFT"], use_batch_endpoint=use_batch)
         assert sorted(by_symbol(result.quotes)) == ["AAPL", "MSFT"]
         (failure,) = result.failures
         assert (failure.symbol, failure.kind) == ("GONE", FailureKind.NO_QUOTE)
@@ -97,7 +107,7 @@ def test_invalid_key_fails_fast_without_leaking_it(sandbox: SandboxServer) -> No
     wrong = "wrong-key-0123456789"
     with client_for(sandbox, key=wrong) as client:
         with pytest.raises(FMPAuthError) as caught:
-            client.check_access("AAPL")
+            probe(client, ["AAPL"], try_batch=False)
         assert client.requests_made == 1
     assert caught.value.status == 401
     assert "Invalid API KEY" in str(caught.value)
@@ -115,7 +125,7 @@ def test_transport_errors_are_redacted(caplog: pytest.LogCaptureFixture) -> None
     with FMPClient(
         SANDBOX_KEY, ClientSettings(base_url="http://127.0.0.1:9", attempts=2, backoff_initial=0.01)
     ) as client:
-        result = client.fetch_quotes(["AAPL"], use_batch_endpoint=False)
+        result = fetch(client, ["AAPL"], use_batch_endpoint=False)
     (failure,) = result.failures
     assert failure.kind == FailureKind.TRANSPORT_ERROR
     assert "apikey=***" in failure.message
@@ -128,7 +138,7 @@ def test_library_debug_logs_of_successful_requests_carry_no_key(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     with client_for(sandbox) as client:
-        assert len(client.fetch_quotes(["AAPL", "MSFT"], use_batch_endpoint=False).quotes) == 2
+        assert len(fetch(client, ["AAPL", "MSFT"], use_batch_endpoint=False).quotes) == 2
     assert "/stable/quote-short?symbol=AAPL&apikey=***" in caplog.text  # urllib3 logged it
     assert SANDBOX_KEY not in caplog.text
 
@@ -189,5 +199,5 @@ def test_a_proxy_from_the_environment_is_used(
     monkeypatch.setenv("http_proxy", sandbox.url)
     settings = ClientSettings(base_url="http://fmp.invalid", attempts=1, read_timeout=2.0)
     with FMPClient(SANDBOX_KEY, settings) as client:
-        result = client.fetch_quotes(["AAPL"], use_batch_endpoint=False)
+        result = fetch(client, ["AAPL"], use_batch_endpoint=False)
     assert [q.symbol for q in result.quotes] == ["AAPL"], result.failures

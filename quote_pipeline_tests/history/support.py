@@ -38,12 +38,14 @@ def history_definitions(
     monkeypatch.setenv("QUOTE_PIPELINE_DATABASE_URL", database_url)
     if tickers:
         add_tickers(create_db_engine(database_url), tickers, now=datetime.now(UTC))
-    settings = {"backoff_initial": 0.01, "read_timeout": 5.0, **fmp_settings}
+    settings = {
+        "backoff_initial": 0.01,
+        "read_timeout": 5.0,
+        "pass_delay_seconds": 0.0,
+        **fmp_settings,
+    }
     fmp = FMPResource(api_key=dg.EnvVar("FMP_API_KEY"), base_url=base_url, **settings)
-    return build_definitions(fmp=fmp)
-
-
-FAST = {"retry_delay_seconds": 0.0}
+    return build_definitions(resources={"fmp": fmp})
 
 
 def run_daily(
@@ -55,7 +57,7 @@ def run_daily(
 ) -> dg.ExecuteInProcessResult:
     """``daily_prices`` over the partitions ``first`` to ``last``, as one run (a backfill)."""
     job = defs.resolve_job_def("daily_prices_job")
-    run_config = {"ops": {"daily_prices": {"config": {**FAST, **config}}}}
+    run_config = {"ops": {"daily_prices": {"config": config}}}
     if last is None or last == first:
         return job.execute_in_process(
             instance=instance, partition_key=first, run_config=run_config, raise_on_error=False
@@ -72,7 +74,7 @@ def run_intraday(
     defs: dg.Definitions, instance: dg.DagsterInstance, **config: Any
 ) -> dg.ExecuteInProcessResult:
     job = defs.resolve_job_def("intraday_bars_job")
-    run_config = {"ops": {"intraday_bars": {"config": {**FAST, **config}}}}
+    run_config = {"ops": {"intraday_bars": {"config": config}}}
     return job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
 
 

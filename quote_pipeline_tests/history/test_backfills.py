@@ -13,7 +13,8 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from quote_pipeline.defs.history.assets import daily_partitions
+from quote_pipeline.defs.history.assets import daily_partitions_from
+from quote_pipeline.defs.settings import DEFAULT_HISTORY_START
 from quote_pipeline.fmp.history import DAILY_PATH
 from quote_pipeline.market_calendar import sessions_between
 from quote_pipeline.sandbox import SandboxServer
@@ -129,7 +130,9 @@ def test_ui_backfill_through_graphql_is_one_run_with_one_request_per_ticker(
         fmp_api_key=SANDBOX_KEY,
     ) as stack:
         add_tickers(create_db_engine(stack.database_url), TICKERS, now=datetime.now(UTC))
-        keys = daily_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(FIRST, LAST))
+        keys = daily_partitions_from(DEFAULT_HISTORY_START).get_partition_keys_in_range(
+            dg.PartitionKeyRange(FIRST, LAST)
+        )
         # What the UI sends from "Materialize… > Launch backfill" on the asset's page.
         launched = stack.graphql(
             LAUNCH_BACKFILL,

@@ -7,13 +7,12 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from quote_pipeline.defs.history.assets import (
+from quote_pipeline.definitions import build_definitions
+from quote_pipeline.defs.history.assets import daily_partitions_from, unfinished_session
+from quote_pipeline.defs.settings import (
     DEFAULT_HISTORY_START,
     HISTORY_START_ENV,
-    daily_partitions,
-    daily_prices,
-    history_start,
-    unfinished_session,
+    DeploymentSettings,
 )
 from quote_pipeline.fmp.history import DAILY_PATH
 from quote_pipeline.market_calendar import is_session, session_hours, sessions_between
@@ -33,6 +32,7 @@ from quote_pipeline_tests.history.support import (
 )
 
 Q1 = ("2026-01-05", "2026-03-31")
+daily_partitions = daily_partitions_from(DEFAULT_HISTORY_START)
 
 
 def stored_row(day: date, high: str = "11") -> dict[str, object]:
@@ -285,7 +285,7 @@ def test_transient_failures_get_a_second_pass(
     assert result.success == (not still_failing)
     if still_failing:
         failure = result.failure_data_for_node("daily_prices")
-        assert failure is not None and "still failed after a second try" in str(
+        assert failure is not None and "still failed after 2 pass(es)" in str(
             failure.user_failure_data
         )
 
@@ -302,7 +302,9 @@ def test_server_errors_that_persist_fail_the_run_after_writing_the_rest(
     )
     result = run_daily(defs, dagster_instance, "2026-03-02", "2026-03-06")
     assert not result.success
-    assert history_requests(sandbox) == {"AAPL": 1, "SLOW": 4}  # 2 attempts x 2 passes
+    # A read timeout is not retried within its pass (it already cost a timeout): one request
+    # per pass, two passes.
+    assert history_requests(sandbox) == {"AAPL": 1, "SLOW": 2}
     assert {r.symbol for r in read_daily_prices(create_db_engine(sqlite_url))} == {"AAPL"}
     failure = result.failure_data_for_node("daily_prices")
     assert failure is not None
@@ -361,13 +363,21 @@ def test_large_ranges_are_written_in_bounded_groups_and_chunks(
 def test_the_asset_is_partitioned_for_single_run_backfills(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("FMP_API_KEY", "k")
+    daily_prices = build_definitions().resolve_assets_def("daily_prices")
     assert daily_prices.backfill_policy == dg.BackfillPolicy.single_run()
     assert daily_partitions.timezone == "America/New_York"
     assert daily_partitions.start.date().isoformat() == DEFAULT_HISTORY_START
     assert daily_prices.partitions_def == daily_partitions
     assert daily_prices.op.pool == "fmp_api"
+    # The lineage the graph shows: the tickers decide what is fetched.
+    assert dg.AssetKey("tickers") in daily_prices.asset_deps[dg.AssetKey("daily_prices")]
+    # The start is the deployment's choice, read when the definitions load.
     monkeypatch.setenv(HISTORY_START_ENV, "2015-06-01")
-    assert history_start() == "2015-06-01"
+    assert DeploymentSettings.from_env().history_start == "2015-06-01"
+    later = build_definitions().resolve_assets_def("daily_prices").partitions_def
+    assert isinstance(later, dg.DailyPartitionsDefinition)
+    assert later.start.date().isoformat() == "2015-06-01"
     monkeypatch.setenv(HISTORY_START_ENV, "June 2015")
     with pytest.raises(ValueError, match=HISTORY_START_ENV):
-        history_start()
+        DeploymentSettings.from_env()

@@ -8,13 +8,16 @@ from typing import Any
 import pytest
 import requests
 
+from quote_pipeline.fetch_engine import FetchEngine, RetryBudget
 from quote_pipeline.fmp import ClientSettings, FMPAuthError, FMPClient
 from quote_pipeline.fmp.history import (
     DAILY_PATH,
     INTRADAY_5MIN_PATH,
+    HistoryRequest,
     NonexistentNewYorkTime,
-    fetch_daily_history,
-    fetch_intraday_bars,
+    SymbolHistory,
+    daily_history_request,
+    intraday_bars_request,
     is_ambiguous_new_york,
     new_york_series_to_utc,
     new_york_to_utc,
@@ -32,6 +35,23 @@ FETCHED = datetime(2026, 11, 25, 22, 0, tzinfo=UTC)
 def client_for(sandbox: SandboxServer, **settings: Any) -> FMPClient:
     defaults: dict[str, Any] = {"read_timeout": 5.0, "backoff_initial": 0.01}
     return FMPClient(SANDBOX_KEY, ClientSettings(base_url=sandbox.url, **{**defaults, **settings}))
+
+
+def fetch_one(client: FMPClient, request: HistoryRequest, symbol: str) -> SymbolHistory[Any]:
+    """One symbol through the fetch engine, as the assets fetch it (no extra pass)."""
+    engine = FetchEngine(client, RetryBudget(extra_passes=0))
+    (result,) = engine.fetch([symbol], request).results
+    if result.value is not None:
+        return result.value
+    return SymbolHistory(symbol, False, failure=result.failure)
+
+
+def fetch_daily_history(client: FMPClient, symbol: str, start: date, end: date) -> Any:
+    return fetch_one(client, daily_history_request(client, start, end), symbol)
+
+
+def fetch_intraday_bars(client: FMPClient, symbol: str, start: date, end: date) -> Any:
+    return fetch_one(client, intraday_bars_request(client, start, end), symbol)
 
 
 def served(sandbox: SandboxServer, path: str, **params: str) -> list[dict[str, Any]]:

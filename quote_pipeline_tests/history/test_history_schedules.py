@@ -7,13 +7,15 @@ import dagster as dg
 import pytest
 
 from quote_pipeline.definitions import build_definitions
-from quote_pipeline.defs.history.assets import daily_partitions
+from quote_pipeline.defs.history.assets import daily_partitions_from
 from quote_pipeline.defs.history.schedules import (
     DAILY_PRICES_CRON,
     INTRADAY_BARS_CRON,
     daily_prices_request,
     intraday_bars_request,
 )
+from quote_pipeline.defs.resources import DatabaseResource, FMPResource
+from quote_pipeline.defs.settings import DEFAULT_HISTORY_START
 
 NY = ZoneInfo("America/New_York")
 
@@ -37,7 +39,9 @@ def test_after_the_close_the_days_partition_is_requested(tick: datetime, partiti
     assert request.partition_key == partition
     assert request.run_key == f"daily_prices:{partition}"
     # With end_offset=1 the partition already exists when the tick asks for it.
-    assert partition in daily_partitions.get_partition_keys(current_time=tick)
+    assert partition in daily_partitions_from(DEFAULT_HISTORY_START).get_partition_keys(
+        current_time=tick
+    )
 
 
 @pytest.mark.parametrize(
@@ -81,6 +85,9 @@ def test_intraday_runs_only_in_market_hours(tick: datetime, runs: bool) -> None:
         assert config == {"from_date": day, "to_date": day}
 
 
+RESOURCES = {"fmp": FMPResource(api_key="unused", database=DatabaseResource(url="sqlite://"))}
+
+
 def test_the_schedules_are_wired_in_new_york_time(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("QUOTE_PIPELINE_SCHEDULE_DEFAULT_STATUS", raising=False)
     defs = build_definitions()
@@ -94,14 +101,14 @@ def test_the_schedules_are_wired_in_new_york_time(monkeypatch: pytest.MonkeyPatc
     repository = defs.get_repository_def()
     evening = ny(2026, 11, 24, 17, 0)
     with dg.build_schedule_context(
-        scheduled_execution_time=evening, repository_def=repository
+        scheduled_execution_time=evening, repository_def=repository, resources=RESOURCES
     ) as context:
         (request,) = daily.evaluate_tick(context).run_requests or []
     assert request.partition_key == "2026-11-24"
     assert request.tags["dagster/partition"] == "2026-11-24"
     night = ny(2026, 11, 24, 3, 0)
     with dg.build_schedule_context(
-        scheduled_execution_time=night, repository_def=repository
+        scheduled_execution_time=night, repository_def=repository, resources=RESOURCES
     ) as context:
         assert not intraday.evaluate_tick(context).run_requests
 

@@ -1,14 +1,16 @@
-"""Price history: `daily_prices` (daily partitions, single-run backfills) and `intraday_bars`."""
+"""Price history: `daily_prices` (daily partitions, single-run backfills) and `intraday_bars`.
 
-import os
+Both fetch through the fetch engine, one request per ticker for the run's whole range, and
+write each group of tickers in its own transaction while the next group is fetched: a slow
+ticker costs at most one read timeout per pass and never holds the others' rows.
+"""
+
 import time
-import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -20,10 +22,16 @@ from quote_pipeline.defs.history.checks import (
     intraday_consistency_result,
     missing_sessions_result,
 )
-from quote_pipeline.defs.metadata import failures_table, markdown_table
+from quote_pipeline.defs.metadata import OWNERS, failures_table, markdown_table, table_metadata
 from quote_pipeline.defs.resources import DatabaseResource, FMPResource
-from quote_pipeline.fmp import FMPClient, FMPError
-from quote_pipeline.fmp.history import SymbolHistory, fetch_daily_history, fetch_intraday_bars
+from quote_pipeline.fetch_engine import FetchReport, SymbolResult
+from quote_pipeline.fmp import FMPError
+from quote_pipeline.fmp.history import (
+    HistoryRequest,
+    SymbolHistory,
+    daily_history_request,
+    intraday_bars_request,
+)
 from quote_pipeline.market_calendar import (
     NEW_YORK,
     NEW_YORK_TZ,
@@ -31,74 +39,14 @@ from quote_pipeline.market_calendar import (
     session_hours,
     sessions_between,
 )
-from quote_pipeline.models import TRANSIENT_FAILURE_KINDS, FailureKind, SymbolFailure
-from quote_pipeline.price_bars import DailyBar, IntradayBar
+from quote_pipeline.models import FailureKind, SymbolFailure
+from quote_pipeline.price_bars import DailyBar
 from quote_pipeline.storage import list_tickers
+from quote_pipeline.storage import schema as tables
 from quote_pipeline.storage.history import replace_daily_prices, upsert_intraday_bars
 
 GROUP = "price_history"
-OWNERS = ["team:market-data"]
-HISTORY_START_ENV = "QUOTE_PIPELINE_HISTORY_START"
-DEFAULT_HISTORY_START = "2020-01-01"
 BARS_PER_SESSION = 78  # 09:30 to 16:00 in 5-minute bars
-
-_BarT = TypeVar("_BarT", DailyBar, IntradayBar)
-
-# BackfillPolicy is beta in Dagster 1.13 and is what makes a backfill one run; the warning
-# would otherwise print at every code-location load, so only it is silenced.
-warnings.filterwarnings(
-    "ignore", message="Parameter `backfill_policy` of ", category=dg.BetaWarning
-)
-
-
-def history_start() -> str:
-    """The first daily partition: ``$QUOTE_PIPELINE_HISTORY_START`` (YYYY-MM-DD) or 2020-01-01."""
-    raw = os.environ.get(HISTORY_START_ENV) or DEFAULT_HISTORY_START
-    try:
-        return date.fromisoformat(raw).isoformat()
-    except ValueError:
-        raise ValueError(
-            f"{HISTORY_START_ENV} must be a date like 2020-01-01, not {raw!r}"
-        ) from None
-
-
-# A partition is one New York calendar day; days without an NYSE session have no rows.
-# end_offset=1: today's partition exists, so the after-close schedule can ask for it the
-# same evening (the asset refuses a session that has not closed yet).
-daily_partitions = dg.DailyPartitionsDefinition(
-    start_date=history_start(), timezone=NEW_YORK_TZ, end_offset=1
-)
-
-DAILY_COLUMNS = dg.TableSchema(
-    columns=[
-        dg.TableColumn("ticker", "varchar(15)", description="Exchange symbol, upper case."),
-        dg.TableColumn("date", "date", description="NYSE session (New York date)."),
-        dg.TableColumn("open", "numeric", description="Exact decimal, as the API sent it."),
-        dg.TableColumn("high", "numeric"),
-        dg.TableColumn("low", "numeric"),
-        dg.TableColumn("close", "numeric"),
-        dg.TableColumn("volume", "bigint", description="Shares (64-bit)."),
-        dg.TableColumn("change", "numeric", description="Where the API gives it."),
-        dg.TableColumn("change_percent", "numeric", description="Where the API gives it."),
-        dg.TableColumn("vwap", "numeric", description="Where the API gives it."),
-        dg.TableColumn("fetched_at", "timestamptz", description="When the API answered."),
-    ]
-)
-
-INTRADAY_COLUMNS = dg.TableSchema(
-    columns=[
-        dg.TableColumn("ticker", "varchar(15)", description="Exchange symbol, upper case."),
-        dg.TableColumn("bar_start", "timestamptz", description="Bar start in UTC."),
-        dg.TableColumn("open", "numeric"),
-        dg.TableColumn("high", "numeric"),
-        dg.TableColumn("low", "numeric"),
-        dg.TableColumn("close", "numeric"),
-        dg.TableColumn("volume", "bigint"),
-        dg.TableColumn(
-            "fetched_at", "timestamptz", description="Last fetch (a forming bar is updated)."
-        ),
-    ]
-)
 
 
 class HistoryFetchConfig(dg.Config):
@@ -112,12 +60,6 @@ class HistoryFetchConfig(dg.Config):
         "next is fetched.",
     )
     chunk_rows: int = Field(default=5_000, ge=1, description="Rows per bulk insert statement.")
-    retry_delay_seconds: float = Field(
-        default=30.0,
-        ge=0,
-        description="After every ticker was tried, those that failed transiently (5xx, "
-        "timeouts, 429 after the client's own retries) are asked once more after this pause.",
-    )
 
 
 class IntradayBarsConfig(HistoryFetchConfig):
@@ -127,27 +69,28 @@ class IntradayBarsConfig(HistoryFetchConfig):
     to_date: str | None = Field(default=None, description="Last date, YYYY-MM-DD.")
 
 
-# --- the fetch-and-write loop ------------------------------------------------------------------
+# --- fetching and writing through the engine ------------------------------------------------------
 
 
 @dataclass
 class HistoryTally:
-    """What a history run did, summed over its groups (no bars are kept here)."""
+    """What a history run wrote, summed over its groups (no bars are kept here)."""
 
-    tickers: int = 0
-    answered: int = 0
-    without_data: list[str] = field(default_factory=list)
-    failures: list[SymbolFailure] = field(default_factory=list)
     rows_written: int = 0
     rows_deleted: int = 0
     rows_dropped: int = 0  # outside the range, or on a day without an NYSE session
     transactions: int = 0
     statements: int = 0
+    without_data: list[str] = field(default_factory=list)
     preview: list[dict[str, Any]] = field(default_factory=list)
 
-    @property
-    def transient(self) -> list[SymbolFailure]:
-        return [f for f in self.failures if f.kind in TRANSIENT_FAILURE_KINDS]
+    def account(self, histories: Sequence[SymbolHistory[Any]]) -> None:
+        for history in histories:
+            self.rows_dropped += history.rows_outside_range
+            if not history.bars and history.failure is None:
+                self.without_data.append(history.symbol)
+        if len(self.preview) < 10:
+            self.preview.extend(_preview_rows(histories, 10 - len(self.preview)))
 
 
 @dataclass(frozen=True)
@@ -157,96 +100,56 @@ class GroupWrite:
     statements: int = 1
 
 
-def fetch_and_write(
-    client: FMPClient,
+WriteGroup = Callable[[list[SymbolHistory[Any]]], GroupWrite]
+"""Writes one group of answered histories in one transaction."""
+
+
+def fetch_history(
+    fmp: FMPResource,
     symbols: Sequence[str],
+    request: HistoryRequest,
+    write: WriteGroup,
     *,
     group_size: int,
-    fetch: Callable[[FMPClient, str], SymbolHistory[_BarT]],
-    write: Callable[[list[SymbolHistory[_BarT]]], GroupWrite],
-    tally: HistoryTally,
     log: Callable[[str], None],
-) -> None:
-    """Fetch ``symbols`` concurrently, ``group_size`` at a time, writing each group as the
-    next one is fetched.
+) -> tuple[FetchReport[SymbolHistory[Any]], HistoryTally]:
+    """Fetch ``symbols`` with ``request`` through the run's fetch engine, handing each group's
+    answered histories to ``write`` (one transaction each) while the next group is fetched.
 
-    At most two groups' bars are in memory: the one being written and the one being
-    fetched. A symbol whose request failed keeps its stored rows; its failure is recorded
-    in ``tally``.
+    A ticker whose request failed keeps its stored rows; its failure is in the report. An
+    invalid key or an endpoint outside the plan stops the run (groups already written stay).
     """
+    tally = HistoryTally()
 
-    def account(done: GroupWrite) -> None:
-        tally.rows_written += done.rows_written
-        tally.rows_deleted += done.rows_deleted
-        tally.statements += done.statements
-        tally.transactions += 1
+    def on_group(results: list[SymbolResult[SymbolHistory[Any]]]) -> None:
+        answered = [r.value for r in results if r.value is not None]
+        if answered:
+            done = write(answered)
+            tally.rows_written += done.rows_written
+            tally.rows_deleted += done.rows_deleted
+            tally.statements += done.statements
+            tally.transactions += 1
+        tally.account(answered)  # after the write, which counts the bars it drops
 
-    requests_at_start = client.requests_made
-    # One writer thread: the database sees one transaction at a time, while the API is
-    # already answering the next group's requests.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-writer") as writer:
-        pending: Future[GroupWrite] | None = None
-        try:
-            for offset in range(0, len(symbols), group_size):
-                group = symbols[offset : offset + group_size]
-                histories = client.map_concurrently(lambda symbol: fetch(client, symbol), group)
-                for history in histories:
-                    if history.failure is not None:
-                        tally.failures.append(history.failure)
-                    if history.answered:
-                        tally.answered += 1
-                        if not history.bars and history.failure is None:
-                            tally.without_data.append(history.symbol)
-                    tally.rows_dropped += history.rows_outside_range
-                answered = [h for h in histories if h.answered]
-                if len(tally.preview) < 10:
-                    tally.preview.extend(_preview_rows(answered, 10 - len(tally.preview)))
-                if pending is not None:
-                    account(pending.result())
-                pending = writer.submit(write, answered) if answered else None
-                log(
-                    f"tickers {offset + 1}-{offset + len(group)} of {len(symbols)} fetched: "
-                    f"{sum(len(h.bars) for h in answered)} bars, "
-                    f"{client.requests_made - requests_at_start} requests so far"
-                )
-        finally:
-            # Also when a fetch failed (a refused key, a spent quota): the write under way
-            # finishes, and its rows, or its error, are accounted for.
-            if pending is not None:
-                account(pending.result())
-
-
-def fetch_with_second_pass(
-    client: FMPClient,
-    symbols: Sequence[str],
-    *,
-    config: HistoryFetchConfig,
-    group_size: int,
-    fetch: Callable[[FMPClient, str], SymbolHistory[_BarT]],
-    write: Callable[[list[SymbolHistory[_BarT]]], GroupWrite],
-    log: Callable[[str], None],
-) -> HistoryTally:
-    """:func:`fetch_and_write` over every symbol, then once more over the transient failures."""
-    tally = HistoryTally(tickers=len(symbols))
-    fetch_and_write(
-        client, symbols, group_size=group_size, fetch=fetch, write=write, tally=tally, log=log
-    )
-    retry = sorted({f.symbol for f in tally.transient})
-    if retry:
-        log(
-            f"{len(retry)} tickers failed transiently; asking once more in "
-            f"{config.retry_delay_seconds:g} s"
+    requests_before = fmp.client.requests_made
+    try:
+        report = fmp.engine.fetch(
+            symbols, request, group_size=group_size, on_group=on_group, log=log
         )
-        time.sleep(config.retry_delay_seconds)
-        retrying = set(retry)
-        tally.failures = [f for f in tally.failures if f.symbol not in retrying]
-        fetch_and_write(
-            client, retry, group_size=group_size, fetch=fetch, write=write, tally=tally, log=log
-        )
-    return tally
+    except FMPError as exc:  # invalid key, endpoint not in the plan
+        # Groups written before the refusal stay written: a re-run replaces them exactly.
+        raise dg.Failure(
+            f"The FMP API refused the run: {exc}",
+            metadata={
+                "kind": exc.kind.value,
+                "api_requests": fmp.client.requests_made - requests_before,
+            },
+            allow_retries=False,
+        ) from None
+    return report, tally
 
 
-def _preview_rows(histories: Iterable[SymbolHistory[Any]], limit: int) -> list[dict[str, Any]]:
+def _preview_rows(histories: Sequence[SymbolHistory[Any]], limit: int) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for history in histories:
         for bar in history.bars[:limit]:
@@ -267,21 +170,23 @@ def _preview_rows(histories: Iterable[SymbolHistory[Any]], limit: int) -> list[d
     return rows[:limit]
 
 
-def _tally_metadata(tally: HistoryTally, requests: int, seconds: float) -> dict[str, Any]:
+def _run_metadata(
+    report: FetchReport[Any], tally: HistoryTally, symbols: int, seconds: float
+) -> dict[str, Any]:
+    failures = report.failures
     return {
         "dagster/row_count": tally.rows_written,
         "rows_written": tally.rows_written,
         "rows_replaced": tally.rows_deleted,
         "rows_dropped": tally.rows_dropped,
-        "tickers_requested": tally.tickers,
-        "tickers_answered": tally.answered,
+        "tickers_requested": symbols,
+        "tickers_answered": report.succeeded,
         "tickers_without_data": len(tally.without_data),
-        "tickers_failed": len({f.symbol for f in tally.failures}),
-        "failures_by_kind": dict(Counter(f.kind.value for f in tally.failures)),
-        "failures": dg.MetadataValue.md(
-            failures_table(tally.failures, empty="_every ticker answered_")
-        ),
-        "api_requests": requests,
+        "tickers_failed": len({f.symbol for f in failures}),
+        "failures_by_kind": dict(Counter(f.kind.value for f in failures)),
+        "failures": dg.MetadataValue.md(failures_table(failures, empty="_every ticker answered_")),
+        "api_requests": report.requests_made,
+        "fetch_passes": report.passes,
         "write_transactions": tally.transactions,
         "insert_statements": tally.statements,
         "seconds": round(seconds, 3),
@@ -289,23 +194,24 @@ def _tally_metadata(tally: HistoryTally, requests: int, seconds: float) -> dict[
     }
 
 
-def _refused(exc: FMPError, requests: int) -> dg.Failure:
-    # Groups written before the refusal stay written: a re-run replaces them exactly.
-    return dg.Failure(
-        f"The FMP API refused the run: {exc}",
-        metadata={"kind": exc.kind.value, "api_requests": requests},
-        allow_retries=False,
-    )
-
-
-def _fail_on_transient(tally: HistoryTally, metadata: dict[str, Any]) -> None:
-    transient = tally.transient
-    if transient:
+def _fail_unless_complete(report: FetchReport[Any], metadata: dict[str, Any]) -> None:
+    """After the good rows are written: fail the run, naming the tickers, when some still
+    failed transiently after the retry budget, or the quota ran out."""
+    if report.quota_exhausted:
         raise dg.Failure(
-            f"{len(transient)} tickers still failed after a second try "
-            f"({dict(Counter(f.kind.value for f in transient))}); the other tickers were "
-            "written. Re-materialize the same range: it replaces rows exactly.",
+            "The FMP API quota ran out during the run: the tickers fetched before it were "
+            "written; the others keep their stored rows. Runs resume once the quota is back.",
             metadata=metadata,
+            allow_retries=False,
+        )
+    if transient := report.transient:
+        names = ", ".join(sorted({f.symbol for f in transient})[:20])
+        raise dg.Failure(
+            f"{len(transient)} tickers still failed after {report.passes} pass(es) "
+            f"({dict(Counter(f.kind.value for f in transient))}: {names}); every other "
+            "ticker was written. Re-materialize the same range: it replaces rows exactly.",
+            metadata=metadata,
+            allow_retries=False,
         )
 
 
@@ -336,128 +242,139 @@ def unfinished_session(sessions: Sequence[date], now: datetime) -> tuple[date, d
     return (sessions[-1], closes_at) if closes_at > now else None
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    # A backfill of any range is one run: one request per ticker for the whole range.
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="fmp_api",
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds={"api", "sql", "table"},
-    check_specs=daily_check_specs,
-    metadata={"dagster/column_schema": DAILY_COLUMNS, "dagster/table_name": "daily_prices"},
-)
-def daily_prices(
-    context: dg.AssetExecutionContext,
-    config: HistoryFetchConfig,
-    fmp: FMPResource,
-    database: DatabaseResource,
-) -> dg.MaterializeResult:
-    """Daily open, high, low, close and volume (change and vwap where given) of every
-    tracked ticker, one partition per New York day (NYSE sessions only).
+def daily_partitions_from(history_start: str) -> dg.DailyPartitionsDefinition:
+    """One partition per New York calendar day from ``history_start``; days without an NYSE
+    session have no rows. end_offset=1: today's partition exists, so the after-close schedule
+    can ask for it the same evening (the asset refuses a session that has not closed yet)."""
+    return dg.DailyPartitionsDefinition(
+        start_date=history_start, timezone=NEW_YORK_TZ, end_offset=1
+    )
 
-    A run over a partition range asks the API once per ticker for the whole range, fetching
-    tickers concurrently in groups and writing each group in one transaction that deletes
-    the range's rows of those tickers and bulk-upserts the new ones: re-materializing
-    replaces rows exactly. A ticker whose request failed keeps its stored rows.
-    """
-    started = time.monotonic()
-    start, end = partition_dates(context)
-    sessions = sessions_between(start, end)
-    engine = database.get_engine()
-    if unfinished := unfinished_session(sessions, datetime.now(UTC)):
-        day, closes_at = unfinished
-        raise dg.Failure(
-            f"The NYSE session of {day} closes at {closes_at.astimezone(NEW_YORK):%H:%M} "
-            "New York time: its daily bar is not final yet. Materialize it after the close "
-            "(the daily_prices_after_close schedule does).",
-            allow_retries=False,
+
+def build_daily_prices(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDefinition:
+    """The ``daily_prices`` asset over ``partitions``."""
+
+    @dg.asset(
+        name="daily_prices",
+        partitions_def=partitions,
+        # A backfill of any range is one run: one request per ticker for the whole range.
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool="fmp_api",
+        deps=["tickers"],
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds={"api", "sql", "table"},
+        check_specs=daily_check_specs,
+        metadata=table_metadata(tables.daily_prices),
+    )
+    def daily_prices(
+        context: dg.AssetExecutionContext,
+        config: HistoryFetchConfig,
+        fmp: FMPResource,
+        database: DatabaseResource,
+    ) -> dg.MaterializeResult:
+        """Daily open, high, low, close and volume (change and vwap where given) of every
+        tracked ticker, one partition per New York day (NYSE sessions only).
+
+        A run over a partition range asks the API once per ticker for the whole range,
+        through the fetch engine: tickers are fetched concurrently in groups, and each group
+        is written in one transaction that deletes the range's rows of those tickers and
+        bulk-upserts the new ones, so re-materializing replaces rows exactly. A ticker whose
+        request failed keeps its stored rows; one still failing after the retry budget
+        fails the run, after every other ticker was written.
+        """
+        started = time.monotonic()
+        start, end = partition_dates(context)
+        sessions = sessions_between(start, end)
+        engine = database.get_engine()
+        if unfinished := unfinished_session(sessions, datetime.now(UTC)):
+            day, closes_at = unfinished
+            raise dg.Failure(
+                f"The NYSE session of {day} closes at {closes_at.astimezone(NEW_YORK):%H:%M} "
+                "New York time: its daily bar is not final yet. Materialize it after the close "
+                "(the daily_prices_after_close schedule does).",
+                allow_retries=False,
+            )
+        symbols = _tracked(database)
+        checks = [
+            daily_consistency_result(engine, symbols, start, end),
+            missing_sessions_result(engine, symbols, sessions),
+        ]
+        range_metadata = {"first_day": start.isoformat(), "last_day": end.isoformat()}
+        if not sessions:
+            context.log.info(f"No NYSE session from {start} to {end}: nothing to fetch or write.")
+            metadata = _run_metadata(FetchReport(symbols=len(symbols)), HistoryTally(), 0, 0.0)
+            return dg.MaterializeResult(
+                metadata={**metadata, **range_metadata}, check_results=checks
+            )
+        fmp.refuse_if_quota_held()
+
+        session_days = set(sessions)
+        group_size = max(1, config.max_rows_in_memory // (2 * len(sessions)))
+        context.log.info(
+            f"{len(symbols)} tickers x {len(sessions)} sessions ({start} to {end}): one request "
+            f"per ticker, {min(group_size, len(symbols))} tickers per write"
         )
-    symbols = _tracked(database)
-    if not sessions:
-        context.log.info(f"No NYSE session from {start} to {end}: nothing to fetch or write.")
-        tally = HistoryTally(tickers=len(symbols))
-        metadata = _tally_metadata(tally, 0, time.monotonic() - started)
+
+        def write(histories: list[SymbolHistory[DailyBar]]) -> GroupWrite:
+            # Only a clean answer replaces stored rows: an empty answer (a plan's history
+            # horizon, a delisting) or one with rejected rows keeps what is stored, and is
+            # reported.
+            clean = [h for h in histories if h.bars and h.failure is None]
+            for history in histories:
+                history.rows_outside_range += sum(
+                    1 for b in history.bars if b.day not in session_days
+                )
+            bars = [b for h in clean for b in h.bars if b.day in session_days]
+            summary = replace_daily_prices(
+                engine,
+                [h.symbol for h in clean],
+                start,
+                end,
+                bars,
+                chunk_rows=config.chunk_rows,
+                starts={h.symbol: min(b.day for b in h.bars) for h in clean},
+            )
+            return GroupWrite(summary.rows_written, summary.rows_deleted, summary.statements)
+
+        report, tally = fetch_history(
+            fmp,
+            symbols,
+            daily_history_request(fmp.client, start, end),
+            write,
+            group_size=group_size,
+            log=context.log.info,
+        )
+        no_data = [
+            SymbolFailure(
+                s, FailureKind.NO_QUOTE, "the API has no daily bars in this range; stored rows kept"
+            )
+            for s in tally.without_data
+        ]
+        report.failures.extend(no_data)
+        metadata = {
+            **_run_metadata(report, tally, len(symbols), time.monotonic() - started),
+            **range_metadata,
+            "sessions": len(sessions),
+        }
+        if start != end:
+            # Every partition of a range gets this metadata: the run's total is not its row
+            # count.
+            del metadata["dagster/row_count"]
+        _fail_unless_complete(report, metadata)
+        context.log.info(
+            f"{tally.rows_written} rows written ({tally.rows_deleted} replaced) for "
+            f"{report.succeeded} of {len(symbols)} tickers with {report.requests_made} requests"
+        )
         return dg.MaterializeResult(
-            metadata={**metadata, "first_day": start.isoformat(), "last_day": end.isoformat()},
+            metadata=metadata,
             check_results=[
                 daily_consistency_result(engine, symbols, start, end),
                 missing_sessions_result(engine, symbols, sessions),
             ],
         )
 
-    session_days = set(sessions)
-    group_size = max(1, config.max_rows_in_memory // (2 * len(sessions)))
-    context.log.info(
-        f"{len(symbols)} tickers x {len(sessions)} sessions ({start} to {end}): one request "
-        f"per ticker, {min(group_size, len(symbols))} tickers per write"
-    )
-
-    def write(histories: list[SymbolHistory[DailyBar]]) -> GroupWrite:
-        # Only a clean answer replaces stored rows: an empty answer (a plan's history horizon,
-        # a delisting) or one with rejected rows keeps what is stored, and is reported.
-        clean = [h for h in histories if h.bars and h.failure is None]
-        bars = [b for h in clean for b in h.bars if b.day in session_days]
-        summary = replace_daily_prices(
-            engine,
-            [h.symbol for h in clean],
-            start,
-            end,
-            bars,
-            chunk_rows=config.chunk_rows,
-            starts={h.symbol: min(b.day for b in h.bars) for h in clean},
-        )
-        return GroupWrite(summary.rows_written, summary.rows_deleted, summary.statements)
-
-    def fetch(client: FMPClient, symbol: str) -> SymbolHistory[DailyBar]:
-        history = fetch_daily_history(client, symbol, start, end)
-        off_session = sum(1 for b in history.bars if b.day not in session_days)
-        history.rows_outside_range += off_session
-        return history
-
-    client = fmp.get_client()
-    requests_before = client.requests_made
-    try:
-        tally = fetch_with_second_pass(
-            client,
-            symbols,
-            config=config,
-            group_size=group_size,
-            fetch=fetch,
-            write=write,
-            log=context.log.info,
-        )
-    except FMPError as exc:  # invalid key, quota gone, endpoint not in the plan
-        raise _refused(exc, client.requests_made - requests_before) from None
-    requests = client.requests_made - requests_before
-    no_data = [
-        SymbolFailure(
-            s, FailureKind.NO_QUOTE, "the API has no daily bars in this range; stored rows kept"
-        )
-        for s in tally.without_data
-    ]
-    tally.failures.extend(no_data)
-    metadata = {
-        **_tally_metadata(tally, requests, time.monotonic() - started),
-        "first_day": start.isoformat(),
-        "last_day": end.isoformat(),
-        "sessions": len(sessions),
-    }
-    if start != end:
-        # Every partition of a range gets this metadata: the run's total is not its row count.
-        del metadata["dagster/row_count"]
-    _fail_on_transient(tally, metadata)
-    context.log.info(
-        f"{tally.rows_written} rows written ({tally.rows_deleted} replaced) for "
-        f"{tally.answered} of {len(symbols)} tickers with {requests} requests"
-    )
-    return dg.MaterializeResult(
-        metadata=metadata,
-        check_results=[
-            daily_consistency_result(engine, symbols, start, end),
-            missing_sessions_result(engine, symbols, sessions),
-        ],
-    )
+    return daily_prices
 
 
 # --- intraday_bars -------------------------------------------------------------------------------
@@ -480,11 +397,12 @@ def intraday_dates(config: IntradayBarsConfig, now: datetime) -> tuple[date, dat
 
 @dg.asset(
     pool="fmp_api",
+    deps=["tickers"],
     group_name=GROUP,
     owners=OWNERS,
     kinds={"api", "sql", "table"},
     check_specs=intraday_check_specs,
-    metadata={"dagster/column_schema": INTRADAY_COLUMNS, "dagster/table_name": "intraday_bars"},
+    metadata=table_metadata(tables.intraday_bars),
 )
 def intraday_bars(
     context: dg.AssetExecutionContext,
@@ -496,8 +414,9 @@ def intraday_bars(
 
     FMP gives each bar's start as naive New York time; it is converted with the time zone
     rules of its own date, so bars on both sides of a daylight-saving change land at the
-    right UTC instant. Each run re-fetches its dates whole (one request per ticker) and
-    upserts: the bar still forming at the last run is completed by the next.
+    right UTC instant. Each run re-fetches its dates whole (one request per ticker, through
+    the fetch engine) and upserts: the bar still forming at the last run is completed by the
+    next.
     """
     started = time.monotonic()
     start, end = intraday_dates(config, datetime.now(UTC))
@@ -508,43 +427,34 @@ def intraday_bars(
     check_from = datetime.combine(start, datetime.min.time(), NEW_YORK).astimezone(UTC)
     check_to = datetime.combine(end + timedelta(days=1), datetime.min.time(), NEW_YORK)
     check_to = check_to.astimezone(UTC) - timedelta(microseconds=1)
+    range_metadata = {"first_day": start.isoformat(), "last_day": end.isoformat()}
     if not sessions:
         context.log.info(f"No NYSE session from {start} to {end}: nothing to fetch.")
-        metadata = _tally_metadata(HistoryTally(tickers=len(symbols)), 0, 0.0)
+        metadata = _run_metadata(FetchReport(symbols=len(symbols)), HistoryTally(), 0, 0.0)
         return dg.MaterializeResult(
-            metadata=metadata,
+            metadata={**metadata, **range_metadata},
             check_results=[intraday_consistency_result(engine, symbols, check_from, check_to)],
         )
+    fmp.refuse_if_quota_held()
     group_size = max(1, config.max_rows_in_memory // (2 * BARS_PER_SESSION * len(sessions)))
 
-    def write(histories: list[SymbolHistory[IntradayBar]]) -> GroupWrite:
+    def write(histories: list[SymbolHistory[Any]]) -> GroupWrite:
         bars = (b for h in histories for b in h.bars)
         return GroupWrite(upsert_intraday_bars(engine, bars, chunk_rows=config.chunk_rows))
 
-    def fetch(client: FMPClient, symbol: str) -> SymbolHistory[IntradayBar]:
-        return fetch_intraday_bars(client, symbol, start, end)
-
-    client = fmp.get_client()
-    requests_before = client.requests_made
-    try:
-        tally = fetch_with_second_pass(
-            client,
-            symbols,
-            config=config,
-            group_size=group_size,
-            fetch=fetch,
-            write=write,
-            log=context.log.info,
-        )
-    except FMPError as exc:
-        raise _refused(exc, client.requests_made - requests_before) from None
-    requests = client.requests_made - requests_before
+    report, tally = fetch_history(
+        fmp,
+        symbols,
+        intraday_bars_request(fmp.client, start, end),
+        write,
+        group_size=group_size,
+        log=context.log.info,
+    )
     metadata = {
-        **_tally_metadata(tally, requests, time.monotonic() - started),
-        "first_day": start.isoformat(),
-        "last_day": end.isoformat(),
+        **_run_metadata(report, tally, len(symbols), time.monotonic() - started),
+        **range_metadata,
     }
-    _fail_on_transient(tally, metadata)
+    _fail_unless_complete(report, metadata)
     return dg.MaterializeResult(
         metadata=metadata,
         check_results=[intraday_consistency_result(engine, symbols, check_from, check_to)],

@@ -2,8 +2,7 @@
 
 import dagster as dg
 
-from quote_pipeline.defs.code_version import CODE_VERSION_TAG, code_version
-from quote_pipeline.defs.history.assets import OWNERS, daily_prices, intraday_bars
+from quote_pipeline.defs.metadata import code_version_tags
 from quote_pipeline.defs.quotes.jobs import JOB_TAG
 
 # One evening's partition is one request per ticker; an hour is far beyond a healthy run.
@@ -14,7 +13,7 @@ INTRADAY_BARS_MAX_RUNTIME_SECONDS = 20 * 60
 
 daily_prices_job = dg.define_asset_job(
     "daily_prices_job",
-    selection=dg.AssetSelection.assets(daily_prices),
+    selection=dg.AssetSelection.assets("daily_prices"),
     description=(
         "Fetch and store one trading day (or a range: one run, one request per ticker) of "
         f"daily bars. One run at a time (tag `{JOB_TAG}`)."
@@ -24,14 +23,13 @@ daily_prices_job = dg.define_asset_job(
     tags={
         JOB_TAG: "daily_prices_job",
         "dagster/max_runtime": str(DAILY_PRICES_MAX_RUNTIME_SECONDS),
-        CODE_VERSION_TAG: code_version(),
+        **code_version_tags(),
     },
-    owners=OWNERS,
 )
 
 intraday_bars_job = dg.define_asset_job(
     "intraday_bars_job",
-    selection=dg.AssetSelection.assets(intraday_bars),
+    selection=dg.AssetSelection.assets("intraday_bars"),
     description=(
         "Fetch today's 5-minute bars of every tracked ticker (one request each) and upsert "
         f"them. One run at a time (tag `{JOB_TAG}`)."
@@ -41,7 +39,6 @@ intraday_bars_job = dg.define_asset_job(
     tags={
         JOB_TAG: "intraday_bars_job",
         "dagster/max_runtime": str(INTRADAY_BARS_MAX_RUNTIME_SECONDS),
-        CODE_VERSION_TAG: code_version(),
+        **code_version_tags(),
     },
-    owners=OWNERS,
 )

@@ -4,9 +4,9 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from quote_pipeline.defs.code_version import CODE_VERSION_TAG, code_version
-from quote_pipeline.defs.history.assets import OWNERS
 from quote_pipeline.defs.history.jobs import daily_prices_job, intraday_bars_job
+from quote_pipeline.defs.metadata import OWNERS, code_version_tags
+from quote_pipeline.defs.resources import FMPResource
 from quote_pipeline.market_calendar import (
     EXCHANGE,
     NEW_YORK,
@@ -27,6 +27,15 @@ INTRADAY_AFTER_CLOSE = timedelta(minutes=5)
 
 def _tick(context: dg.ScheduleEvaluationContext) -> datetime:
     return context.scheduled_execution_time or datetime.now(UTC)
+
+
+def _unless_quota_held(
+    fmp: FMPResource, request: dg.RunRequest | dg.SkipReason
+) -> dg.RunRequest | dg.SkipReason:
+    """No run while an exhausted API quota is remembered: the tick says why, and until when."""
+    if isinstance(request, dg.RunRequest) and (hold := fmp.quota_hold()):
+        return dg.SkipReason(f"Skipped: {hold.message()}")
+    return request
 
 
 def daily_prices_request(tick: datetime) -> dg.RunRequest | dg.SkipReason:
@@ -72,7 +81,7 @@ def build_history_schedules(
     turn them on in the UI, with `dagster schedule start`, or deploy with
     ``QUOTE_PIPELINE_SCHEDULE_DEFAULT_STATUS=running``.
     """
-    tags = {CODE_VERSION_TAG: code_version()}
+    tags = code_version_tags()
 
     @dg.schedule(
         job=daily_prices_job,
@@ -89,11 +98,11 @@ def build_history_schedules(
         ),
     )
     def daily_prices_after_close(
-        context: dg.ScheduleEvaluationContext,
+        context: dg.ScheduleEvaluationContext, fmp: FMPResource
     ) -> dg.RunRequest | dg.SkipReason:
         """Materialize the day's `daily_prices` partition at 17:00 New York time on NYSE
         sessions (weekday holidays are skipped, early closes included)."""
-        return daily_prices_request(_tick(context))
+        return _unless_quota_held(fmp, daily_prices_request(_tick(context)))
 
     @dg.schedule(
         job=intraday_bars_job,
@@ -111,10 +120,10 @@ def build_history_schedules(
         ),
     )
     def intraday_bars_every_5_minutes(
-        context: dg.ScheduleEvaluationContext,
+        context: dg.ScheduleEvaluationContext, fmp: FMPResource
     ) -> dg.RunRequest | dg.SkipReason:
         """Refresh today's 5-minute bars every 5 minutes while the NYSE is open, and until 5
         minutes after the close so the last bar is stored complete; holidays are skipped."""
-        return intraday_bars_request(_tick(context))
+        return _unless_quota_held(fmp, intraday_bars_request(_tick(context)))
 
     return [daily_prices_after_close, intraday_bars_every_5_minutes]

@@ -1,61 +1,29 @@
 """The quote refresh: tickers → raw_quotes (mapped fetches) → stocks."""
 
 import math
-import os
-import pickle
-import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
-from quote_pipeline.defs.metadata import failures_table, markdown_table
+from quote_pipeline.defs.metadata import OWNERS, failures_table, markdown_table, table_metadata
 from quote_pipeline.defs.resources import DatabaseResource, FMPResource
-from quote_pipeline.fmp import FMPAuthError, FMPError, QuoteFetchResult
-from quote_pipeline.models import (
-    TRANSIENT_FAILURE_KINDS,
-    FailureKind,
-    Quote,
-    SymbolFailure,
-)
+from quote_pipeline.fmp import FMPAuthError, FMPError, QuoteFetchResult, fetch_quotes, probe
+from quote_pipeline.models import TRANSIENT_FAILURE_KINDS, FailureKind, Quote, SymbolFailure
 from quote_pipeline.storage import list_tickers, write_quotes
+from quote_pipeline.storage import schema as tables
+from quote_pipeline.storage.fetch_state import (
+    PendingSymbol,
+    clear_symbols,
+    pending_symbols,
+    record_failed_symbols,
+)
 
 GROUP = "quotes"
-OWNERS = ["team:market-data"]
-
-# The Celery task's settings (5 retries, 60 s apart), with exponential back-off and jitter
-# so that a fleet of retries does not hit a recovering API at the same instant.
-FETCH_RETRY_POLICY = dg.RetryPolicy(
-    max_retries=5, delay=60, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
-)
-FETCH_RETRIES_ENV = "QUOTE_PIPELINE_FETCH_RETRIES"
-FETCH_RETRY_DELAY_ENV = "QUOTE_PIPELINE_FETCH_RETRY_DELAY_SECONDS"
-
-
-def fetch_retry_policy_from_env() -> dg.RetryPolicy:
-    """:data:`FETCH_RETRY_POLICY`, with its count and base delay overridable by environment."""
-    return dg.RetryPolicy(
-        max_retries=int(os.environ.get(FETCH_RETRIES_ENV) or FETCH_RETRY_POLICY.max_retries),
-        delay=float(os.environ.get(FETCH_RETRY_DELAY_ENV) or FETCH_RETRY_POLICY.delay or 0),
-        backoff=FETCH_RETRY_POLICY.backoff,
-        jitter=FETCH_RETRY_POLICY.jitter,
-    )
-
-
-STOCKS_COLUMNS = dg.TableSchema(
-    columns=[
-        dg.TableColumn("ticker", "varchar(15)", description="Exchange symbol, upper case."),
-        dg.TableColumn("price", "numeric", description="Last price, exact decimal."),
-        dg.TableColumn("volume", "bigint", description="Day volume (64-bit)."),
-        dg.TableColumn("change", "numeric", description="Change since previous close."),
-        dg.TableColumn("quoted_at", "timestamptz", description="Quote time (UTC)."),
-        dg.TableColumn("updated_at", "timestamptz", description="When this row was written."),
-    ]
-)
+DATASET = "quotes"  # the name of this dataset's rows in symbol_retries
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +35,7 @@ class QuoteBatch:
 
 
 class QuoteBatchingConfig(dg.Config):
-    """How the tickers are split over mapped fetch steps."""
+    """Which tickers to fetch, and how they are split over mapped fetch steps."""
 
     target_steps: int = Field(
         default=20,
@@ -77,6 +45,11 @@ class QuoteBatchingConfig(dg.Config):
     )
     min_batch_size: int = Field(
         default=100, ge=1, description="Fewer tickers than this never get a step of their own."
+    )
+    only_symbols: list[str] | None = Field(
+        default=None,
+        description="Fetch only these of the tracked tickers (the retry sensor sets it to "
+        "the symbols still pending); unset: every tracked ticker.",
     )
 
 
@@ -89,15 +62,7 @@ def batch_size_for(ticker_count: int, config: QuoteBatchingConfig) -> int:
     group_name=GROUP,
     owners=OWNERS,
     kinds={"sql"},
-    metadata={
-        "dagster/column_schema": dg.TableSchema(
-            columns=[
-                dg.TableColumn("ticker", "varchar(15)", description="Exchange symbol, upper case."),
-                dg.TableColumn("added_at", "timestamptz", description="When it was added (UTC)."),
-            ]
-        ),
-        "dagster/table_name": "tickers",
-    },
+    metadata=table_metadata(tables.tickers),
 )
 def tickers(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.Output[list[str]]:
     """The tracked universe: every symbol in the `tickers` table.
@@ -118,30 +83,48 @@ def tickers(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg
     )
 
 
-def build_raw_quotes(retry_policy: dg.RetryPolicy = FETCH_RETRY_POLICY) -> dg.AssetsDefinition:
-    """The ``raw_quotes`` graph asset; ``retry_policy`` governs each mapped fetch step."""
+class ApiUnreachableError(Exception):
+    """Every symbol of a fetch step failed transiently: the API, not a symbol, is the
+    problem. The step's RetryPolicy retries the whole step."""
+
+
+# At least this many symbols must all have failed before a step counts as an outage: a retry
+# run of two stragglers failing again is not one.
+OUTAGE_MIN_SYMBOLS = 10
+
+
+def build_raw_quotes(retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition:
+    """The ``raw_quotes`` graph asset; ``retry_policy`` retries a whole mapped fetch step."""
 
     @dg.op(out=dg.DynamicOut(QuoteBatch))
     def plan_quote_batches(
         context: dg.OpExecutionContext,
         config: QuoteBatchingConfig,
         fmp: FMPResource,
+        database: DatabaseResource,
         tickers: list[str],
     ) -> Iterator[dg.DynamicOutput[QuoteBatch]]:
-        """Probe the API once (key valid? batch endpoint in plan?) and split the tickers."""
-        if not tickers:
+        """Probe the API once (key valid? quota left? batch endpoint in the plan?) and split
+        the tickers into batches, one mapped step each."""
+        symbols = tickers
+        if config.only_symbols is not None:
+            wanted = {s.upper() for s in config.only_symbols}
+            symbols = [s for s in tickers if s in wanted]
+        if not symbols:
             raise dg.Failure(
-                "No tickers to fetch: add some with `quote-pipeline tickers add SYM…`.",
+                "No tickers to fetch: add some with `quote-pipeline tickers add SYM…`."
+                if config.only_symbols is None
+                else "None of only_symbols is tracked any more: nothing to fetch.",
                 allow_retries=False,
             )
-        client = fmp.get_client()
+        fmp.refuse_if_quota_held()
+        client = fmp.client
         requests_before = client.requests_made
+        stragglers = {p.ticker for p in pending_symbols(database.get_engine(), DATASET)}
         try:
-            if fmp.endpoint_mode == "single":
-                client.check_access(tickers[0])
-                use_batch = False
-            else:
-                use_batch = client.batch_endpoint_available(tickers[0])
+            use_batch = probe(
+                client, symbols, try_batch=fmp.endpoint_mode == "auto", ask_last=stragglers
+            )
         except FMPError as exc:  # invalid key, quota gone, API unreachable
             raise dg.Failure(
                 f"The FMP API refused the run before any fan-out: {exc}",
@@ -155,15 +138,15 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy = FETCH_RETRY_POLICY) -> dg.As
             context.log.info(
                 "The plan has no batch endpoint (402): using single-symbol requests this run."
             )
-        size = batch_size_for(len(tickers), config)
-        steps = math.ceil(len(tickers) / size)
+        size = batch_size_for(len(symbols), config)
+        steps = math.ceil(len(symbols) / size)
         context.log.info(
-            f"{len(tickers)} tickers in {steps} mapped step(s) of up to {size}, "
+            f"{len(symbols)} tickers in {steps} mapped step(s) of up to {size}, "
             f"{'batch' if use_batch else 'single-symbol'} endpoint"
         )
-        for index, start in enumerate(range(0, len(tickers), size)):
+        for index, start in enumerate(range(0, len(symbols), size)):
             yield dg.DynamicOutput(
-                QuoteBatch(tuple(tickers[start : start + size]), use_batch),
+                QuoteBatch(tuple(symbols[start : start + size]), use_batch),
                 mapping_key=f"batch_{index:04d}",
             )
 
@@ -171,51 +154,36 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy = FETCH_RETRY_POLICY) -> dg.As
     def fetch_quote_batch(
         context: dg.OpExecutionContext, fmp: FMPResource, batch: QuoteBatch
     ) -> dg.Output[QuoteFetchResult]:
-        """Fetch one batch's quotes, concurrently over a pooled session.
-
-        Symbols that failed transiently (5xx, timeouts, 429) make the step retry under its
-        RetryPolicy. A retry asks only for those symbols (what earlier attempts got is kept
-        in a checkpoint), so a symbol is reported failed only when every attempt failed.
-        """
-        checkpoint = FetchCheckpoint.for_step(context)
-        settled = checkpoint.load() or QuoteFetchResult(
-            used_batch_endpoint=batch.use_batch_endpoint
-        )
-        done = {q.symbol for q in settled.quotes} | {f.symbol for f in settled.failures}
-        pending = [s for s in batch.symbols if s not in done]
-        client = fmp.get_client()
+        """Fetch one batch's quotes through the fetch engine: concurrent requests, then the
+        run's retry budget for symbols that failed transiently. Symbols still failing after
+        it are returned as failures (the retry sensor asks them again), never retried here:
+        a straggler must not hold the other symbols' rows."""
         try:
-            fetched = client.fetch_quotes(
-                pending,
+            result = fetch_quotes(
+                fmp.engine,
+                fmp.client,
+                batch.symbols,
                 use_batch_endpoint=batch.use_batch_endpoint,
                 on_fallback=context.log.warning,
+                log=context.log.debug,
             )
         except FMPAuthError as exc:
-            checkpoint.clear()
             raise dg.Failure(
                 f"The FMP API refused the key: {exc}",
                 metadata={"kind": exc.kind.value},
                 allow_retries=False,
             ) from None
-        transient = [f for f in fetched.failures if f.kind in TRANSIENT_FAILURE_KINDS]
-        permanent = [f for f in fetched.failures if f.kind not in TRANSIENT_FAILURE_KINDS]
-        retries_left = context.retry_number < retry_policy.max_retries
-        if transient and retries_left and not fetched.quota_exhausted:
-            checkpoint.save(
-                QuoteFetchResult.combine(
-                    [settled, QuoteFetchResult(fetched.quotes, permanent, fetched.requests_made)]
-                )
-            )
+        transient = [f for f in result.failures if f.kind in TRANSIENT_FAILURE_KINDS]
+        if (
+            not result.quotes
+            and len(transient) == len(batch.symbols) >= OUTAGE_MIN_SYMBOLS
+            and not result.quota_exhausted
+        ):
             kinds = dict(Counter(f.kind.value for f in transient))
-            raise TransientFetchError(
-                f"{len(transient)} of {len(batch.symbols)} symbols failed transiently "
-                f"({kinds}); attempt {context.retry_number + 2} of "
-                f"{retry_policy.max_retries + 1} will ask for those only"
+            raise ApiUnreachableError(
+                f"all {len(batch.symbols)} symbols of this step failed transiently ({kinds}): "
+                f"the API looks unreachable; e.g. {transient[0].message}"
             )
-        checkpoint.clear()
-        result = QuoteFetchResult.combine([settled, fetched])
-        if pending:
-            result.used_batch_endpoint = fetched.used_batch_endpoint
         # On the output event rather than a log line of its own: every event is a write to
         # the instance's event log, and this one would be repeated by every mapped step.
         return dg.Output(
@@ -223,15 +191,28 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy = FETCH_RETRY_POLICY) -> dg.As
             metadata={
                 "quotes": len(result.quotes),
                 "failures": len(result.failures),
+                "still_failing_transiently": len(transient),
                 "api_requests": result.requests_made,
-                "attempts": context.retry_number + 1,
             },
         )
 
     @dg.op
-    def combine_quote_batches(results: list[QuoteFetchResult]) -> QuoteFetchResult:
-        """Fan-in: one result for the whole run."""
-        return QuoteFetchResult.combine(results)
+    def combine_quote_batches(results: list[QuoteFetchResult]) -> dg.Output[QuoteFetchResult]:
+        """Fan-in: one result for the whole run, with its counts on the asset's page."""
+        combined = QuoteFetchResult.combine(results)
+        by_kind = dict(Counter(f.kind.value for f in combined.failures))
+        return dg.Output(
+            combined,
+            metadata={
+                "dagster/row_count": len(combined.quotes),
+                "quotes": len(combined.quotes),
+                "failures": len(combined.failures),
+                "failures_by_kind": dg.MetadataValue.json(by_kind),
+                "api_requests": combined.requests_made,
+                "endpoint": "batch" if combined.used_batch_endpoint else "single-symbol",
+                "quota_exhausted": combined.quota_exhausted,
+            },
+        )
 
     @dg.graph_asset(
         name="raw_quotes",
@@ -243,54 +224,16 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy = FETCH_RETRY_POLICY) -> dg.As
         """Latest quotes from the FMP API: one row per ticker that got a quote, and a
         failure record (symbol, kind, message) for each that did not.
 
-        The tickers are split into tens of batches, each a mapped step (pool `fmp_api`,
-        RetryPolicy: 5 retries, exponential from 60 s, jittered) whose requests run
-        concurrently over one pooled HTTP session.
+        The tickers are split into tens of batches, each a mapped step (pool `fmp_api`)
+        whose requests run concurrently through the fetch engine. A symbol that keeps
+        failing transiently costs at most the run's retry budget (one more pass, 30 s
+        later, by default) and is then left to the retry sensor; the step's RetryPolicy is
+        only for a whole step failing (the API unreachable, the process killed).
         """
         batches = plan_quote_batches(tickers)
         return combine_quote_batches(batches.map(fetch_quote_batch).collect())
 
     return raw_quotes
-
-
-class TransientFetchError(Exception):
-    """Some symbols failed for reasons worth another try; the step's RetryPolicy retries it."""
-
-
-@dataclass(frozen=True)
-class FetchCheckpoint:
-    """What earlier attempts of a mapped fetch step settled, kept between its retries.
-
-    A file under the instance's storage directory, so that it survives a retry in another
-    process too; removed when the step finishes.
-    """
-
-    path: Path
-
-    @classmethod
-    def for_step(cls, context: dg.OpExecutionContext) -> "FetchCheckpoint":
-        root = Path(context.instance.storage_directory()) / "quote_pipeline" / "fetch_checkpoints"
-        step = f"{context.op_handle}[{context.get_mapping_key()}]"
-        return cls(root / context.run_id / (re.sub(r"[^A-Za-z0-9_.-]", "_", step) + ".pickle"))
-
-    def load(self) -> QuoteFetchResult | None:
-        if not self.path.exists():
-            return None
-        with self.path.open("rb") as handle:
-            return pickle.load(handle)
-
-    def save(self, result: QuoteFetchResult) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(".tmp")
-        with temporary.open("wb") as handle:
-            pickle.dump(result, handle)
-        temporary.replace(self.path)  # atomic: a crash never leaves half a checkpoint
-
-    def clear(self) -> None:
-        self.path.unlink(missing_ok=True)
-
-
-raw_quotes = build_raw_quotes()
 
 
 def validate_quotes(quotes: Sequence[Quote]) -> tuple[list[Quote], list[SymbolFailure]]:
@@ -336,6 +279,11 @@ def quote_failures_table(failures: Sequence[SymbolFailure]) -> str:
     return failures_table(failures, empty="_every ticker got a quote_")
 
 
+def pending_table(pending: Sequence[PendingSymbol]) -> str:
+    """The symbols left to the retry sensor: when each is asked next, or that it was given up."""
+    return markdown_table([p.as_row() for p in pending], empty="_nothing pending_")
+
+
 class StocksConfig(dg.Config):
     """When a refresh counts as failed."""
 
@@ -368,13 +316,14 @@ QUOTA_CHECK = dg.AssetCheckSpec(
     group_name=GROUP,
     owners=OWNERS,
     kinds={"sql", "table"},
-    metadata={"dagster/column_schema": STOCKS_COLUMNS, "dagster/table_name": "stocks"},
+    metadata=table_metadata(tables.stocks),
     check_specs=[COVERAGE_CHECK, QUOTA_CHECK],
 )
 def stocks(
     context: dg.AssetExecutionContext,
     config: StocksConfig,
     database: DatabaseResource,
+    fmp: FMPResource,
     raw_quotes: QuoteFetchResult,
 ) -> dg.MaterializeResult:
     """The `stocks` table: the latest price, volume and change of every tracked ticker.
@@ -382,16 +331,31 @@ def stocks(
     Rows are validated (price > 0, volume ≥ 0), upserted in one bulk statement in one
     transaction (an older quote never replaces a newer one) and appended to
     `quote_snapshots` (one row per ticker and quote time, however often this re-runs).
-    Whatever failed elsewhere, every ticker that got a quote is written first; the blocking
-    checks then fail the run if too many got none or the API quota ran out.
+    Whatever failed elsewhere, every ticker that got a quote is written first. Tickers still
+    failing transiently are recorded in `symbol_retries` for the retry sensor, which asks
+    them again alone with back-off; the blocking checks then fail the run if too many got
+    none or the API quota ran out.
     """
     valid, rejected = validate_quotes(raw_quotes.quotes)
     failures = [*raw_quotes.failures, *rejected]
+    engine = database.get_engine()
     written_at = datetime.now(UTC)
-    summary = write_quotes(database.get_engine(), valid, written_at=written_at)
+    summary = write_quotes(engine, valid, written_at=written_at)
+    # What got a quote is no longer pending; what still fails transiently is, until it
+    # succeeds or is given up.
+    clear_symbols(engine, DATASET, [q.symbol for q in valid])
+    transient = [f for f in failures if f.kind in TRANSIENT_FAILURE_KINDS]
+    pending = record_failed_symbols(
+        engine,
+        DATASET,
+        transient,
+        raw_quotes.attempts,
+        now=written_at,
+        backoff=fmp.retry_backoff(),
+    )
     context.log.info(
         f"wrote {summary.stocks_upserted} stocks rows, {summary.snapshots_inserted} snapshots; "
-        f"{len(failures)} tickers without a quote"
+        f"{len(failures)} tickers without a quote, {len(pending)} left to the retry sensor"
     )
     failed_symbols = {f.symbol for f in failures}
     requested = len(valid) + len(failed_symbols)
@@ -408,6 +372,8 @@ def stocks(
             "tickers_without_quote": len(failed_symbols),
             "failures_by_kind": by_kind,
             "tickers_without_quote_detail": dg.MetadataValue.md(quote_failures_table(failures)),
+            "pending_retry": len(pending),
+            "pending_retry_detail": dg.MetadataValue.md(pending_table(pending)),
             "preview": dg.MetadataValue.md(quotes_preview(valid)),
             "api_requests": raw_quotes.requests_made,
             "endpoint": "batch" if raw_quotes.used_batch_endpoint else "single-symbol",
@@ -427,6 +393,7 @@ def stocks(
                     "failed_share": failed_share,
                     "max_failed_share": config.max_failed_share,
                     "failures_by_kind": by_kind,
+                    "pending_retry": len(pending),
                 },
             ),
             dg.AssetCheckResult(

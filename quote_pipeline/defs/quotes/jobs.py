@@ -1,24 +1,18 @@
 """The quote refresh job, in its own module so that schedules and definitions share it."""
 
-import warnings
-
 import dagster as dg
 
-from quote_pipeline.defs.code_version import CODE_VERSION_TAG, code_version
-from quote_pipeline.defs.quotes.assets import OWNERS, raw_quotes, stocks, tickers
-
-# Owners on jobs and schedules are beta in Dagster 1.13; they are wanted in the UI, and the
-# warning would otherwise be printed at every code-location load, so only it is silenced.
-warnings.filterwarnings("ignore", message="Parameter `owners` of ", category=dg.BetaWarning)
+from quote_pipeline.defs.metadata import code_version_tags
 
 JOB_TAG = "quote_pipeline/job"
-# Longer than the fetch steps' worst-case retry waits (5 retries, exponential from 60 s with
-# ±60 s jitter: up to ~62 min) plus the fetching itself; run monitoring fails a run past it.
-REFRESH_QUOTES_MAX_RUNTIME_SECONDS = 90 * 60
+# A healthy refresh takes a minute or two (one pass, at most one read timeout, the retry
+# budget); the fetch steps' own retries for an unreachable API (3, exponential from 30 s,
+# jittered) add under 10 minutes. Run monitoring fails a run still going after this.
+REFRESH_QUOTES_MAX_RUNTIME_SECONDS = 30 * 60
 
 refresh_quotes = dg.define_asset_job(
     "refresh_quotes",
-    selection=dg.AssetSelection.assets(tickers, raw_quotes, stocks),
+    selection=dg.AssetSelection.assets("tickers", "raw_quotes", "stocks"),
     description=(
         "Refresh the stocks table: read the tickers, fetch their quotes from the FMP API "
         "(mapped steps in pool `fmp_api`), write them. One run at a time (tag "
@@ -31,9 +25,8 @@ refresh_quotes = dg.define_asset_job(
         # dagster.yaml allows one run per value of this tag at a time.
         JOB_TAG: "refresh_quotes",
         "dagster/max_runtime": str(REFRESH_QUOTES_MAX_RUNTIME_SECONDS),
-        CODE_VERSION_TAG: code_version(),
+        **code_version_tags(),
     },
-    owners=OWNERS,
 )
 
 check_stocks_freshness = dg.define_asset_job(
@@ -43,5 +36,5 @@ check_stocks_freshness = dg.define_asset_job(
         "Run the `freshness` check of `stocks` on its own, outside any refresh: it is what "
         "notices that refreshes stopped (a schedule turned off, runs that never launch)."
     ),
-    tags={CODE_VERSION_TAG: code_version()},
+    tags=code_version_tags(),
 )

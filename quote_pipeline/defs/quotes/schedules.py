@@ -7,53 +7,19 @@ cron is evaluated in New York time and each tick asks the exchange calendar firs
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import dagster as dg
 
-from quote_pipeline.defs.code_version import CODE_VERSION_TAG, code_version
-from quote_pipeline.defs.quotes.assets import OWNERS
+from quote_pipeline.defs.metadata import OWNERS, code_version_tags
 from quote_pipeline.defs.quotes.jobs import check_stocks_freshness, refresh_quotes
+from quote_pipeline.defs.resources import FMPResource
+from quote_pipeline.defs.settings import DEFAULT_STATUS_ENV, MARKET_HOURS_ONLY_ENV, ScheduleOptions
 from quote_pipeline.market_calendar import EXCHANGE, NEW_YORK, market_day, refresh_window
 
 SCHEDULE_NAME = "refresh_quotes_hourly"
 CRON_SCHEDULE = "1 * * * 1-5"
 EXECUTION_TIMEZONE = "America/New_York"
-
-MARKET_HOURS_ONLY_ENV = "QUOTE_PIPELINE_SCHEDULE_MARKET_HOURS_ONLY"
-DEFAULT_STATUS_ENV = "QUOTE_PIPELINE_SCHEDULE_DEFAULT_STATUS"
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"", "0", "false", "no", "off"})
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleOptions:
-    """How ``refresh_quotes_hourly`` behaves; ``from_env`` reads the deployment's choice."""
-
-    market_hours_only: bool = False
-    """Skip ticks outside [open, close + 1 h]: 10:01 to 16:01 New York time on a full day."""
-    default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.STOPPED
-    """STOPPED unless the deployment says otherwise; see ``build_refresh_quotes_schedule``."""
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> ScheduleOptions:
-        """Options from ``QUOTE_PIPELINE_SCHEDULE_MARKET_HOURS_ONLY`` (1/0, true/false, yes/no,
-        on/off) and ``QUOTE_PIPELINE_SCHEDULE_DEFAULT_STATUS`` (running/stopped)."""
-        env = os.environ if environ is None else environ
-        hours = env.get(MARKET_HOURS_ONLY_ENV, "").strip().lower()
-        if hours not in _TRUE | _FALSE:
-            raise ValueError(f"{MARKET_HOURS_ONLY_ENV}={hours!r}: expected 1/0, true/false")
-        status = env.get(DEFAULT_STATUS_ENV, "").strip().upper() or "STOPPED"
-        if status not in dg.DefaultScheduleStatus.__members__:
-            raise ValueError(f"{DEFAULT_STATUS_ENV}={status.lower()!r}: expected running/stopped")
-        return cls(
-            market_hours_only=hours in _TRUE,
-            default_status=dg.DefaultScheduleStatus[status],
-        )
 
 
 def skip_reason_for(tick: datetime, *, market_hours_only: bool) -> str | None:
@@ -99,7 +65,7 @@ def build_refresh_quotes_schedule(options: ScheduleOptions | None = None) -> dg.
         job=refresh_quotes,
         default_status=options.default_status,
         owners=OWNERS,
-        tags={CODE_VERSION_TAG: code_version()},
+        tags=code_version_tags(),
         metadata={
             "exchange_calendar": EXCHANGE,
             "market_hours_only": options.market_hours_only,
@@ -109,17 +75,21 @@ def build_refresh_quotes_schedule(options: ScheduleOptions | None = None) -> dg.
             "Refresh quotes at :01 past every hour, Monday to Friday, New York time "
             f"(cron `{CRON_SCHEDULE}` in {EXECUTION_TIMEZONE}, so DST is followed), {hours}. "
             "Ticks on NYSE holidays are skipped with the holiday's name, from the "
-            f"exchange_calendars {EXCHANGE} calendar. Stopped by default so that nothing "
+            f"exchange_calendars {EXCHANGE} calendar, and so are ticks while an exhausted "
+            "API quota is remembered (the reason and the time of the next try are in the "
+            "tick's skip reason). Stopped by default so that nothing "
             "calls the paid API until someone turns it on "
             f"({DEFAULT_STATUS_ENV}=running changes that)."
         ),
     )
     def refresh_quotes_hourly(
-        context: dg.ScheduleEvaluationContext,
+        context: dg.ScheduleEvaluationContext, fmp: FMPResource
     ) -> dg.RunRequest | dg.SkipReason:
         tick = context.scheduled_execution_time or datetime.now(UTC)
         if reason := skip_reason_for(tick, market_hours_only=options.market_hours_only):
             return dg.SkipReason(reason)
+        if hold := fmp.quota_hold():
+            return dg.SkipReason(f"Skipped: {hold.message()}")
         local = tick.astimezone(NEW_YORK)
         return dg.RunRequest(
             # One run per tick, even when the daemon retries an interrupted tick.
@@ -146,7 +116,7 @@ def build_freshness_check_schedule(options: ScheduleOptions | None = None) -> dg
         job=check_stocks_freshness,
         default_status=options.default_status,
         owners=OWNERS,
-        tags={CODE_VERSION_TAG: code_version()},
+        tags=code_version_tags(),
         description=(
             f"Run the `freshness` check of `stocks` at :31 past 9 to 17 New York time on NYSE "
             f"sessions (cron `{FRESHNESS_CRON}`); holidays are skipped. Stopped by default "

@@ -1,0 +1,30 @@
+"""The quotes domain: tickers → raw_quotes → stocks, its checks, job, schedules and sensor."""
+
+import dagster as dg
+
+from quote_pipeline.defs.metadata import beta_parameters_accepted
+from quote_pipeline.defs.quotes.assets import build_raw_quotes, stocks, tickers
+from quote_pipeline.defs.quotes.checks import quote_checks
+from quote_pipeline.defs.quotes.jobs import check_stocks_freshness, refresh_quotes
+from quote_pipeline.defs.quotes.schedules import (
+    build_freshness_check_schedule,
+    build_refresh_quotes_schedule,
+)
+from quote_pipeline.defs.quotes.sensors import build_retry_sensor
+from quote_pipeline.defs.settings import DeploymentSettings
+
+
+@dg.definitions
+def quote_definitions() -> dg.Definitions:
+    settings = DeploymentSettings.from_env()
+    with beta_parameters_accepted():
+        return dg.Definitions(
+            assets=[tickers, build_raw_quotes(settings.step_retry_policy()), stocks],
+            asset_checks=quote_checks,
+            jobs=[refresh_quotes, check_stocks_freshness],
+            schedules=[
+                build_refresh_quotes_schedule(settings.schedules),
+                build_freshness_check_schedule(settings.schedules),
+            ],
+            sensors=[build_retry_sensor()],
+        )
