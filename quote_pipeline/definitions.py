@@ -6,6 +6,7 @@ workspace all load this module; each folder under `defs/` contributes its own de
 """
 
 import gc
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,23 @@ def build_definitions(*, resources: Mapping[str, Any] | None = None) -> dg.Defin
 
     ``resources`` replaces resources by key (tests use short timeouts, same code paths).
     """
-    loaded = dg.load_from_defs_folder(path_within_project=PROJECT_ROOT)
+    loaded = load_defs_folder()
     if resources:
         loaded = copy(loaded, resources={**loaded.resources, **resources})
     return loaded
+
+
+def load_defs_folder() -> dg.Definitions:
+    """``dg.load_from_defs_folder``, less the catalogue of every installed component type
+    that it attaches for the UI's component browser: that catalogue (found through package
+    entry points) was a tenth of a CLI run's CPU, and this project declares no component."""
+    tree = dg.ComponentTree.for_project(path_within_project=PROJECT_ROOT)
+    with warnings.catch_warnings():
+        # The autoloader's own module loaders are "preview"; the warning is Dagster's, about
+        # Dagster's code, and would print at every load.
+        warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+        folder = tree.build_defs(tree.defs_module_path)
+    return dg.Definitions.merge(folder, dg.Definitions(component_tree=tree))
 
 
 @dg.definitions

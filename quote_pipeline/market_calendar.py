@@ -2,9 +2,10 @@
 
 Built on exchange_calendars' ``XNYS`` calendar, which tracks the exchange's rules (observed
 holidays, early closes, one-off closures such as national days of mourning) so that no
-holiday list is kept by hand here. One calendar covers 2000 (or any earlier year asked for)
-to the year after next, so an answer never depends on the day it is asked, nor on a date
-sitting near a year's edge. Instants are timezone-aware; days are New York calendar dates.
+holiday list is kept by hand here. A calendar covers the years asked about, with a year's
+margin before them, through the year after next (each span built once per process), so an
+answer never sits at a calendar's edge. Instants are timezone-aware; days are New York
+calendar dates.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ EXCHANGE = "XNYS"
 NEW_YORK_TZ = "America/New_York"
 NEW_YORK = ZoneInfo(NEW_YORK_TZ)
 REGULAR_CLOSE = time(16, 0)
-FIRST_YEAR = 2000
 # One more refresh after the close catches the closing prints.
 DEFAULT_AFTER_CLOSE = timedelta(hours=1)
 
@@ -71,10 +71,11 @@ def _calendar_for_years(first_year: int, last_year: int) -> exchange_calendars.E
 
 
 def _years_covering(*days: date) -> tuple[int, int]:
-    return (
-        min(FIRST_YEAR, *(d.year for d in days)),
-        max(date.today().year, *(d.year for d in days)) + 1,
-    )
+    # A year's margin before the first day asked about, and through the year after next:
+    # a question about today builds 3 years of sessions (the freshness check asks one every
+    # run), not every year since 2000, and no answer sits at the calendar's edge.
+    years = [d.year for d in days] or [date.today().year]
+    return min(years) - 1, max(date.today().year, *years) + 1
 
 
 def _calendar(*days: date) -> exchange_calendars.ExchangeCalendar:

@@ -56,6 +56,15 @@ def test_refresh_quotes_selects_the_three_assets_and_runs_in_process(
         "stocks",
     }
     assert job.executor_def.name == "in_process"
+    checks = {key.name for key in job.asset_layer.asset_graph.asset_check_keys}
+    # The run's own checks; freshness runs on its own schedule, not right after a write.
+    assert checks == {
+        "coverage",
+        "api_quota_not_exhausted",
+        "prices_positive",
+        "no_duplicate_tickers",
+        "fetch_failures",
+    }
 
 
 def test_column_schemas_come_from_the_storage_tables(loaded: dg.Definitions) -> None:
@@ -146,7 +155,7 @@ def test_the_plans_cap_is_counted_in_the_database(monkeypatch: pytest.MonkeyPatc
     wired = build_definitions()
     fmp = wired.resources["fmp"]
     assert fmp.database is wired.resources["database"]
-    assert fmp.calls_per_minute == 300
+    assert fmp.client_settings().calls_per_minute == 300  # read when a run starts
 
     database = DatabaseResource(url="sqlite://")
     capped = FMPResource(api_key="k", base_url="http://127.0.0.1:9", calls_per_minute=300)
@@ -157,6 +166,7 @@ def test_the_plans_cap_is_counted_in_the_database(monkeypatch: pytest.MonkeyPatc
     ledger = shared.client.pacer.ledger
     assert isinstance(ledger, SqlCallLedger)
     assert "k" not in ledger.account  # a hash of the account, never the key
+    monkeypatch.delenv("FMP_CALLS_PER_MINUTE")
     uncapped = FMPResource(api_key="k", base_url="http://127.0.0.1:9", database=database)
     assert uncapped.client.pacer.ledger is None  # no cap, nothing to count
     assert uncapped.client.pacer.quota_memory is not None  # a spent quota is still remembered

@@ -159,7 +159,7 @@ def test_an_unreachable_api_fails_in_seconds(
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert failure.step_key == "raw_quotes.plan_quote_batches"
     message = failure.event_specific_data.error.message
-    assert "ConnectionError" in message and "apikey=***" in message
+    assert "NewConnectionError" in message and "Connection refused" in message
     assert SANDBOX_KEY not in message
     assert step_restarts(result) == 0
 

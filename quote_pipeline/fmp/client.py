@@ -17,10 +17,13 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
+from urllib.parse import urlencode, urlsplit
 
 import requests
+import urllib3
 from pydantic import BaseModel, ConfigDict, Field
 from requests.adapters import HTTPAdapter
+from requests.utils import select_proxy
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -146,6 +149,21 @@ class FMPClient:
         self._send_options = self._session.merge_environment_settings(
             self.base_url, {}, None, None, None
         )
+        self._timeout = (self.settings.connect_timeout, self.settings.read_timeout)
+        self._urllib3_timeout = urllib3.Timeout(
+            connect=self.settings.connect_timeout, read=self.settings.read_timeout
+        )
+        self._headers = dict(self._session.headers)
+        self._base_path = urlsplit(self.base_url).path
+        self._direct = (
+            None
+            if select_proxy(self.base_url, self._send_options["proxies"])
+            else adapter.get_connection_with_tls_context(
+                requests.Request("GET", self.base_url + "/").prepare(),
+                verify=self._send_options["verify"],
+                cert=self._send_options["cert"],
+            )
+        )
         # One controller for every call: tenacity keeps a call's state per thread, and
         # building it per request was a tenth of the fetch's CPU.
         self._retrying = Retrying(
@@ -246,27 +264,16 @@ class FMPClient:
         with self._lock:
             self._requests_made += 1
         try:
-            request = requests.Request(
-                "GET",
-                self.base_url + path,
-                params={**params, "apikey": self._api_key},
-                headers=self._session.headers,
-            ).prepare()
-            response = self._session.send(
-                request,
-                timeout=(self.settings.connect_timeout, self.settings.read_timeout),
-                **self._send_options,
-            )
-        except requests.RequestException as exc:
-            # requests puts the full URL, key included, in its messages: redact, and drop
-            # the chained exception so no traceback carries the original text.
+            status, reason, body = self._get(path, {**params, "apikey": self._api_key})
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            # Both put the full URL, key included, in their messages: redact, and drop the
+            # chained exception so no traceback carries the original text.
             message = redact(f"{path}: {type(exc).__name__}: {exc}", self._api_key)
-            timed_out = isinstance(exc, requests.ReadTimeout)
+            timed_out = isinstance(exc, requests.ReadTimeout | urllib3.exceptions.ReadTimeoutError)
             raise _Transient(FailureKind.TRANSPORT_ERROR, message, now=not timed_out) from None
         fetched_at = datetime.now(UTC)
-        status = response.status_code
         try:
-            payload = json.loads(response.content.decode("utf-8"), parse_float=Decimal)
+            payload = json.loads(body.decode("utf-8"), parse_float=Decimal)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             payload = None
             if status == 200:
@@ -297,7 +304,7 @@ class FMPClient:
             if text_kind != FailureKind.API_ERROR:
                 kind = text_kind
         # Redact before cutting: a cut could leave part of the key where no pattern finds it.
-        detail = redact(str(error_text), self._api_key)[:200] if error_text else response.reason
+        detail = redact(str(error_text), self._api_key)[:200] if error_text else reason
         message = f"{path}: HTTP {status}: {detail}"
         if kind == FailureKind.AUTH_ERROR:
             raise FMPAuthError(message, status=status)
@@ -313,6 +320,35 @@ class FMPClient:
             raise _Transient(kind, message, status=status)
         self._note_success()
         raise FMPError(kind, message, status=status)
+
+    def _get(self, path: str, query: dict[str, str]) -> tuple[int, str, bytes]:
+        """GET ``path?query`` once: (status, reason, body).
+
+        Straight through requests' own connection pool (the one its adapter made, with the
+        same TLS settings): a fetch is CPU-bound under the GIL, and requests' per-call
+        machinery (request preparation, cookies, hooks, redirects, the Response) was most of
+        a request's CPU. Through a proxy, requests does the whole call as usual.
+        """
+        if self._direct is None:
+            response = self._session.send(
+                requests.Request(
+                    "GET", self.base_url + path, params=query, headers=self._session.headers
+                ).prepare(),
+                timeout=self._timeout,
+                allow_redirects=False,
+                **self._send_options,
+            )
+            return response.status_code, response.reason or "", response.content
+        answer = self._direct.urlopen(
+            "GET",
+            self._base_path + path + "?" + urlencode(query),
+            headers=self._headers,
+            retries=False,
+            redirect=False,
+            timeout=self._urllib3_timeout,
+            preload_content=True,
+        )
+        return answer.status, answer.reason or "", answer.data
 
     def _note_success(self) -> None:
         self.pacer.note_success()

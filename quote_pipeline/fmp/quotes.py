@@ -46,6 +46,8 @@ class QuoteFetchResult:
     quota_exhausted: bool = False
     attempts: dict[str, int] = field(default_factory=dict)
     """Requests' passes per symbol that failed (how often it was asked in this run)."""
+    passes: int = 0
+    """Passes over the symbols (1, plus the retry budget's passes that were needed)."""
 
     @classmethod
     def combine(cls, results: Sequence[QuoteFetchResult]) -> QuoteFetchResult:
@@ -57,6 +59,7 @@ class QuoteFetchResult:
             used_batch_endpoint=any(r.used_batch_endpoint for r in results),
             quota_exhausted=any(r.quota_exhausted for r in results),
             attempts={s: n for r in results for s, n in r.attempts.items()},
+            passes=max((r.passes for r in results), default=0),
         )
 
     @classmethod
@@ -69,6 +72,7 @@ class QuoteFetchResult:
             used_batch_endpoint=used_batch,
             quota_exhausted=report.quota_exhausted,
             attempts={s: n for s, n in report.attempts.items() if s in failed},
+            passes=report.passes,
         )
 
 
