@@ -66,7 +66,8 @@ def test_the_key_is_in_no_log_event_or_output(
     symbols = [f"K{i:02d}" for i in range(30)] + ["MALF", "ERRB", "GATED"]
     add_tickers(create_db_engine(postgres_url), symbols, now=datetime.now(UTC))
     outputs = [run_dagster(dagster_env(tmp_path, sandbox.url, postgres_url, key))]
-    # Connection refused: requests' exception text carries the full URL, key included.
+    # Connection refused: the transport's exception text names the request (requests puts
+    # the full URL, key included, in it), and it is stored as the run's failure.
     outputs.append(run_dagster(dagster_env(tmp_path, "http://127.0.0.1:9", postgres_url, key)))
 
     assert all(o.returncode != 0 for o in outputs)  # failures happened and were reported
@@ -76,8 +77,8 @@ def test_the_key_is_in_no_log_event_or_output(
     assert list(home.rglob("*.db")), "the instance kept its event log"
     assert list(home.rglob("compute_logs/*.err")), "the steps' output was captured"
     assert files_containing(home, key.encode()) == []
-    # The searches looked at the right things: the errors are stored, with the URL redacted.
-    assert files_containing(home, b"apikey=***")
+    # The searches looked at the right things: the errors are stored there.
+    assert files_containing(home, b"Connection refused")
     if key != SANDBOX_KEY:
         assert files_containing(home, b"Invalid API KEY")
 

@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeVar
 from quote_pipeline.fetch_engine import SymbolResult
 from quote_pipeline.fmp.client import FMPClient
 from quote_pipeline.fmp.fields import number, required_number, whole_number
-from quote_pipeline.market_calendar import NEW_YORK
+from quote_pipeline.market_calendar import NEW_YORK, NEW_YORK_TZ
 from quote_pipeline.models import FailureKind, SymbolFailure
 from quote_pipeline.price_bars import DailyBar, IntradayBar
 
@@ -66,7 +66,7 @@ def _is_gap(wall: datetime) -> bool:
 
 
 def new_york_to_utc(wall: datetime, *, fold: int = 0) -> datetime:
-    """A naive New York wall time as an aware UTC instant.
+    """A naive New York wall time as an aware UTC instant (pandas' ``tz_localize``).
 
     ``fold`` picks the occurrence of an ambiguous time (0: the first, still daylight time;
     1: the second, standard time) and is ignored otherwise. A time skipped by the
@@ -75,34 +75,43 @@ def new_york_to_utc(wall: datetime, *, fold: int = 0) -> datetime:
     """
     if wall.tzinfo is not None:
         raise ValueError(f"{wall!r} already has a timezone; expected a naive New York time")
-    if _is_gap(wall):
-        raise NonexistentNewYorkTime(
+    (instant,) = new_york_series_to_utc([wall], first_occurrence=fold == 0)
+    if isinstance(instant, NonexistentNewYorkTime):
+        raise instant
+    return instant
+
+
+def new_york_series_to_utc(
+    walls: Sequence[datetime], *, first_occurrence: bool | None = None
+) -> list[datetime | NonexistentNewYorkTime]:
+    """Convert chronologically ordered New York wall times with pandas' ``tz_localize``.
+
+    The repeated hour of a fall-back change is resolved by order (``ambiguous="infer"``):
+    01:55 EDT, then 01:00 is 01:00 EST. Where the order cannot tell (a lone repeated time)
+    the first occurrence, daylight time, is meant, or as ``first_occurrence`` says. A time
+    skipped by the spring-forward change becomes a :class:`NonexistentNewYorkTime` in its
+    place (``nonexistent="NaT"``), never an instant shifted by an hour.
+    """
+    import pandas as pd  # here, not at load: pandas costs ~0.3 s of every CLI start
+
+    index = pd.DatetimeIndex(walls)
+    localized = None
+    if first_occurrence is None:
+        try:
+            localized = index.tz_localize(NEW_YORK_TZ, ambiguous="infer", nonexistent="NaT")
+        except ValueError:  # no repeat to infer from: a lone ambiguous time
+            first_occurrence = True
+    if localized is None:
+        dst = [first_occurrence] * len(index)
+        localized = index.tz_localize(NEW_YORK_TZ, ambiguous=dst, nonexistent="NaT")
+    return [
+        NonexistentNewYorkTime(
             f"{wall.isoformat(sep=' ')} does not exist in New York (daylight-saving gap)"
         )
-    return wall.replace(tzinfo=NEW_YORK, fold=fold).astimezone(UTC)
-
-
-def new_york_series_to_utc(walls: Sequence[datetime]) -> list[datetime | NonexistentNewYorkTime]:
-    """Convert chronologically ordered New York wall times, resolving the repeated hour.
-
-    An ambiguous time is the first occurrence (daylight time) unless that would not come
-    after the previous bar, in which case the series has entered the repeated hour and the
-    second occurrence (standard time) is meant: 01:55 EDT, then 01:00 is 01:00 EST. A
-    skipped time becomes a :class:`NonexistentNewYorkTime` in its place.
-    """
-    converted: list[datetime | NonexistentNewYorkTime] = []
-    previous: datetime | None = None
-    for wall in walls:
-        try:
-            instant = new_york_to_utc(wall, fold=0)
-        except NonexistentNewYorkTime as exc:
-            converted.append(exc)
-            continue
-        if previous is not None and instant <= previous and is_ambiguous_new_york(wall):
-            instant = new_york_to_utc(wall, fold=1)
-        converted.append(instant)
-        previous = instant
-    return converted
+        if pd.isna(stamp)
+        else stamp.to_pydatetime().astimezone(UTC)
+        for wall, stamp in zip(walls, localized, strict=True)
+    ]
 
 
 # --- row validation --------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import pytest
 from dagster._core.scheduler.instigation import InstigatorType, ScheduleInstigatorData
 from dagster._utils.schedules import schedule_execution_time_iterator
 
+from quote_pipeline.defs.quotes.jobs import REFRESH_QUOTES_MAX_RUNTIME_SECONDS
 from quote_pipeline.defs.quotes.schedules import CRON_SCHEDULE, EXECUTION_TIMEZONE, SCHEDULE_NAME
 from quote_pipeline.market_calendar import NEW_YORK, market_day
 from quote_pipeline.sandbox import SandboxServer
@@ -200,7 +201,7 @@ def test_launch_refresh_quotes_and_the_stocks_table_fills(
     )["runOrError"]
     tags = {t["key"]: t["value"] for t in run["tags"]}
     assert tags["quote_pipeline/job"] == "refresh_quotes"
-    assert tags["dagster/max_runtime"] == str(90 * 60)
+    assert tags["dagster/max_runtime"] == str(REFRESH_QUOTES_MAX_RUNTIME_SECONDS)
     assert tags["quote_pipeline/code_version"]
 
 
