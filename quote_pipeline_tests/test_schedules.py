@@ -28,19 +28,19 @@ HOURLY = build_refresh_quotes_schedule()
 MARKET_HOURS = build_refresh_quotes_schedule(ScheduleOptions(market_hours_only=True))
 
 
-def unused_fmp(database_url: str = "sqlite://") -> FMPResource:
-    """The API as a schedule sees it: only asked whether an exhausted quota is remembered."""
-    return FMPResource(api_key="unused", database=DatabaseResource(url=database_url))
+def quota_database(url: str = "sqlite://") -> DatabaseResource:
+    """The database a schedule reads: only asked whether an exhausted quota is remembered."""
+    return DatabaseResource(url=url)
 
 
 def evaluate(
-    schedule: dg.ScheduleDefinition, instant: datetime, fmp: FMPResource | None = None
+    schedule: dg.ScheduleDefinition, instant: datetime, database: DatabaseResource | None = None
 ) -> dg.RunRequest | str:
     """The run request of the tick at ``instant``, or its skip message."""
     # No instance: the schedule reads none, and (Dagster 1.13.27) leaving an instance's
     # context leaves its defs-state storage set, which breaks later Definitions loads.
     with dg.build_schedule_context(
-        scheduled_execution_time=instant, resources={"fmp": fmp or unused_fmp()}
+        scheduled_execution_time=instant, resources={"database": database or quota_database()}
     ) as context:
         data = schedule.evaluate_tick(context)
     if data.skip_message is not None:
@@ -200,19 +200,17 @@ def test_options_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_remembered_exhausted_quota_skips_the_tick_and_says_until_when(tmp_path) -> None:
-    fmp = unused_fmp(f"sqlite:///{tmp_path / 'quota.db'}")
+    # The daemon needs no API key to know: it reads the data database's api_quota_state.
+    database = quota_database(f"sqlite:///{tmp_path / 'quota.db'}")
+    account = FMPResource(api_key="unused").account
     tick = new_york(2026, 11, 25, 10, 1)
-    assert fmp.database is not None
-    memory = SqlQuotaMemory(fmp.database.get_engine(), fmp.account, hold=timedelta(minutes=30))
+    memory = SqlQuotaMemory(database.get_engine(), account, hold=timedelta(minutes=30))
     memory.remember_exhausted("429 'Limit Reach' on 10 calls in a row over 66 s")
-    skipped = evaluate(HOURLY, tick, fmp)
+    skipped = evaluate(HOURLY, tick, database)
     assert isinstance(skipped, str)
     assert "quota ran out" in skipped and "Limit Reach" in skipped
-    hold = fmp.quota_hold()
+    hold = memory.current_hold()
     assert hold is not None and f"{hold.hold_until:%H:%M} UTC" in skipped
-    # Another account's quota is its own.
-    other = FMPResource(api_key="another-key", database=fmp.database)
-    assert isinstance(evaluate(HOURLY, tick, other), dg.RunRequest)
     # A success clears it (the pacer forgets it at the first answer): the next tick runs.
     memory.forget_exhausted()
-    assert isinstance(evaluate(HOURLY, tick, fmp), dg.RunRequest)
+    assert isinstance(evaluate(HOURLY, tick, database), dg.RunRequest)

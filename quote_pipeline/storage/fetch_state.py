@@ -203,12 +203,18 @@ class QuotaHold:
         )
 
 
-def quota_hold(engine: Engine, account: str, now: datetime) -> QuotaHold | None:
-    """The account's hold, if one is still in force at ``now``."""
+def quota_hold(engine: Engine, account: str | None, now: datetime) -> QuotaHold | None:
+    """The account's hold (any account's, with None: the one ending last), if one is still
+    in force at ``now``.
+
+    Schedules and sensors ask about any account: they run in the daemon, which needs no API
+    key to tell that the deployment's quota is spent.
+    """
+    query = sa.select(api_quota_state).order_by(api_quota_state.c.hold_until.desc())
+    if account is not None:
+        query = query.where(api_quota_state.c.account == account)
     with engine.connect() as conn:
-        row = conn.execute(
-            sa.select(api_quota_state).where(api_quota_state.c.account == account)
-        ).first()
+        row = conn.execute(query).first()
     if row is None or row.hold_until <= now:
         return None
     return QuotaHold(row.exhausted_at, row.hold_until, row.reason)

@@ -14,7 +14,7 @@ from quote_pipeline.defs.history.schedules import (
     daily_prices_request,
     intraday_bars_request,
 )
-from quote_pipeline.defs.resources import DatabaseResource, FMPResource
+from quote_pipeline.defs.resources import DatabaseResource
 from quote_pipeline.defs.settings import DEFAULT_HISTORY_START
 
 NY = ZoneInfo("America/New_York")
@@ -85,7 +85,7 @@ def test_intraday_runs_only_in_market_hours(tick: datetime, runs: bool) -> None:
         assert config == {"from_date": day, "to_date": day}
 
 
-RESOURCES = {"fmp": FMPResource(api_key="unused", database=DatabaseResource(url="sqlite://"))}
+RESOURCES = {"database": DatabaseResource(url="sqlite://")}
 
 
 def test_the_schedules_are_wired_in_new_york_time(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,7 +6,7 @@ import dagster as dg
 
 from quote_pipeline.defs.history.jobs import daily_prices_job, intraday_bars_job
 from quote_pipeline.defs.metadata import OWNERS, code_version_tags
-from quote_pipeline.defs.resources import FMPResource
+from quote_pipeline.defs.resources import DatabaseResource
 from quote_pipeline.market_calendar import (
     EXCHANGE,
     NEW_YORK,
@@ -15,6 +15,7 @@ from quote_pipeline.market_calendar import (
     last_closed_session,
     session_hours,
 )
+from quote_pipeline.storage.fetch_state import quota_hold
 
 # An hour after the regular close (three after an early one): time for the closing auction
 # prints to settle into the API's end-of-day bar.
@@ -30,10 +31,12 @@ def _tick(context: dg.ScheduleEvaluationContext) -> datetime:
 
 
 def _unless_quota_held(
-    fmp: FMPResource, request: dg.RunRequest | dg.SkipReason
+    database: DatabaseResource, request: dg.RunRequest | dg.SkipReason
 ) -> dg.RunRequest | dg.SkipReason:
     """No run while an exhausted API quota is remembered: the tick says why, and until when."""
-    if isinstance(request, dg.RunRequest) and (hold := fmp.quota_hold()):
+    if isinstance(request, dg.RunRequest) and (
+        hold := quota_hold(database.get_engine(), None, datetime.now(UTC))
+    ):
         return dg.SkipReason(f"Skipped: {hold.message()}")
     return request
 
@@ -98,11 +101,11 @@ def build_history_schedules(
         ),
     )
     def daily_prices_after_close(
-        context: dg.ScheduleEvaluationContext, fmp: FMPResource
+        context: dg.ScheduleEvaluationContext, database: DatabaseResource
     ) -> dg.RunRequest | dg.SkipReason:
         """Materialize the day's `daily_prices` partition at 17:00 New York time on NYSE
         sessions (weekday holidays are skipped, early closes included)."""
-        return _unless_quota_held(fmp, daily_prices_request(_tick(context)))
+        return _unless_quota_held(database, daily_prices_request(_tick(context)))
 
     @dg.schedule(
         job=intraday_bars_job,
@@ -120,10 +123,10 @@ def build_history_schedules(
         ),
     )
     def intraday_bars_every_5_minutes(
-        context: dg.ScheduleEvaluationContext, fmp: FMPResource
+        context: dg.ScheduleEvaluationContext, database: DatabaseResource
     ) -> dg.RunRequest | dg.SkipReason:
         """Refresh today's 5-minute bars every 5 minutes while the NYSE is open, and until 5
         minutes after the close so the last bar is stored complete; holidays are skipped."""
-        return _unless_quota_held(fmp, intraday_bars_request(_tick(context)))
+        return _unless_quota_held(database, intraday_bars_request(_tick(context)))
 
     return [daily_prices_after_close, intraday_bars_every_5_minutes]

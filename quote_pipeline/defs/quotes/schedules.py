@@ -13,9 +13,10 @@ import dagster as dg
 
 from quote_pipeline.defs.metadata import OWNERS, code_version_tags
 from quote_pipeline.defs.quotes.jobs import check_stocks_freshness, refresh_quotes
-from quote_pipeline.defs.resources import FMPResource
+from quote_pipeline.defs.resources import DatabaseResource
 from quote_pipeline.defs.settings import DEFAULT_STATUS_ENV, MARKET_HOURS_ONLY_ENV, ScheduleOptions
 from quote_pipeline.market_calendar import EXCHANGE, NEW_YORK, market_day, refresh_window
+from quote_pipeline.storage.fetch_state import quota_hold
 
 SCHEDULE_NAME = "refresh_quotes_hourly"
 CRON_SCHEDULE = "1 * * * 1-5"
@@ -83,12 +84,12 @@ def build_refresh_quotes_schedule(options: ScheduleOptions | None = None) -> dg.
         ),
     )
     def refresh_quotes_hourly(
-        context: dg.ScheduleEvaluationContext, fmp: FMPResource
+        context: dg.ScheduleEvaluationContext, database: DatabaseResource
     ) -> dg.RunRequest | dg.SkipReason:
         tick = context.scheduled_execution_time or datetime.now(UTC)
         if reason := skip_reason_for(tick, market_hours_only=options.market_hours_only):
             return dg.SkipReason(reason)
-        if hold := fmp.quota_hold():
+        if hold := quota_hold(database.get_engine(), None, datetime.now(UTC)):
             return dg.SkipReason(f"Skipped: {hold.message()}")
         local = tick.astimezone(NEW_YORK)
         return dg.RunRequest(

@@ -18,8 +18,8 @@ import dagster as dg
 from quote_pipeline.defs.metadata import code_version_tags
 from quote_pipeline.defs.quotes.assets import DATASET
 from quote_pipeline.defs.quotes.jobs import refresh_quotes
-from quote_pipeline.defs.resources import DatabaseResource, FMPResource
-from quote_pipeline.storage.fetch_state import PENDING, PendingSymbol, pending_symbols
+from quote_pipeline.defs.resources import DatabaseResource
+from quote_pipeline.storage.fetch_state import PENDING, PendingSymbol, pending_symbols, quota_hold
 
 RETRY_SENSOR_NAME = "retry_pending_quotes"
 RETRY_TAG = "quote_pipeline/retry_of_symbols"
@@ -87,10 +87,11 @@ def build_retry_sensor() -> dg.SensorDefinition:
         ),
     )
     def retry_pending_quotes(
-        context: dg.SensorEvaluationContext, database: DatabaseResource, fmp: FMPResource
+        context: dg.SensorEvaluationContext, database: DatabaseResource
     ) -> dg.RunRequest | dg.SkipReason:
         now = datetime.now(UTC)
-        pending = pending_symbols(database.get_engine(), DATASET)
+        engine = database.get_engine()
+        pending = pending_symbols(engine, DATASET)
         due = [
             p
             for p in pending
@@ -98,7 +99,7 @@ def build_retry_sensor() -> dg.SensorDefinition:
         ]
         if not due:
             return dg.SkipReason(pending_summary(pending, now))
-        if hold := fmp.quota_hold(now):
+        if hold := quota_hold(engine, None, now):
             return dg.SkipReason(f"{len(due)} symbol(s) due, but {hold.message()}")
         return retry_run_request(due)
 
