@@ -7,7 +7,7 @@ from quote_pipeline.defs.history.assets import (
     daily_partitions_from,
     intraday_bars,
 )
-from quote_pipeline.defs.history.jobs import daily_prices_job, intraday_bars_job
+from quote_pipeline.defs.history.jobs import build_daily_prices_job, build_intraday_bars_job
 from quote_pipeline.defs.history.schedules import build_history_schedules
 from quote_pipeline.defs.metadata import beta_parameters_accepted
 from quote_pipeline.defs.settings import DeploymentSettings
@@ -22,6 +22,6 @@ def history_definitions() -> dg.Definitions:
                 build_daily_prices(daily_partitions_from(settings.history_start)),
                 intraday_bars,
             ],
-            jobs=[daily_prices_job, intraday_bars_job],
+            jobs=[build_daily_prices_job(), build_intraday_bars_job()],
             schedules=build_history_schedules(settings.schedules.default_status),
         )

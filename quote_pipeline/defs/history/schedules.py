@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from quote_pipeline.defs.history.jobs import daily_prices_job, intraday_bars_job
+from quote_pipeline.defs.history.jobs import DAILY_PRICES_JOB, INTRADAY_BARS_JOB
 from quote_pipeline.defs.metadata import OWNERS, code_version_tags
 from quote_pipeline.defs.resources import DatabaseResource
 from quote_pipeline.market_calendar import (
@@ -87,7 +87,7 @@ def build_history_schedules(
     tags = code_version_tags()
 
     @dg.schedule(
-        job=daily_prices_job,
+        job_name=DAILY_PRICES_JOB,
         cron_schedule=DAILY_PRICES_CRON,
         execution_timezone=NEW_YORK_TZ,
         default_status=default_status,
@@ -108,7 +108,7 @@ def build_history_schedules(
         return _unless_quota_held(database, daily_prices_request(_tick(context)))
 
     @dg.schedule(
-        job=intraday_bars_job,
+        job_name=INTRADAY_BARS_JOB,
         cron_schedule=INTRADAY_BARS_CRON,
         execution_timezone=NEW_YORK_TZ,
         default_status=default_status,

@@ -5,7 +5,10 @@ import dagster as dg
 from quote_pipeline.defs.metadata import beta_parameters_accepted
 from quote_pipeline.defs.quotes.assets import build_raw_quotes, stocks, tickers
 from quote_pipeline.defs.quotes.checks import quote_checks
-from quote_pipeline.defs.quotes.jobs import check_stocks_freshness, refresh_quotes
+from quote_pipeline.defs.quotes.jobs import (
+    build_check_stocks_freshness_job,
+    build_refresh_quotes_job,
+)
 from quote_pipeline.defs.quotes.schedules import (
     build_freshness_check_schedule,
     build_refresh_quotes_schedule,
@@ -21,7 +24,7 @@ def quote_definitions() -> dg.Definitions:
         return dg.Definitions(
             assets=[tickers, build_raw_quotes(settings.step_retry_policy()), stocks],
             asset_checks=quote_checks,
-            jobs=[refresh_quotes, check_stocks_freshness],
+            jobs=[build_refresh_quotes_job(), build_check_stocks_freshness_job()],
             schedules=[
                 build_refresh_quotes_schedule(settings.schedules),
                 build_freshness_check_schedule(settings.schedules),

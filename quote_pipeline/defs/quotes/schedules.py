@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from quote_pipeline.defs.metadata import OWNERS, code_version_tags
-from quote_pipeline.defs.quotes.jobs import check_stocks_freshness, refresh_quotes
+from quote_pipeline.defs.quotes.jobs import CHECK_STOCKS_FRESHNESS, REFRESH_QUOTES
 from quote_pipeline.defs.resources import DatabaseResource
 from quote_pipeline.defs.settings import DEFAULT_STATUS_ENV, MARKET_HOURS_ONLY_ENV, ScheduleOptions
 from quote_pipeline.market_calendar import EXCHANGE, NEW_YORK, market_day, refresh_window
@@ -63,7 +63,7 @@ def build_refresh_quotes_schedule(options: ScheduleOptions | None = None) -> dg.
         name=SCHEDULE_NAME,
         cron_schedule=CRON_SCHEDULE,
         execution_timezone=EXECUTION_TIMEZONE,
-        job=refresh_quotes,
+        job_name=REFRESH_QUOTES,
         default_status=options.default_status,
         owners=OWNERS,
         tags=code_version_tags(),
@@ -114,7 +114,7 @@ def build_freshness_check_schedule(options: ScheduleOptions | None = None) -> dg
         name=FRESHNESS_SCHEDULE_NAME,
         cron_schedule=FRESHNESS_CRON,
         execution_timezone=EXECUTION_TIMEZONE,
-        job=check_stocks_freshness,
+        job_name=CHECK_STOCKS_FRESHNESS,
         default_status=options.default_status,
         owners=OWNERS,
         tags=code_version_tags(),

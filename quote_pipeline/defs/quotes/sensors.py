@@ -17,7 +17,7 @@ import dagster as dg
 
 from quote_pipeline.defs.metadata import code_version_tags
 from quote_pipeline.defs.quotes.assets import DATASET
-from quote_pipeline.defs.quotes.jobs import refresh_quotes
+from quote_pipeline.defs.quotes.jobs import REFRESH_QUOTES
 from quote_pipeline.defs.resources import DatabaseResource
 from quote_pipeline.storage.fetch_state import PENDING, PendingSymbol, pending_symbols, quota_hold
 
@@ -74,7 +74,7 @@ def build_retry_sensor() -> dg.SensorDefinition:
 
     @dg.sensor(
         name=RETRY_SENSOR_NAME,
-        job=refresh_quotes,
+        job_name=REFRESH_QUOTES,
         minimum_interval_seconds=MINIMUM_INTERVAL_SECONDS,
         # Running by default: it launches nothing until a refresh has left symbols pending,
         # so it never spends API calls on its own.
