@@ -3,6 +3,7 @@
 One test per row of the fault table: what the API does, and what the pipeline must do.
 """
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -122,6 +123,32 @@ def test_a_hanging_symbol_costs_one_timeout_per_pass_and_is_left_to_the_retry_se
     assert pending.status == "pending" and pending.next_attempt_at is not None
     metadata = materialization_metadata(result, "stocks")
     assert metadata["pending_retry"] == 1 and "SLOW" in metadata["pending_retry_detail"]
+
+
+def test_a_whole_step_failing_is_retried_by_its_retry_policy(
+    monkeypatch, start_sandbox: SandboxFactory, postgres_url: str, dagster_instance
+) -> None:
+    # The API answers the probe, then every symbol of one mapped step gets 5xx: an outage
+    # (at least 10 symbols, none answered), not a straggler. The step's RetryPolicy (2 quick
+    # retries here) asks again; the other steps are not restarted.
+    failing = symbols(10, "X")
+    sandbox = start_sandbox(faults=FaultConfig(server_error_symbols=set(failing)))
+    tickers = [*symbols(10, "A"), *failing]
+    defs = fast_definitions(monkeypatch, sandbox, postgres_url, tickers)
+    batches = {"target_steps": 2, "min_batch_size": 10}
+    config = {"ops": {"raw_quotes": {"ops": {"plan_quote_batches": {"config": batches}}}}}
+    result = run_refresh(defs, dagster_instance, run_config=config)
+    assert not result.success
+    restarted = [e.step_key for e in result.all_events if e.event_type_value == "STEP_RESTARTED"]
+    assert restarted == ["raw_quotes.fetch_quote_batch[batch_0001]"] * 2
+    retried = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert retried and all(
+        "the API looks unreachable" in e.event_specific_data.error.to_string() for e in retried
+    )
+    asked = Counter(s for r in sandbox.stats()["requests"] for s in r["symbols"])
+    # 3 tries a request, 2 passes, 3 step attempts; the healthy step asked once each.
+    assert {asked[s] for s in failing} == {3 * 2 * 3}
+    assert {asked[s] for s in symbols(10, "A")} <= {1, 2}  # the first is the probe's too
 
 
 def test_an_api_that_only_errors_fails_the_run_at_the_probe_and_writes_nothing(
