@@ -33,6 +33,7 @@ _ISOLATED_ENV = (
     "QUOTE_PIPELINE_DATABASE_URL",
     "QUOTE_PIPELINE_DATA_DIR",
     "DAGSTER_HOME",
+    "QUOTE_PIPELINE_TEST_FAULT",  # a crash point set by mistake would kill the test process
 )
 
 

@@ -1,5 +1,7 @@
 """The quote refresh end to end: real Definitions, sandbox API, SQLite and PostgreSQL."""
 
+from datetime import UTC, datetime
+
 import dagster as dg
 import pytest
 
@@ -29,7 +31,9 @@ def test_refresh_writes_exact_prices_and_64_bit_volumes(
 ) -> None:
     sandbox = start_sandbox()
     defs = pipeline_definitions(monkeypatch, sandbox, database_url, TICKERS)
+    before = datetime.now(UTC)
     result = run_refresh(defs, dagster_instance)
+    after = datetime.now(UTC)
     assert result.success
 
     rows = {r.ticker: r for r in read_stocks(create_db_engine(database_url))}
@@ -40,6 +44,9 @@ def test_refresh_writes_exact_prices_and_64_bit_volumes(
         assert rows[ticker].volume == served["volume"], ticker
         assert rows[ticker].change == served["change"], ticker
         assert rows[ticker].quoted_at.utcoffset().total_seconds() == 0
+        # quote-short serves no timestamp: the quote is as of its answer, during the run.
+        assert "timestamp" not in served
+        assert before <= rows[ticker].quoted_at <= after, ticker
     assert any(r.volume > 2**31 for r in rows.values())
     assert any(r.price.as_tuple().exponent <= -6 for r in rows.values())  # crypto decimals
     assert count_snapshots(create_db_engine(database_url)) == len(TICKERS)

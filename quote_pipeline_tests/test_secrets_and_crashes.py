@@ -8,7 +8,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,6 +19,13 @@ import sqlalchemy as sa
 from quote_pipeline.sandbox import FaultConfig, SandboxServer
 from quote_pipeline.storage import add_tickers, count_snapshots, create_db_engine, read_stocks
 from quote_pipeline_tests.conftest import SANDBOX_KEY, SandboxFactory
+from quote_pipeline_tests.support.dagster_processes import (
+    DAGSTER_YAML,
+    postgres_env,
+    wait_until,
+)
+from quote_pipeline_tests.support.leaks import columns_containing, files_containing
+from quote_pipeline_tests.support.postgres import PostgresServer, create_database, drop_database
 
 BIN = Path(sys.executable).parent
 REFRESH = ["job", "execute", "-m", "quote_pipeline.definitions", "-j", "refresh_quotes"]
@@ -42,14 +50,6 @@ def run_dagster(env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [str(BIN / "dagster"), *REFRESH], env=env, capture_output=True, timeout=300, check=False
     )
-
-
-def files_containing(root: Path, needle: bytes) -> list[str]:
-    return [
-        str(path.relative_to(root))
-        for path in root.rglob("*")
-        if path.is_file() and needle in path.read_bytes()
-    ]
 
 
 @pytest.mark.parametrize("key", [SANDBOX_KEY, "wrong-key-91be04d7c2"], ids=["valid", "invalid"])
@@ -81,6 +81,93 @@ def test_the_key_is_in_no_log_event_or_output(
     assert files_containing(home, b"Connection refused")
     if key != SANDBOX_KEY:
         assert files_containing(home, b"Invalid API KEY")
+
+
+# Every row of README's "What happens when the API misbehaves", in three runs: the sandbox's
+# faults with a valid key (5xx, 429, a hang past the read timeout, 402 on the batch endpoint
+# and for one symbol, no quote, an error body, malformed JSON, a wrong shape), a wrong key
+# (401), and nothing listening (unreachable).
+MISBEHAVING_API = FaultConfig(
+    server_error_rate=0.2,
+    rate_limit_rate=0.1,
+    hang_symbols={"HANG"},
+    hang_seconds=3,
+    plan_gated_symbols={"GATED"},
+    unknown_symbols={"GONE"},
+    error_body_symbols={"ERRB"},
+    malformed_symbols={"MALF"},
+    bad_shape_symbols={"BADS"},
+)
+# The client's settings for those runs: a hang costs one second, a 429 a moment, and no
+# pause between passes.
+FAST_FAILURES_CONFIG = """
+resources:
+  fmp:
+    config:
+      api_key: {env: FMP_API_KEY}
+      read_timeout: 1.0
+      backoff_initial: 0.01
+      rate_limit_pause: 0.05
+      pass_delay_seconds: 0
+      extra_passes: 0
+"""
+
+
+@pytest.fixture
+def postgres_instance_database(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh database for a Dagster instance's storage, dropped after the test."""
+    name = f"qp_leak_dagster_{uuid.uuid4().hex[:10]}"
+    url = create_database(postgres_server.url, name)
+    yield url
+    drop_database(postgres_server.url, name)
+
+
+def test_the_bare_key_is_in_no_table_of_a_postgresql_instance_after_any_api_failure(
+    start_sandbox: SandboxFactory,
+    postgres_url: str,
+    postgres_instance_database: str,
+    tmp_path: Path,
+) -> None:
+    sandbox = start_sandbox(seed=5, faults=MISBEHAVING_API)
+    symbols = [f"L{i:02d}" for i in range(12)] + ["HANG", "GATED", "GONE", "ERRB", "MALF", "BADS"]
+    add_tickers(create_db_engine(postgres_url), symbols, now=datetime.now(UTC))
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(DAGSTER_YAML.read_text())  # the production instance
+    config = tmp_path / "run_config.yaml"
+    config.write_text(FAST_FAILURES_CONFIG)
+    command = [str(BIN / "dagster"), *REFRESH, "-c", str(config)]
+    wrong_key = "wrong-key-5c0ffee9d1"
+    runs = [
+        (sandbox.url, SANDBOX_KEY),
+        (sandbox.url, wrong_key),
+        ("http://127.0.0.1:9", SANDBOX_KEY),
+    ]
+    outputs = []
+    for base_url, key in runs:
+        env = {
+            **dagster_env(tmp_path, base_url, postgres_url, key),
+            **postgres_env(postgres_instance_database),
+        }
+        outputs.append(
+            subprocess.run(command, env=env, capture_output=True, timeout=300, check=False)
+        )
+
+    assert all(o.returncode != 0 for o in outputs)  # every run ended in a reported failure
+    for key in (SANDBOX_KEY, wrong_key):
+        for output in outputs:
+            assert key.encode() not in output.stdout + output.stderr
+        assert columns_containing(postgres_instance_database, key) == []
+        assert files_containing(home, key.encode()) == []
+    # The instance holds the failures the key could have ridden on, where the search looked.
+    stored = {
+        marker: columns_containing(postgres_instance_database, marker)
+        for marker in ("Connection refused", "Invalid API KEY", "HANG", "MALF", "GATED")
+    }
+    assert all(stored.values()), stored
+    stats = sandbox.stats()["by_status"]
+    assert {"200", "401", "402", "429"} <= set(stats) and {"500", "502", "503"} & set(stats)
+    assert stats.get("499"), "no request outlasted the client's read timeout"
 
 
 def _active_write(engine: sa.Engine) -> bool:
@@ -116,11 +203,12 @@ def test_a_run_killed_during_the_write_changes_nothing_and_a_rerun_completes(
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 240
-        while not _active_write(engine):
+
+        def writing() -> bool:
             assert process.poll() is None, "the run ended before its write was caught"
-            assert time.monotonic() < deadline, "no write seen"
-            time.sleep(0.005)
+            return _active_write(engine)
+
+        wait_until(writing, timeout=240, interval=0.005, what="the run's write to start")
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(30)
     finally:
@@ -128,9 +216,12 @@ def test_a_run_killed_during_the_write_changes_nothing_and_a_rerun_completes(
             os.killpg(process.pid, signal.SIGKILL)
 
     # PostgreSQL rolls the dead session's transaction back: nothing changed.
-    deadline = time.monotonic() + 30
-    while _active_write(engine) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(
+        lambda: not _active_write(engine),
+        timeout=30,
+        interval=0.1,
+        what="PostgreSQL to end the killed session's transaction",
+    )
     after = {r.ticker: (r.price, r.volume, r.quoted_at) for r in read_stocks(engine)}
     assert after == before
     assert count_snapshots(engine) == snapshots_before

@@ -20,7 +20,9 @@ from quote_pipeline.sandbox.server import (
 
 DESCRIPTION = (
     "Serve an FMP-compatible API on a loopback port with deterministic data and optional "
-    "faults. Prints 'FMP sandbox listening on URL' once bound; stops on SIGINT/SIGTERM."
+    "faults. Prints 'FMP sandbox listening on URL' once bound; stops on SIGINT/SIGTERM. "
+    "XBIGPRICE and XDUSTPRICE are priced at the limits of exactness (15 integer digits with "
+    "8 decimals; 0.00001234)."
 )
 
 

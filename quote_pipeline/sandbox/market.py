@@ -21,6 +21,18 @@ CALENDAR_START = date(2000, 1, 1)
 
 SymbolKind = Literal["stock", "penny", "crypto"]
 
+# Symbols whose prices sit at the limits of what the tables promise to keep exactly: 15
+# integer digits with 8 decimals, and crypto dust with 8 decimals. Their quotes and daily
+# bars are exact decimals built from these (never through a float), so a test comparing
+# what was stored with the served JSON text, digit for digit, catches a float anywhere on
+# the way (a float keeps 15-17 significant digits; the first price has 23) or a scale cut
+# short. They move by whole quanta with the market clock and never leave their digits.
+EXTREME_PRICES: dict[str, Decimal] = {
+    "XBIGPRICE": Decimal("123456789012345.12345678"),
+    "XDUSTPRICE": Decimal("0.00001234"),
+}
+_EXTREME_QUANTUM = Decimal("0.00000001")
+
 _CENT = Decimal("0.01")
 _VWAP_DIVISOR = Decimal(4)
 _PERCENT_QUANTUM = Decimal("0.00001")
@@ -86,6 +98,8 @@ def _base_volume(symbol: str, seed: int) -> float:
 def simulated_quote(symbol: str, *, seed: int = 0, generation: int = 0) -> dict[str, Any]:
     """Quote for ``symbol`` at market-clock ``generation``: symbol, price, change, volume."""
     sym = symbol.upper()
+    if sym in EXTREME_PRICES:
+        return _extreme_quote(sym, seed=seed, generation=generation)
     places = price_places(sym)
     phase1 = 2 * math.pi * _unit("phase1", seed, sym)
     phase2 = 2 * math.pi * _unit("phase2", seed, sym)
@@ -99,6 +113,16 @@ def simulated_quote(symbol: str, *, seed: int = 0, generation: int = 0) -> dict[
     change_share = 0.03 * _signed("change", seed, sym, generation)
     change = (price * Decimal(change_share)).quantize(quantum, rounding=ROUND_HALF_EVEN)
     change = abs(change) if change.is_zero() else change  # no "-0.00"
+    volume = int(_base_volume(sym, seed) * (0.85 + 0.3 * _unit("vol", seed, sym, generation)))
+    return {"symbol": sym, "price": price, "change": change, "volume": volume}
+
+
+def _extreme_quote(sym: str, *, seed: int, generation: int) -> dict[str, Any]:
+    price = EXTREME_PRICES[sym] + generation % 50 * _EXTREME_QUANTUM
+    # Decimal arithmetic throughout (28 significant digits is room for 15 + 8).
+    change_share = Decimal(str(round(0.03 * _signed("change", seed, sym, generation), 6)))
+    change = (price * change_share).quantize(_EXTREME_QUANTUM, rounding=ROUND_HALF_EVEN)
+    change = abs(change) if change.is_zero() else change
     volume = int(_base_volume(sym, seed) * (0.85 + 0.3 * _unit("vol", seed, sym, generation)))
     return {"symbol": sym, "price": price, "change": change, "volume": volume}
 
@@ -155,8 +179,33 @@ def _daily_close(symbol: str, day: date, seed: int) -> Decimal:
     )
 
 
+def _extreme_daily_bar(symbol: str, day: date, seed: int) -> dict[str, Any]:
+    """A daily bar of an :data:`EXTREME_PRICES` symbol, in exact decimals of 8 places."""
+    base = EXTREME_PRICES[symbol]
+    open_ = base + int(_unit("xopen", symbol, day) * 90) * _EXTREME_QUANTUM
+    close = base + int(_unit("xclose", symbol, day) * 90) * _EXTREME_QUANTUM
+    high = max(open_, close) + 7 * _EXTREME_QUANTUM
+    low = min(open_, close) - 3 * _EXTREME_QUANTUM
+    change = close - open_
+    percent = (change / open_ * 100).quantize(_PERCENT_QUANTUM)
+    return {
+        "symbol": symbol,
+        "date": day.isoformat(),
+        "open": open_,
+        "high": high,
+        "low": low,
+        "close": close,
+        "volume": int(_base_volume(symbol, seed) * (0.6 + 0.8 * _unit("dvol", seed, symbol, day))),
+        "change": change,
+        "changePercent": abs(percent) if percent.is_zero() else percent,  # no "-0.0"
+        "vwap": (open_ + high + low + close) / _VWAP_DIVISOR,
+    }
+
+
 def _daily_bar(symbol: str, cal: _Calendar, i: int, seed: int) -> dict[str, Any]:
     day = cal.sessions[i]
+    if symbol in EXTREME_PRICES:
+        return _extreme_daily_bar(symbol, day, seed)
     close = _daily_close(symbol, day, seed)
     if i > 0:
         previous = _daily_close(symbol, cal.sessions[i - 1], seed)

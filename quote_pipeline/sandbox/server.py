@@ -11,7 +11,7 @@ import re
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -183,6 +183,9 @@ class SandboxConfig:
     latency_ms: float = 0.0
     faults: FaultConfig = field(default_factory=FaultConfig)
     clock: datetime | None = None
+    # Seconds (monotonic) for the calls_per_minute window. Tests pass a fake they advance,
+    # so a window's sliding is checked without waiting for it in real time.
+    rate_clock: Callable[[], float] = field(default=time.monotonic, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
@@ -260,7 +263,7 @@ class _State:
         faults = self.config.faults
         if faults.calls_per_minute is None:
             return False
-        now = time.monotonic()
+        now = self.config.rate_clock()
         while self.window and self.window[0] <= now - faults.rate_window_seconds:
             self.window.popleft()
         if len(self.window) >= faults.calls_per_minute:

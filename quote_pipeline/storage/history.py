@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from quote_pipeline.compat import batched
 from quote_pipeline.price_bars import DailyBar, IntradayBar, bar_problem
+from quote_pipeline.storage.faults import crash_point
 from quote_pipeline.storage.repository import dialect_insert
 from quote_pipeline.storage.schema import daily_prices, intraday_bars
 
@@ -129,6 +130,7 @@ def replace_daily_prices(
                     )
                 )
                 deleted += result.rowcount
+        crash_point("after_daily_delete")  # tests only: see storage/faults.py
         upsert = _upsert(conn, daily_prices, ("ticker", "date"), _DAILY_UPDATE)
         for rows in batched(map(checked, bars), chunk_rows):
             written += len(conn.execute(upsert, list(rows)).all())
@@ -160,6 +162,7 @@ def upsert_intraday_bars(
         upsert = _upsert(conn, intraday_bars, ("ticker", "bar_start"), _INTRADAY_UPDATE)
         for rows in batched(map(checked, bars), chunk_rows):
             written += len(conn.execute(upsert, list(rows)).all())
+            crash_point("after_intraday_chunk")  # tests only: see storage/faults.py
     return written
 
 

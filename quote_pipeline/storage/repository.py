@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from quote_pipeline.models import Quote, normalize_symbols
+from quote_pipeline.storage.faults import crash_point
 from quote_pipeline.storage.schema import quote_snapshots, stocks, tickers
 
 
@@ -135,6 +136,7 @@ def _write_quotes_executemany(
         for q in quotes
     ]
     upserted = len(conn.scalars(upsert, stock_rows).all())
+    crash_point("after_stocks_upsert")  # tests only: see storage/faults.py
     append = (
         dialect_insert(conn, quote_snapshots)
         .on_conflict_do_nothing(index_elements=["ticker", "quoted_at"])
@@ -205,6 +207,7 @@ def _write_quotes_postgresql(
         where=stocks.c.quoted_at <= insert_stock.excluded.quoted_at,
     )
     upserted = conn.execute(upsert).rowcount
+    crash_point("after_stocks_upsert")  # tests only: see storage/faults.py
     snapshot_columns = ["ticker", "price", "volume", "quoted_at", "fetched_at"]
     append = (
         postgresql.insert(quote_snapshots)

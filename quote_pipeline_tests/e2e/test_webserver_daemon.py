@@ -24,6 +24,7 @@ from quote_pipeline.defs.quotes.schedules import CRON_SCHEDULE, EXECUTION_TIMEZO
 from quote_pipeline.market_calendar import NEW_YORK, market_day
 from quote_pipeline.sandbox import SandboxServer
 from quote_pipeline.storage import add_tickers, create_db_engine, read_stocks, remove_tickers
+from quote_pipeline_tests.conftest import SANDBOX_KEY
 from quote_pipeline_tests.e2e.conftest import HANG_SYMBOL
 from quote_pipeline_tests.support.dagster_processes import (
     LOCATION_NAME,
@@ -31,6 +32,7 @@ from quote_pipeline_tests.support.dagster_processes import (
     DagsterStack,
     wait_until,
 )
+from quote_pipeline_tests.support.leaks import columns_containing, files_containing
 
 pytestmark = [
     pytest.mark.slow,
@@ -306,3 +308,17 @@ def _schedule_state_id(stack: DagsterStack) -> str:
         {"selector": SCHEDULE_SELECTOR},
     )
     return data["scheduleOrError"]["scheduleState"]["id"]
+
+
+def test_the_key_is_in_no_process_log_or_stored_event(dagster_stack: DagsterStack) -> None:
+    # Last in the file: after a launched run, a crashed one and a scheduled tick, the bare
+    # key is in none of the processes' output (webserver, daemon, their run workers), no
+    # file of the instance and no text column of Dagster's PostgreSQL storage.
+    logs = sorted(dagster_stack.log_dir.glob("*.log"))
+    assert {p.name for p in logs} >= {"webserver.log", "daemon.log"}
+    for root in (dagster_stack.log_dir, dagster_stack.home):
+        assert files_containing(root, SANDBOX_KEY.encode()) == []
+    assert columns_containing(dagster_stack.dagster_database_url, SANDBOX_KEY) == []
+    # The searches looked where the runs left their traces.
+    assert files_containing(dagster_stack.log_dir, b"refresh_quotes")
+    assert columns_containing(dagster_stack.dagster_database_url, "fetch_quote_batch")

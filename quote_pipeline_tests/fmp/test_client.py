@@ -2,6 +2,8 @@
 
 import json
 import logging
+import re
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -52,8 +54,10 @@ def by_symbol(items: list) -> dict:
 
 
 def test_single_symbol_quotes_are_exact(sandbox: SandboxServer) -> None:
+    before = datetime.now(UTC)
     with client_for(sandbox) as client:
         result = fetch(client, SYMBOLS, use_batch_endpoint=False)
+    after = datetime.now(UTC)
     assert result.failures == []
     assert result.requests_made == len(SYMBOLS)
     quotes = by_symbol(result.quotes)
@@ -62,7 +66,11 @@ def test_single_symbol_quotes_are_exact(sandbox: SandboxServer) -> None:
         assert quotes[symbol].price == expected["price"]
         assert isinstance(quotes[symbol].price, Decimal)
         assert quotes[symbol].volume == expected["volume"]
-        assert quotes[symbol].quoted_at.tzinfo is not None
+        # quote-short serves no timestamp: the quote is as of when its answer arrived.
+        assert "timestamp" not in expected
+        assert quotes[symbol].quoted_at == quotes[symbol].fetched_at
+        assert before <= quotes[symbol].quoted_at <= after
+        assert quotes[symbol].quoted_at.utcoffset() == timedelta(0)
     assert any(q.volume > 2**31 for q in quotes.values())
 
 
@@ -144,16 +152,12 @@ def test_library_debug_logs_of_successful_requests_carry_no_key(
 
 
 def test_a_timestamp_out_of_range_is_a_bad_row_not_a_crash() -> None:
-    from datetime import UTC, datetime
-
     row = {"symbol": "X", "price": Decimal(1), "volume": 1, "timestamp": 10**20}
     with pytest.raises(ValueError, match="out of range"):
         parse_quote(row, datetime.now(UTC))
 
 
 def test_parse_quote_uses_the_api_timestamp_when_given() -> None:
-    from datetime import UTC, datetime
-
     fetched = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
     row = json.loads(
         '{"symbol": "aapl", "price": 232.80, "volume": 44489128, "change": 2.64, '
@@ -168,22 +172,30 @@ def test_parse_quote_uses_the_api_timestamp_when_given() -> None:
 
 
 @pytest.mark.parametrize(
-    "row",
+    ("row", "message"),
     [
-        {"symbol": "X", "price": Decimal(0), "volume": 1},
-        {"symbol": "X", "price": Decimal("-1.5"), "volume": 1},
-        {"symbol": "X", "price": "n/a", "volume": 1},
-        {"symbol": "X", "volume": 1},
-        {"symbol": "X", "price": Decimal(1), "volume": -1},
-        {"symbol": "X", "price": Decimal(1), "volume": Decimal("1.5")},
-        {"symbol": "X", "price": Decimal(1), "volume": True},
-        {"symbol": "X", "price": Decimal(1)},
+        ({"symbol": "X", "price": Decimal(0), "volume": 1}, "price must be positive, got 0"),
+        (
+            {"symbol": "X", "price": Decimal("-1.5"), "volume": 1},
+            "price must be positive, got -1.5",
+        ),
+        ({"symbol": "X", "price": "n/a", "volume": 1}, "price must be a number, got 'n/a'"),
+        ({"symbol": "X", "volume": 1}, "missing 'price'"),
+        (
+            {"symbol": "X", "price": Decimal(1), "volume": -1},
+            "volume must not be negative, got -1",
+        ),
+        (
+            {"symbol": "X", "price": Decimal(1), "volume": Decimal("1.5")},
+            "volume must be a whole number, got 1.5",
+        ),
+        ({"symbol": "X", "price": Decimal(1), "volume": True}, "volume must be a number, got True"),
+        ({"symbol": "X", "price": Decimal(1)}, "missing 'volume'"),
     ],
 )
-def test_parse_quote_refuses_bad_rows(row: dict) -> None:
-    from datetime import UTC, datetime
-
-    with pytest.raises(ValueError):
+def test_parse_quote_refuses_bad_rows(row: dict, message: str) -> None:
+    # The whole message, so a row refused for another reason than the one meant fails.
+    with pytest.raises(ValueError, match=f"^{re.escape(f'X: {message}')}$"):
         parse_quote(row, datetime.now(UTC))
 
 

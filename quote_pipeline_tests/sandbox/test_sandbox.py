@@ -213,24 +213,44 @@ def test_rate_limit_faults_and_200_variant() -> None:
         assert 5 < got.count(429) < 35 and got.count(200) == 60 - got.count(429)
 
 
+class FakeMonotonic:
+    """A monotonic clock in seconds that moves only when a test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_calls_per_minute_window() -> None:
-    faults = FaultConfig(calls_per_minute=3, rate_window_seconds=0.6)
-    with sandbox(faults) as client:
+    clock = FakeMonotonic()  # the window slides when the test says, not with real time
+    with sandbox(FaultConfig(calls_per_minute=3), rate_clock=clock) as client:
         assert statuses(client, ["A", "B", "C", "D", "E"]) == [200, 200, 200, 429, 429]
         assert client.get(QUOTE, symbol="A").json() == {"Error Message": LIMIT_REACH_MESSAGE}
-        time.sleep(0.7)
+        clock.now += 59.9  # the first three calls are still in the minute
+        assert statuses(client, ["F"]) == [429]
+        clock.now += 0.1  # now they left it: three more fit, not four
         assert statuses(client, ["F", "G", "H", "I"]) == [200, 200, 200, 429]
-    with sandbox(FaultConfig(calls_per_minute=2)) as client:  # the real 60 s window
+    faults = FaultConfig(calls_per_minute=3, rate_window_seconds=0.6)
+    with sandbox(faults, rate_clock=clock) as client:  # a shorter window slides sooner
+        assert statuses(client, ["A", "B", "C", "D"]) == [200, 200, 200, 429]
+        clock.now += 0.6
+        assert statuses(client, ["E", "F", "G", "H"]) == [200, 200, 200, 429]
+    with sandbox(FaultConfig(calls_per_minute=2)) as client:  # the real clock, by default
         assert statuses(client, ["A", "B", "C"]) == [200, 200, 429]
 
 
 def test_daily_quota_is_gone_for_the_day() -> None:
-    with sandbox(FaultConfig(daily_quota=4)) as client:
+    morning = datetime(2026, 11, 24, 9, 30, tzinfo=NEW_YORK)
+    with sandbox(FaultConfig(daily_quota=4), clock=morning) as client:
         assert statuses(client, ["A", "B", "C", "D", "E", "F"]) == [200] * 4 + [429] * 2
-        time.sleep(0.2)
+        client.server.set_clock(morning.replace(hour=23, minute=59))  # later the same day
         assert statuses(client, ["A", "G"]) == [429, 429]
         assert client.get(QUOTE, key="wrong", symbol="A").status_code == 401
         client.admin("POST", "reset")  # the sandbox's way of starting a new day
+        assert statuses(client, ["A", "B", "C", "D", "E"]) == [200] * 4 + [429]
+        client.server.set_clock(morning + timedelta(days=1))  # and so is the next New York day
         assert statuses(client, ["A"]) == [200]
 
 

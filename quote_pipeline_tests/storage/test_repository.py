@@ -99,6 +99,41 @@ def test_a_failing_write_leaves_both_tables_as_they_were(engine: Engine) -> None
     assert count_snapshots(engine) == 1
 
 
+def refuse_snapshots_of(engine: Engine, ticker: str) -> None:
+    """Make the database refuse ``quote_snapshots`` rows of ``ticker`` (and only those)."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                "CREATE OR REPLACE FUNCTION refuse_snapshot() RETURNS trigger LANGUAGE plpgsql "
+                f"AS $$ BEGIN IF NEW.ticker = '{ticker}' THEN "
+                "RAISE EXCEPTION 'snapshot refused'; END IF; RETURN NEW; END $$"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse_snapshot BEFORE INSERT ON quote_snapshots "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_snapshot()"
+            )
+        else:
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse_snapshot BEFORE INSERT ON quote_snapshots "
+                f"WHEN NEW.ticker = '{ticker}' BEGIN SELECT RAISE(ABORT, 'snapshot refused'); END"
+            )
+
+
+def test_a_write_the_snapshot_table_refuses_leaves_stocks_as_it_was(engine: Engine) -> None:
+    # The failure comes from the second statement (the snapshot insert), after the stocks
+    # upsert succeeded: only one transaction around both undoes that upsert.
+    write_quotes(engine, [quote("AAPL", "232.8", 100)], written_at=NOW)
+    refuse_snapshots_of(engine, "MSFT")
+    later = NOW + timedelta(hours=1)
+    batch = [quote("AAPL", "240", 5, later), quote("MSFT", "410", 7, later)]
+    with pytest.raises(sa.exc.DBAPIError, match="snapshot refused"):
+        write_quotes(engine, batch, written_at=later)
+    assert [(r.ticker, r.price, r.quoted_at) for r in read_stocks(engine)] == [
+        ("AAPL", Decimal("232.8"), NOW)
+    ]
+    assert count_snapshots(engine) == 1
+
+
 def test_duplicate_tickers_in_one_write_are_refused(engine: Engine) -> None:
     with pytest.raises(ValueError, match="same ticker twice"):
         write_quotes(engine, [quote("AAPL", "1", 1), quote("AAPL", "2", 2)], written_at=NOW)
