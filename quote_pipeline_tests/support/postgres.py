@@ -161,7 +161,9 @@ def acquire_postgres() -> PostgresServer:
     tried.append(f"127.0.0.1:5432: {reason}")
     started = _start_installed_cluster()
     tried.append(started)
-    if "start: exit 0" in started and _wait_reachable(DEFAULT_SERVER_URL, 20) is None:
+    # Any start attempt, even a failed one: with two test workers, the other one may be
+    # starting the same cluster at this moment ("already running").
+    if "start: exit" in started and _wait_reachable(DEFAULT_SERVER_URL, 20) is None:
         return PostgresServer(DEFAULT_SERVER_URL, "installed cluster, started for the tests")
     try:
         return _throwaway_cluster()
