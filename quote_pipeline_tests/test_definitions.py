@@ -114,27 +114,23 @@ def test_dg_checks_and_lists_the_project(tmp_path: Path) -> None:
         "DAGSTER_HOME": str(home),
         "VIRTUAL_ENV": sys.prefix,
     }
-    checked = subprocess.run(
-        [str(BIN / "dg"), "check", "defs"],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+
+    def dg_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "dg"), *args],
+            env=env,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+
+    checked = dg_cli("check", "defs")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "All definitions loaded successfully" in checked.stdout + checked.stderr
     assert "BetaWarning" not in checked.stderr and "Deprecat" not in checked.stderr
-    listed = subprocess.run(
-        [str(BIN / "dg"), "list", "defs", "--json"],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    listed = dg_cli("list", "defs", "--json")
     assert listed.returncode == 0, listed.stderr
     assert "retry_pending_quotes" in listed.stdout and "daily_prices" in listed.stdout
 

@@ -186,6 +186,13 @@ def _extreme_daily_bar(symbol: str, day: date, seed: int) -> dict[str, Any]:
     close = base + int(_unit("xclose", symbol, day) * 90) * _EXTREME_QUANTUM
     high = max(open_, close) + 7 * _EXTREME_QUANTUM
     low = min(open_, close) - 3 * _EXTREME_QUANTUM
+    return _daily_row(symbol, day, open_, high, low, close, seed)
+
+
+def _daily_row(
+    symbol: str, day: date, open_: Decimal, high: Decimal, low: Decimal, close: Decimal, seed: int
+) -> dict[str, Any]:
+    """An end-of-day row as FMP sends it, from the bar's prices."""
     change = close - open_
     percent = (change / open_ * 100).quantize(_PERCENT_QUANTUM)
     return {
@@ -217,20 +224,7 @@ def _daily_bar(symbol: str, cal: _Calendar, i: int, seed: int) -> dict[str, Any]
     # Rounding can only land on the grid point itself, so these are belt and braces.
     high = max(high, open_, close)
     low = min(low, open_, close)
-    volume = int(_base_volume(symbol, seed) * (0.6 + 0.8 * _unit("dvol", seed, symbol, day)))
-    change = close - open_
-    return {
-        "symbol": symbol,
-        "date": day.isoformat(),
-        "open": open_,
-        "high": high,
-        "low": low,
-        "close": close,
-        "volume": volume,
-        "change": change,
-        "changePercent": (change / open_ * 100).quantize(_PERCENT_QUANTUM),
-        "vwap": (open_ + high + low + close) / _VWAP_DIVISOR,
-    }
+    return _daily_row(symbol, day, open_, high, low, close, seed)
 
 
 def simulated_daily_bars(
