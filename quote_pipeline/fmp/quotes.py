@@ -33,6 +33,8 @@ BATCH_QUOTE_PATH = "/stable/batch-quote-short"
 _PROBE_FATAL = frozenset({FailureKind.AUTH_ERROR, FailureKind.QUOTA_EXHAUSTED})
 _PROBE_UNREACHABLE = frozenset({FailureKind.TRANSPORT_ERROR, FailureKind.SERVER_ERROR})
 PROBE_SYMBOLS = 3
+# How long the probe waits for its first symbol before asking the others as well.
+PROBE_PATIENCE_SECONDS = 2.0
 
 
 @dataclass
@@ -90,9 +92,10 @@ def probe(
     the batch endpoint? Returns whether to use it.
 
     Raises :class:`FMPError` for an invalid key or an exhausted quota after one request.
-    When that request cannot get through (5xx, a timeout), a few other symbols are asked at
-    once and the first answer decides: one sick symbol is not a dead API, and a hanging one
-    must not cost more than a moment. Only when all of them fail is the API unreachable.
+    When that request cannot get through (5xx, a timeout) or takes longer than
+    :data:`PROBE_PATIENCE_SECONDS`, a few other symbols are asked at once and the first answer
+    decides: one sick symbol is not a dead API, and a hanging one must not cost more than a
+    moment. Only when all of them fail is the API unreachable.
     ``ask_last``: symbols known to be failing (pending retries), tried after the others.
     """
     client.pacer.reset_quota()
@@ -117,18 +120,26 @@ def probe(
             # Anything else (a bad body, a 402 for this symbol) says the API answers.
         return try_batch
 
-    try:
-        return bool(ask(candidates[0]))
-    except _Unreachable as first:
-        last: FMPError = first.error
-    pending = {client.submit(ask, symbol) for symbol in candidates[1:]}
-    while pending:
-        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+    # The first symbol alone: one request answers for a healthy API (and a refused key costs
+    # one). If it has not answered within a moment, or could not get through, the others
+    # are asked too, and whichever answers first decides.
+    pending = {client.submit(ask, candidates[0])}
+    done, pending = wait(pending, timeout=PROBE_PATIENCE_SECONDS)
+    others_asked = False
+    last: FMPError | None = None
+    while True:
         for future in done:
             try:
                 return bool(future.result())  # a hanging request left behind times out alone
             except _Unreachable as exc:
                 last = exc.error
+        if not others_asked:
+            pending |= {client.submit(ask, symbol) for symbol in candidates[1:]}
+            others_asked = True
+        if not pending:
+            break
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+    assert last is not None
     raise last
 
 

@@ -3,6 +3,7 @@
 import json
 import logging
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -20,6 +21,7 @@ from quote_pipeline.fmp import (
     parse_quote,
     probe,
 )
+from quote_pipeline.fmp.quotes import PROBE_PATIENCE_SECONDS
 from quote_pipeline.models import FailureKind
 from quote_pipeline.sandbox import FaultConfig, SandboxServer
 from quote_pipeline_tests.conftest import SANDBOX_KEY, SandboxFactory
@@ -213,3 +215,23 @@ def test_a_proxy_from_the_environment_is_used(
     with FMPClient(SANDBOX_KEY, settings) as client:
         result = fetch(client, ["AAPL"], use_batch_endpoint=False)
     assert [q.symbol for q in result.quotes] == ["AAPL"], result.failures
+
+
+def test_a_hanging_first_symbol_costs_the_probe_a_moment_not_a_timeout(
+    start_sandbox: SandboxFactory,
+) -> None:
+    sandbox = start_sandbox(faults=FaultConfig(hang_symbols={"HANG"}, hang_seconds=5))
+    with client_for(sandbox, read_timeout=10.0) as client:
+        started = time.monotonic()
+        assert probe(client, ["HANG", "AAPL", "MSFT"], try_batch=False) is False
+        waited = time.monotonic() - started
+    # The patience for the first symbol, then the first of the others to answer.
+    assert PROBE_PATIENCE_SECONDS <= waited < PROBE_PATIENCE_SECONDS + 1.5
+
+
+def test_the_probe_tries_known_stragglers_last(sandbox: SandboxServer) -> None:
+    with client_for(sandbox) as client:
+        probe(client, ["AAPL", "MSFT"], try_batch=False, ask_last={"AAPL"})
+        assert client.requests_made == 1
+    (asked,) = sandbox.stats()["requests"]
+    assert asked["symbols"] == ["MSFT"]

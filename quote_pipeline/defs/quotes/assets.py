@@ -225,7 +225,7 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition:
         """Latest quotes from the FMP API: one row per ticker that got a quote, and a
         failure record (symbol, kind, message) for each that did not.
 
-        The tickers are split into tens of batches, each a mapped step (pool `fmp_api`)
+        The tickers are split into a few large batches, each a mapped step (pool `fmp_api`)
         whose requests run concurrently through the fetch engine. A symbol that keeps
         failing transiently costs at most the run's retry budget (one more pass, 30 s
         later, by default) and is then left to the retry sensor; the step's RetryPolicy is
