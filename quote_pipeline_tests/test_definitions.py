@@ -36,7 +36,10 @@ def test_every_domain_folder_contributes_its_definitions(loaded: dg.Definitions)
         "daily_prices_after_close",
         "intraday_bars_every_5_minutes",
     }
-    assert {s.name for s in loaded.sensors or []} == {"retry_pending_quotes"}
+    assert {s.name for s in loaded.sensors or []} == {
+        "retry_pending_quotes",
+        "retry_pending_daily_prices",
+    }
     assert set(loaded.resources or {}) == {"database", "fmp"}
 
 

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from quote_pipeline.defs.quotes.sensors import build_retry_sensor
+from quote_pipeline.defs.quotes.sensors import build_quote_retry_sensor
 from quote_pipeline.defs.resources import DatabaseResource
 from quote_pipeline.models import FailureKind, SymbolFailure
 from quote_pipeline.storage.fetch_state import (
@@ -60,7 +60,7 @@ def test_each_failing_run_doubles_the_wait_up_to_the_cap_then_gives_up(engine: E
 
 
 def evaluate(database: DatabaseResource) -> dg.SensorResult | dg.RunRequest | str:
-    sensor = build_retry_sensor()
+    sensor = build_quote_retry_sensor()
     with dg.build_sensor_context(resources={"database": database}) as context:
         data = sensor.evaluate_tick(context)
     if data.skip_message is not None:

@@ -18,8 +18,10 @@ from quote_pipeline.fmp.history import DAILY_PATH
 from quote_pipeline.market_calendar import is_session, session_hours, sessions_between
 from quote_pipeline.sandbox import FaultConfig
 from quote_pipeline.storage import create_db_engine
+from quote_pipeline.storage.fetch_state import pending_symbols
 from quote_pipeline.storage.history import read_daily_prices
 from quote_pipeline.storage.schema import daily_prices as daily_prices_table
+from quote_pipeline.storage.schema import symbol_retries
 from quote_pipeline_tests.conftest import SandboxFactory
 from quote_pipeline_tests.history.support import (
     TICKERS,
@@ -309,6 +311,34 @@ def test_server_errors_that_persist_fail_the_run_after_writing_the_rest(
     failure = result.failure_data_for_node("daily_prices")
     assert failure is not None
     assert "transport_error" in str(failure.user_failure_data)
+    assert "retry_pending_daily_prices" in str(failure.user_failure_data)
+
+    # SLOW is left to the retry sensor, under its range. Once it answers and is due, the
+    # sensor asks the same range again for SLOW alone, and its rows arrive.
+    engine = create_db_engine(sqlite_url)
+    (pending,) = pending_symbols(engine)
+    assert (pending.dataset, pending.ticker) == ("daily:2026-03-02/2026-03-06", "SLOW")
+    sandbox.set_faults(FaultConfig())
+    sandbox.reset()
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(symbol_retries).values(
+                next_attempt_at=datetime.now(UTC) - timedelta(seconds=1)
+            )
+        )
+    sensor = defs.resolve_sensor_def("retry_pending_daily_prices")
+    with dg.build_sensor_context(instance=dagster_instance, resources=defs.resources) as context:
+        (request,) = sensor.evaluate_tick(context).run_requests or []
+    assert request.run_config == {"ops": {"daily_prices": {"config": {"only_symbols": ["SLOW"]}}}}
+    assert request.tags["dagster/asset_partition_range_start"] == "2026-03-02"
+    assert request.tags["dagster/asset_partition_range_end"] == "2026-03-06"
+    retried = defs.resolve_job_def("daily_prices_job").execute_in_process(
+        instance=dagster_instance, run_config=request.run_config, tags=request.tags
+    )
+    assert retried.success
+    assert history_requests(sandbox) == {"SLOW": 1}
+    assert len(read_daily_prices(engine, ["SLOW"])) == 5
+    assert pending_symbols(engine) == []
 
 
 def test_an_invalid_key_stops_the_run(

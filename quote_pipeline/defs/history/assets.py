@@ -14,6 +14,7 @@ from typing import Any
 
 import dagster as dg
 from pydantic import Field
+from sqlalchemy.engine import Engine
 
 from quote_pipeline.defs.history.checks import (
     daily_check_specs,
@@ -43,6 +44,11 @@ from quote_pipeline.models import FailureKind, SymbolFailure
 from quote_pipeline.price_bars import DailyBar
 from quote_pipeline.storage import list_tickers
 from quote_pipeline.storage import schema as tables
+from quote_pipeline.storage.fetch_state import (
+    PendingSymbol,
+    clear_symbols,
+    record_failed_symbols,
+)
 from quote_pipeline.storage.history import replace_daily_prices, upsert_intraday_bars
 
 GROUP = "price_history"
@@ -60,6 +66,11 @@ class HistoryFetchConfig(dg.Config):
         "next is fetched.",
     )
     chunk_rows: int = Field(default=5_000, ge=1, description="Rows per bulk insert statement.")
+    only_symbols: list[str] | None = Field(
+        default=None,
+        description="Fetch only these of the tracked tickers (the retry sensor sets it to the "
+        "symbols still pending); unset: every tracked ticker.",
+    )
 
 
 class IntradayBarsConfig(HistoryFetchConfig):
@@ -194,7 +205,11 @@ def _run_metadata(
     }
 
 
-def _fail_unless_complete(report: FetchReport[Any], metadata: dict[str, Any]) -> None:
+def _fail_unless_complete(
+    report: FetchReport[Any],
+    metadata: dict[str, Any],
+    retry_note: str = "Re-materialize the same range: it replaces rows exactly.",
+) -> None:
     """After the good rows are written: fail the run, naming the tickers, when some still
     failed transiently after the retry budget, or the quota ran out."""
     if report.quota_exhausted:
@@ -209,20 +224,65 @@ def _fail_unless_complete(report: FetchReport[Any], metadata: dict[str, Any]) ->
         raise dg.Failure(
             f"{len(transient)} tickers still failed after {report.passes} pass(es) "
             f"({dict(Counter(f.kind.value for f in transient))}: {names}); every other "
-            "ticker was written. Re-materialize the same range: it replaces rows exactly.",
+            f"ticker was written. {retry_note}",
             metadata=metadata,
             allow_retries=False,
         )
 
 
-def _tracked(database: DatabaseResource) -> list[str]:
+def _tracked(database: DatabaseResource, only: list[str] | None = None) -> list[str]:
     symbols = list_tickers(database.get_engine())
+    if only is not None:
+        wanted = {s.upper() for s in only}
+        symbols = [s for s in symbols if s in wanted]
     if not symbols:
         raise dg.Failure(
-            "No tickers to fetch: add some with `quote-pipeline tickers add SYM…`.",
+            "No tickers to fetch: add some with `quote-pipeline tickers add SYM…`."
+            if only is None
+            else "None of only_symbols is tracked any more: nothing to fetch.",
             allow_retries=False,
         )
     return symbols
+
+
+# --- stragglers of a daily range, for the retry sensor -----------------------------------------
+
+DAILY_DATASET_PREFIX = "daily:"
+
+
+def daily_dataset(start: date, end: date) -> str:
+    """How a daily range's stragglers are named in `symbol_retries`: ``daily:<start>/<end>``."""
+    return f"{DAILY_DATASET_PREFIX}{start.isoformat()}/{end.isoformat()}"
+
+
+def daily_range(dataset: str) -> tuple[str, str]:
+    """The first and last partition key of a :func:`daily_dataset` name."""
+    first, _, last = dataset.removeprefix(DAILY_DATASET_PREFIX).partition("/")
+    return first, last
+
+
+def settle_daily_stragglers(
+    fmp: FMPResource,
+    engine: Engine,
+    start: date,
+    end: date,
+    symbols: Sequence[str],
+    report: FetchReport[Any],
+) -> list[PendingSymbol]:
+    """Record the range's symbols still failing transiently for the retry sensor; forget
+    the ones that answered (or failed for good) this time."""
+    dataset = daily_dataset(start, end)
+    transient = report.transient
+    still = {f.symbol for f in transient}
+    clear_symbols(engine, dataset, [s for s in symbols if s not in still])
+    return record_failed_symbols(
+        engine,
+        dataset,
+        transient,
+        report.attempts,
+        now=datetime.now(UTC),
+        backoff=fmp.retry_backoff(),
+    )
 
 
 # --- daily_prices --------------------------------------------------------------------------------
@@ -295,7 +355,7 @@ def build_daily_prices(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDef
                 "(the daily_prices_after_close schedule does).",
                 allow_retries=False,
             )
-        symbols = _tracked(database)
+        symbols = _tracked(database, config.only_symbols)
         checks = [
             daily_consistency_result(engine, symbols, start, end),
             missing_sessions_result(engine, symbols, sessions),
@@ -361,7 +421,17 @@ def build_daily_prices(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDef
             # Every partition of a range gets this metadata: the run's total is not its row
             # count.
             del metadata["dagster/row_count"]
-        _fail_unless_complete(report, metadata)
+        pending = settle_daily_stragglers(fmp, engine, start, end, symbols, report)
+        metadata["pending_retry"] = len(pending)
+        metadata["pending_retry_detail"] = dg.MetadataValue.md(
+            markdown_table([p.as_row() for p in pending], empty="_nothing pending_")
+        )
+        _fail_unless_complete(
+            report,
+            metadata,
+            "They are asked again, alone, by the retry_pending_daily_prices sensor (the same "
+            "range, just those tickers); re-materializing the range replaces rows exactly.",
+        )
         context.log.info(
             f"{tally.rows_written} rows written ({tally.rows_deleted} replaced) for "
             f"{report.succeeded} of {len(symbols)} tickers with {report.requests_made} requests"
@@ -422,7 +492,7 @@ def intraday_bars(
     start, end = intraday_dates(config, datetime.now(UTC))
     sessions = sessions_between(start, end)
     engine = database.get_engine()
-    symbols = _tracked(database)
+    symbols = _tracked(database, config.only_symbols)
     # The check covers the refreshed New York dates, midnight to midnight, in UTC.
     check_from = datetime.combine(start, datetime.min.time(), NEW_YORK).astimezone(UTC)
     check_to = datetime.combine(end + timedelta(days=1), datetime.min.time(), NEW_YORK)

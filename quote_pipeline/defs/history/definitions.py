@@ -9,6 +9,7 @@ from quote_pipeline.defs.history.assets import (
 )
 from quote_pipeline.defs.history.jobs import build_daily_prices_job, build_intraday_bars_job
 from quote_pipeline.defs.history.schedules import build_history_schedules
+from quote_pipeline.defs.history.sensors import build_daily_retry_sensor
 from quote_pipeline.defs.metadata import beta_parameters_accepted
 from quote_pipeline.defs.settings import DeploymentSettings
 
@@ -24,4 +25,5 @@ def history_definitions() -> dg.Definitions:
             ],
             jobs=[build_daily_prices_job(), build_intraday_bars_job()],
             schedules=build_history_schedules(settings.schedules.default_status),
+            sensors=[build_daily_retry_sensor()],
         )

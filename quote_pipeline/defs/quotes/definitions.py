@@ -13,7 +13,7 @@ from quote_pipeline.defs.quotes.schedules import (
     build_freshness_check_schedule,
     build_refresh_quotes_schedule,
 )
-from quote_pipeline.defs.quotes.sensors import build_retry_sensor
+from quote_pipeline.defs.quotes.sensors import build_quote_retry_sensor
 from quote_pipeline.defs.settings import DeploymentSettings
 
 
@@ -29,5 +29,5 @@ def quote_definitions() -> dg.Definitions:
                 build_refresh_quotes_schedule(settings.schedules),
                 build_freshness_check_schedule(settings.schedules),
             ],
-            sensors=[build_retry_sensor()],
+            sensors=[build_quote_retry_sensor()],
         )
