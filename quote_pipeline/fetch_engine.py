@@ -178,6 +178,7 @@ class FetchEngine:
                 report.passes = pass_number
                 retry_later = []
                 for group in batched(pending, group_size):
+                    handover.raise_if_failed()  # a failed write stops the fetch at once
                     results = self._one_pass(
                         group, request, symbols_per_request, request_alone, report
                     )
@@ -269,6 +270,12 @@ class _Handover(Generic[T]):
         self._wait()  # one group in the writer at a time: memory stays bounded
         if results:
             self._pending = self._writer.submit(self._on_group, results)
+
+    def raise_if_failed(self) -> None:
+        """Raise the error of a write that has already failed, without waiting for one
+        still under way."""
+        if self._pending is not None and self._pending.done():
+            self._wait()
 
     def _wait(self) -> None:
         if self._pending is not None:

@@ -151,6 +151,35 @@ def test_a_whole_step_failing_is_retried_by_its_retry_policy(
     assert {asked[s] for s in symbols(10, "A")} <= {1, 2}  # the first is the probe's too
 
 
+def test_a_retry_run_moves_the_back_off_on_or_settles_what_it_asked(
+    monkeypatch, start_sandbox: SandboxFactory, postgres_url: str, dagster_instance
+) -> None:
+    sandbox = start_sandbox(faults=FaultConfig(server_error_symbols={"FLAKY"}))
+    defs = fast_definitions(monkeypatch, sandbox, postgres_url, [*symbols(20), "FLAKY"])
+    assert run_refresh(defs, dagster_instance).success  # 1 of 21 is under the threshold
+    engine = create_db_engine(postgres_url)
+    (first,) = pending_symbols(engine, "quotes")
+    # What the retry sensor asks for (its run config).
+    only_flaky = {"config": {"only_symbols": ["FLAKY"]}}
+    retry = {"ops": {"raw_quotes": {"ops": {"plan_quote_batches": only_flaky}}}}
+
+    # Still failing: the retry run fails at its probe, and says so, but the back-off moves
+    # on (so the sensor's next run is a new one, later).
+    again = run_refresh(defs, dagster_instance, run_config=retry)
+    assert not again.success
+    failure = next(e for e in again.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "FLAKY still failing" in failure.event_specific_data.error.message
+    (second,) = pending_symbols(engine, "quotes")
+    assert second.runs == first.runs + 1 and second.next_attempt_at > first.next_attempt_at
+
+    # Now the API has no quote for it at all: that is the coverage check's to report, not a
+    # retry's; the symbol is no longer pending.
+    sandbox.set_faults(FaultConfig(unknown_symbols={"FLAKY"}))
+    settled = run_refresh(defs, dagster_instance, run_config=retry)
+    assert not check_result(settled, "coverage").passed
+    assert pending_symbols(engine, "quotes") == []
+
+
 def test_an_api_that_only_errors_fails_the_run_at_the_probe_and_writes_nothing(
     monkeypatch, start_sandbox: SandboxFactory, postgres_url: str, dagster_instance
 ) -> None:

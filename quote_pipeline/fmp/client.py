@@ -269,7 +269,12 @@ class FMPClient:
             # Both put the full URL, key included, in their messages: redact, and drop the
             # chained exception so no traceback carries the original text.
             message = redact(f"{path}: {type(exc).__name__}: {exc}", self._api_key)
-            timed_out = isinstance(exc, requests.ReadTimeout | urllib3.exceptions.ReadTimeoutError)
+            timed_out = isinstance(
+                exc, requests.ReadTimeout | urllib3.exceptions.ReadTimeoutError
+            ) or (  # requests (through a proxy) reports a timeout in the body so
+                isinstance(exc, requests.ConnectionError)
+                and any(isinstance(a, urllib3.exceptions.ReadTimeoutError) for a in exc.args)
+            )
             raise _Transient(FailureKind.TRANSPORT_ERROR, message, now=not timed_out) from None
         fetched_at = datetime.now(UTC)
         try:

@@ -75,6 +75,7 @@ class CallPacer:
         # write when that happens, not one per successful call.
         self._memory_may_hold = quota_memory is not None
         self._lock = threading.Lock()
+        self._memory_lock = threading.Lock()  # orders the quota memory's database writes
 
     def acquire(self) -> None:
         """Wait for a free slot, then take it."""
@@ -123,13 +124,21 @@ class CallPacer:
             self._resume_at = max(self._resume_at, self._clock() + seconds)
 
     def note_success(self) -> None:
-        """A call got a real answer: any 429 streak is over, and so is a remembered quota."""
+        """A call got a real answer: any 429 streak is over, and so is a remembered quota —
+        unless this run has found it spent meanwhile (answers already in flight when the
+        quota ran out must not wipe what was just remembered)."""
         with self._lock:
             self._rate_limited_since = None
             self._rate_limited_streak = 0
-            forget, self._memory_may_hold = self._memory_may_hold, False
+            forget = self._memory_may_hold and not self.quota_exhausted
+            if forget:
+                self._memory_may_hold = False
         if forget and self.quota_memory is not None:
-            self.quota_memory.forget_exhausted()
+            # One write at a time, re-checked inside: a "remember" that raced this "forget"
+            # always lands last.
+            with self._memory_lock:
+                if not self.quota_exhausted:
+                    self.quota_memory.forget_exhausted()
 
     def note_rate_limited(
         self, *, pause: float, exhausted_after: float, exhausted_streak: int
@@ -160,7 +169,8 @@ class CallPacer:
             self.quota_exhausted = True
             self._memory_may_hold = self.quota_memory is not None
         if first and self.quota_memory is not None:
-            self.quota_memory.remember_exhausted(reason)
+            with self._memory_lock:
+                self.quota_memory.remember_exhausted(reason)
 
     def reset_quota(self) -> None:
         """Forget an exhausted quota (a new run asks again once)."""

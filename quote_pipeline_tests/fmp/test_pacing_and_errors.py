@@ -121,3 +121,27 @@ def test_a_full_shared_window_is_not_asked_about_again_before_it_frees() -> None
     pacer.acquire()  # sleeps in steps of at most a second, 30 s in all
     assert clock.now == 1030.0
     assert ledger.asked == 2  # when full, and when it said the window would free
+
+
+class RecordingMemory:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def remember_exhausted(self, reason: str) -> None:
+        self.calls.append("remember")
+
+    def forget_exhausted(self) -> None:
+        self.calls.append("forget")
+
+
+def test_answers_in_flight_when_the_quota_runs_out_do_not_forget_it() -> None:
+    memory = RecordingMemory()
+    pacer = CallPacer(None, quota_memory=memory)
+    pacer.note_success()  # the run's first answer clears what an earlier run remembered
+    pacer.note_success()  # ... once
+    pacer.mark_quota_exhausted("Bandwidth Limit Reach")
+    pacer.note_success()  # a 200 that was already in flight
+    assert memory.calls == ["forget", "remember"]
+    pacer.reset_quota()  # the next run asks again; its first answer clears it
+    pacer.note_success()
+    assert memory.calls == ["forget", "remember", "forget"]

@@ -11,7 +11,8 @@ from pydantic import Field
 
 from quote_pipeline.defs.metadata import OWNERS, failures_table, markdown_table, table_metadata
 from quote_pipeline.defs.resources import DatabaseResource, FMPResource
-from quote_pipeline.fmp import FMPAuthError, FMPError, QuoteFetchResult, fetch_quotes, probe
+from quote_pipeline.defs.retries import pending_summary
+from quote_pipeline.fmp import FMPError, QuoteFetchResult, fetch_quotes, probe
 from quote_pipeline.models import TRANSIENT_FAILURE_KINDS, FailureKind, Quote, SymbolFailure
 from quote_pipeline.storage import list_tickers, write_quotes
 from quote_pipeline.storage import schema as tables
@@ -127,6 +128,23 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition:
                 client, symbols, try_batch=fmp.endpoint_mode == "auto", ask_last=stragglers
             )
         except FMPError as exc:  # invalid key, quota gone, API unreachable
+            if config.only_symbols is not None and exc.kind in TRANSIENT_FAILURE_KINDS:
+                # A retry run whose symbols all still fail: that is their failure, not the
+                # API's. Record it, so their back-off moves on (and the sensor's run key).
+                pending = record_failed_symbols(
+                    database.get_engine(),
+                    DATASET,
+                    [SymbolFailure(s, exc.kind, str(exc)) for s in symbols],
+                    {},
+                    now=datetime.now(UTC),
+                    backoff=fmp.retry_backoff(),
+                )
+                raise dg.Failure(
+                    f"{', '.join(symbols)} still failing ({exc}); "
+                    f"{pending_summary(pending, datetime.now(UTC))}",
+                    metadata={"pending_retry": dg.MetadataValue.md(pending_table(pending))},
+                    allow_retries=False,
+                ) from None
             raise dg.Failure(
                 f"The FMP API refused the run before any fan-out: {exc}",
                 metadata={
@@ -167,9 +185,9 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition:
                 use_batch_endpoint=batch.use_batch_endpoint,
                 on_fallback=context.log.warning,
             )
-        except FMPAuthError as exc:
+        except FMPError as exc:  # what no symbol survives: a refused key, an endpoint
             raise dg.Failure(
-                f"The FMP API refused the key: {exc}",
+                f"The FMP API refused the run: {exc}",
                 metadata={"kind": exc.kind.value},
                 allow_retries=False,
             ) from None
@@ -342,10 +360,15 @@ def stocks(
     engine = database.get_engine()
     written_at = datetime.now(UTC)
     summary = write_quotes(engine, valid, written_at=written_at)
-    # What got a quote is no longer pending; what still fails transiently is, until it
-    # succeeds or is given up.
-    clear_symbols(engine, DATASET, [q.symbol for q in valid])
+    # What got an answer (a quote, or a permanent refusal the coverage check reports) is
+    # no longer pending; what still fails transiently is, until it succeeds or is given up.
+    # A symbol not asked (the quota ran out) keeps its state.
     transient = [f for f in failures if f.kind in TRANSIENT_FAILURE_KINDS]
+    unsettled = {f.symbol for f in transient} | {
+        f.symbol for f in failures if f.kind == FailureKind.QUOTA_EXHAUSTED
+    }
+    answered = {q.symbol for q in valid} | {f.symbol for f in failures}
+    clear_symbols(engine, DATASET, answered - unsettled)
     pending = record_failed_symbols(
         engine,
         DATASET,
