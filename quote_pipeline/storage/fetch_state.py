@@ -12,11 +12,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from quote_pipeline.compat import batched
 from quote_pipeline.models import SymbolFailure
-from quote_pipeline.storage.repository import dialect_insert
+from quote_pipeline.storage.repository import dialect_insert, transaction
 from quote_pipeline.storage.schema import api_quota_state, symbol_retries
 
 PENDING = "pending"
@@ -79,7 +79,7 @@ class PendingSymbol:
 
 
 def record_failed_symbols(
-    engine: Engine,
+    bind: Engine | Connection,
     dataset: str,
     failures: Sequence[SymbolFailure],
     attempts: Mapping[str, int],
@@ -88,13 +88,14 @@ def record_failed_symbols(
     backoff: RetryBackoff | None = None,
 ) -> list[PendingSymbol]:
     """Record that ``failures`` (transient ones) outlived a run's retry budget: each symbol's
-    kind, message, attempts, and when it is asked again. One transaction."""
+    kind, message, attempts, and when it is asked again. One transaction (``bind``'s own,
+    if it is a connection)."""
     backoff = backoff or RetryBackoff()
     by_symbol = {f.symbol: f for f in failures}
     if not by_symbol:
         return []
     recorded: list[PendingSymbol] = []
-    with engine.begin() as conn:
+    with transaction(bind) as conn:
         known = {
             row.ticker: row
             for chunk in batched(sorted(by_symbol), _IN_LIST_LIMIT)
@@ -136,10 +137,10 @@ def record_failed_symbols(
     return recorded
 
 
-def clear_symbols(engine: Engine, dataset: str, tickers: Iterable[str]) -> int:
+def clear_symbols(bind: Engine | Connection, dataset: str, tickers: Iterable[str]) -> int:
     """Forget the listed symbols of ``dataset`` (they got their data). Returns how many."""
     cleared = 0
-    with engine.begin() as conn:
+    with transaction(bind) as conn:
         for chunk in batched(sorted(set(tickers)), _IN_LIST_LIMIT):
             cleared += conn.execute(
                 sa.delete(symbol_retries).where(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -17,6 +18,17 @@ from sqlalchemy.engine import Connection, Engine
 from quote_pipeline.models import Quote, normalize_symbols
 from quote_pipeline.storage.faults import crash_point
 from quote_pipeline.storage.schema import quote_snapshots, stocks, tickers
+
+
+@contextmanager
+def transaction(bind: Engine | Connection) -> Iterator[Connection]:
+    """A transaction on ``bind``: a new one for an engine, committed at the end; the caller's
+    own for a connection, so that several writes can be one transaction."""
+    if isinstance(bind, Connection):
+        yield bind
+    else:
+        with bind.begin() as conn:
+            yield conn
 
 
 def dialect_insert(conn: Connection, table: sa.Table) -> Any:
@@ -77,11 +89,12 @@ class QuoteWriteSummary:
 
 
 def write_quotes(
-    engine: Engine, quotes: Sequence[Quote], *, written_at: datetime
+    bind: Engine | Connection, quotes: Sequence[Quote], *, written_at: datetime
 ) -> QuoteWriteSummary:
     """Upsert ``quotes`` into ``stocks`` and append them to ``quote_snapshots``.
 
-    One transaction and one bulk statement per table: all rows land, or none do. A quote
+    One transaction (``bind``'s own, if it is a connection) and one bulk statement per
+    table: all rows land, or none do. A quote
     never replaces a newer one already stored, so re-running an old materialization cannot
     move prices backwards; a repeated (ticker, quoted_at) adds no snapshot.
     """
@@ -92,7 +105,7 @@ def write_quotes(
             raise ValueError(f"naive datetime {moment.isoformat()} refused: use an aware one")
     if not quotes:
         return QuoteWriteSummary(0, 0, 0)
-    with engine.begin() as conn:
+    with transaction(bind) as conn:
         if conn.dialect.name == "postgresql":
             upserted, appended = _write_quotes_postgresql(conn, quotes, written_at)
         else:

@@ -274,15 +274,16 @@ def settle_daily_stragglers(
     dataset = daily_dataset(start, end)
     transient = report.transient
     still = {f.symbol for f in transient}
-    clear_symbols(engine, dataset, [s for s in symbols if s not in still])
-    return record_failed_symbols(
-        engine,
-        dataset,
-        transient,
-        report.attempts,
-        now=datetime.now(UTC),
-        backoff=fmp.retry_backoff(),
-    )
+    with engine.begin() as conn:  # settled and pending, in one transaction
+        clear_symbols(conn, dataset, [s for s in symbols if s not in still])
+        return record_failed_symbols(
+            conn,
+            dataset,
+            transient,
+            report.attempts,
+            now=datetime.now(UTC),
+            backoff=fmp.retry_backoff(),
+        )
 
 
 # --- daily_prices --------------------------------------------------------------------------------

@@ -357,9 +357,7 @@ def stocks(
     """
     valid, rejected = validate_quotes(raw_quotes.quotes)
     failures = [*raw_quotes.failures, *rejected]
-    engine = database.get_engine()
     written_at = datetime.now(UTC)
-    summary = write_quotes(engine, valid, written_at=written_at)
     # What got an answer (a quote, or a permanent refusal the coverage check reports) is
     # no longer pending; what still fails transiently is, until it succeeds or is given up.
     # A symbol not asked (the quota ran out) keeps its state.
@@ -368,15 +366,19 @@ def stocks(
         f.symbol for f in failures if f.kind == FailureKind.QUOTA_EXHAUSTED
     }
     answered = {q.symbol for q in valid} | {f.symbol for f in failures}
-    clear_symbols(engine, DATASET, answered - unsettled)
-    pending = record_failed_symbols(
-        engine,
-        DATASET,
-        transient,
-        raw_quotes.attempts,
-        now=written_at,
-        backoff=fmp.retry_backoff(),
-    )
+    # The rows and the retry bookkeeping in one transaction: no crash can leave a symbol
+    # written and still pending, or pending and never recorded.
+    with database.get_engine().begin() as conn:
+        summary = write_quotes(conn, valid, written_at=written_at)
+        clear_symbols(conn, DATASET, answered - unsettled)
+        pending = record_failed_symbols(
+            conn,
+            DATASET,
+            transient,
+            raw_quotes.attempts,
+            now=written_at,
+            backoff=fmp.retry_backoff(),
+        )
     context.log.info(
         f"wrote {summary.stocks_upserted} stocks rows, {summary.snapshots_inserted} snapshots; "
         f"{len(failures)} tickers without a quote, {len(pending)} left to the retry sensor"
