@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Literal
 
 import dagster as dg
@@ -30,10 +30,8 @@ from quote_pipeline.fmp.pacing import CallPacer
 from quote_pipeline.storage import create_db_engine, display_url, resolve_database_url
 from quote_pipeline.storage.call_ledger import SqlCallLedger
 from quote_pipeline.storage.fetch_state import (
-    QuotaHold,
     RetryBackoff,
     SqlQuotaMemory,
-    quota_hold,
 )
 
 
@@ -201,15 +199,12 @@ class FMPResource(dg.ConfigurableResource, ClientSettings):
             give_up_after=timedelta(hours=self.give_up_after_hours),
         )
 
-    def quota_hold(self, now: datetime | None = None) -> QuotaHold | None:
-        """The remembered exhausted quota still in force, if any (needs ``database``)."""
-        if self.database is None:
-            return None
-        return quota_hold(self.database.get_engine(), self.account, now or datetime.now(UTC))
-
     def refuse_if_quota_held(self) -> None:
-        """Fail the run at once, before any request, while an exhausted quota holds."""
-        if hold := self.quota_hold():
+        """Fail the run at once, before any request, while this account's exhausted quota is
+        remembered (in ``database``; without one, each run finds out for itself)."""
+        if self._quota_memory is None and self.database is not None:
+            self._open()
+        if self._quota_memory is not None and (hold := self._quota_memory.current_hold()):
             raise dg.Failure(hold.message(), allow_retries=False)
 
 

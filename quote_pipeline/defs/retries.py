@@ -92,11 +92,7 @@ def build_retry_sensor(
         now = datetime.now(UTC)
         engine = database.get_engine()
         pending = [p for p in pending_symbols(engine) if datasets(p.dataset)]
-        due = [
-            p
-            for p in pending
-            if p.status == PENDING and p.next_attempt_at is not None and p.next_attempt_at <= now
-        ]
+        due = [p for p in pending if p.is_due(now)]
         if not due:
             return dg.SkipReason(pending_summary(pending, now))
         # Read from the database, not asked of the API: the daemon needs no key for this.

@@ -103,8 +103,9 @@ def probe(
     ordered = [s for s in symbols if s not in avoided] + [s for s in symbols if s in avoided]
     candidates = ordered[:PROBE_SYMBOLS]
 
-    def ask(symbol: str) -> bool | None:
-        """The decision this symbol's answer gives, or None if it could not get through."""
+    def ask(symbol: str) -> bool:
+        """The decision this symbol's answer gives; :class:`_Unreachable` if it could not
+        get through."""
         try:
             if try_batch:
                 client.get_json(BATCH_QUOTE_PATH, {"symbols": symbol})
@@ -130,7 +131,7 @@ def probe(
     while True:
         for future in done:
             try:
-                return bool(future.result())  # a hanging request left behind times out alone
+                return future.result()  # a hanging request left behind times out alone
             except _Unreachable as exc:
                 last = exc.error
         if not others_asked:

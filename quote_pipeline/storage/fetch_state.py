@@ -60,6 +60,14 @@ class PendingSymbol:
     next_attempt_at: datetime | None
     status: str
 
+    def is_due(self, now: datetime) -> bool:
+        """Pending, and its next try has come."""
+        return (
+            self.status == PENDING
+            and self.next_attempt_at is not None
+            and (self.next_attempt_at <= now)
+        )
+
     def as_row(self) -> dict[str, Any]:
         """For a table in the UI."""
         return {
@@ -163,11 +171,7 @@ def pending_symbols(engine: Engine, dataset: str | None = None) -> list[PendingS
 
 def due_symbols(engine: Engine, dataset: str, now: datetime) -> list[PendingSymbol]:
     """The pending symbols of ``dataset`` whose next attempt is due by ``now``."""
-    return [
-        p
-        for p in pending_symbols(engine, dataset)
-        if p.status == PENDING and p.next_attempt_at is not None and p.next_attempt_at <= now
-    ]
+    return [p for p in pending_symbols(engine, dataset) if p.is_due(now)]
 
 
 def _row(pending: PendingSymbol) -> dict[str, Any]:

@@ -342,7 +342,8 @@ def build_daily_prices(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDef
         is written in one transaction that deletes the range's rows of those tickers and
         bulk-upserts the new ones, so re-materializing replaces rows exactly. A ticker whose
         request failed keeps its stored rows; one still failing after the retry budget
-        fails the run, after every other ticker was written.
+        fails the run, after every other ticker was written, and is asked again for the same
+        range, alone, by the `retry_pending_daily_prices` sensor.
         """
         started = time.monotonic()
         start, end = partition_dates(context)
