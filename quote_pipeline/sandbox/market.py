@@ -33,6 +33,96 @@ EXTREME_PRICES: dict[str, Decimal] = {
 }
 _EXTREME_QUANTUM = Decimal("0.00000001")
 
+# Illustrative price levels (US dollars, low to high) for symbols a demo is likely to show,
+# roughly where they might trade in late 2026. They are NOT market data and are never
+# refreshed: they only keep the sandbox from quoting AAPL at $5 or KO at $1,125. Keys are
+# FMP spellings; "BRK.B" is looked up as "BRK-B". Every range is wide enough (high/low
+# above exp(2 * _QUOTE_SWING)) for the generation wiggle to stay inside it.
+REFERENCE_PRICES: dict[str, tuple[float, float]] = {
+    # Largest US stocks.
+    "AAPL": (180, 260),
+    "MSFT": (380, 520),
+    "NVDA": (100, 200),
+    "AMZN": (170, 250),
+    "GOOGL": (150, 260),
+    "GOOG": (150, 260),
+    "META": (500, 800),
+    "TSLA": (220, 450),
+    "BRK-B": (400, 520),
+    "AVGO": (250, 400),
+    "LLY": (650, 1000),
+    "JPM": (230, 320),
+    "V": (300, 380),
+    "MA": (480, 620),
+    "UNH": (250, 400),
+    "XOM": (95, 130),
+    "JNJ": (145, 200),
+    "PG": (140, 180),
+    "HD": (330, 430),
+    "KO": (55, 75),
+    "PEP": (125, 165),
+    "COST": (850, 1050),
+    "WMT": (85, 115),
+    "DIS": (95, 130),
+    "NFLX": (80, 140),  # after the 10-for-1 split of November 2025
+    "AMD": (120, 240),
+    "INTC": (20, 40),
+    "CSCO": (55, 80),
+    "ORCL": (150, 300),
+    "CRM": (220, 320),
+    "ADBE": (320, 460),
+    "QCOM": (140, 190),
+    "TXN": (160, 220),
+    "IBM": (230, 310),
+    "PLTR": (110, 200),
+    "BAC": (40, 55),
+    "WFC": (70, 95),
+    "GS": (600, 820),
+    "MS": (120, 165),
+    "CVX": (135, 175),
+    "MRK": (75, 105),
+    "ABBV": (175, 235),
+    "PFE": (22, 30),
+    "AMGN": (270, 340),
+    "T": (24, 31),
+    "VZ": (37, 47),
+    "NKE": (55, 85),
+    "MCD": (270, 335),
+    "SBUX": (80, 105),
+    "BA": (180, 250),
+    "CAT": (380, 560),
+    "GE": (220, 310),
+    "F": (9, 14),
+    "SIRI": (19, 27),
+    "UBER": (75, 105),
+    "PYPL": (60, 85),
+    # ETFs.
+    "SPY": (560, 700),
+    "QQQ": (500, 640),
+    "DIA": (410, 510),
+    "IWM": (200, 260),
+    "VOO": (510, 640),
+    "VTI": (280, 350),
+    # Indexes.
+    "^GSPC": (5600, 7000),
+    "^DJI": (41000, 51000),
+    "^IXIC": (18500, 24000),
+    # Crypto and currencies (still "crypto" kind: their decimals do not change).
+    "BTCUSD": (80000, 130000),
+    "BTC-USD": (80000, 130000),
+    "ETHUSD": (2500, 4800),
+    "ETH-USD": (2500, 4800),
+    "SOL-USD": (100, 260),
+    "DOGE-USD": (0.08, 0.45),
+    "EURUSD=X": (1.05, 1.25),
+    "GBPUSD=X": (1.2, 1.45),
+}
+
+# The most the generation wiggle in simulated_quote moves log(price), term by term; a
+# reference base is drawn that far inside its range so every quote stays in the range.
+_SLOW_SWING, _FAST_SWING, _TICK_SWING = 0.04, 0.02, 0.004
+_QUOTE_SWING = _SLOW_SWING + _FAST_SWING + _TICK_SWING
+
 _CENT = Decimal("0.01")
 _VWAP_DIVISOR = Decimal(4)
 _PERCENT_QUANTUM = Decimal("0.00001")
@@ -60,6 +150,8 @@ def symbol_kind(symbol: str) -> SymbolKind:
     sym = symbol.upper()
     if "-USD" in sym or "=X" in sym or (sym.endswith("USD") and len(sym) > 3):
         return "crypto"
+    if reference_range(sym) is not None:
+        return "stock"  # the hash below would make some of them (XOM, COST, ...) penny stocks
     if _unit("penny", sym) < 0.12:
         return "penny"
     return "stock"
@@ -73,9 +165,19 @@ def price_places(symbol: str) -> int:
     return 4 if kind == "penny" else 2
 
 
+def reference_range(symbol: str) -> tuple[float, float] | None:
+    """The illustrative (low, high) of ``symbol`` in :data:`REFERENCE_PRICES`, if it has one."""
+    sym = symbol.upper()
+    return REFERENCE_PRICES.get(sym) or REFERENCE_PRICES.get(sym.replace(".", "-"))
+
+
 def _base_price(symbol: str, seed: int) -> float:
     kind = symbol_kind(symbol)
     u = _unit("base", seed, symbol)
+    if (known := reference_range(symbol)) is not None:
+        # Log-uniform inside the range, kept _QUOTE_SWING away from both ends.
+        low, high = math.log(known[0]) + _QUOTE_SWING, math.log(known[1]) - _QUOTE_SWING
+        return math.exp(low + (high - low) * u)
     if kind == "crypto":
         return 10 ** (-4.5 + 9.0 * u)  # 3e-5 .. 3e4: dust coins up to bitcoin-like
     if kind == "penny":
@@ -104,9 +206,9 @@ def simulated_quote(symbol: str, *, seed: int = 0, generation: int = 0) -> dict[
     phase1 = 2 * math.pi * _unit("phase1", seed, sym)
     phase2 = 2 * math.pi * _unit("phase2", seed, sym)
     wiggle = (
-        0.04 * math.sin(generation / 5 + phase1)
-        + 0.02 * math.sin(generation / 1.7 + phase2)
-        + 0.004 * _signed("tick", seed, sym, generation)
+        _SLOW_SWING * math.sin(generation / 5 + phase1)
+        + _FAST_SWING * math.sin(generation / 1.7 + phase2)
+        + _TICK_SWING * _signed("tick", seed, sym, generation)
     )
     price = _quantize(_base_price(sym, seed) * math.exp(wiggle), places)
     quantum = Decimal(1).scaleb(-places)
@@ -163,14 +265,32 @@ def nyse_sessions(start: date, end: date) -> list[date]:
     return cal.sessions[bisect_left(cal.sessions, start) : bisect_right(cal.sessions, end)]
 
 
+# Periods (days) and amplitudes (of log price) of the slow sines behind daily history.
+_DAILY_WAVES = ((23, 0.05), (71, 0.08), (251, 0.15), (997, 0.25))
+_DAILY_SWING = sum(amplitude for _, amplitude in _DAILY_WAVES)  # the most they move log(price)
+
+
+def _daily_swing_scale(symbol: str) -> float:
+    """How much of the daily waves a symbol gets: all of them unless it has a reference range.
+
+    Unscaled, history wanders up to exp(0.53), 1.7x, either side of the base: harmless for
+    made-up symbols, but SPY at 385 and 750 in the same year is no market. A reference
+    symbol's history spans at most its range's own width, centred on the base.
+    """
+    known = reference_range(symbol)
+    if known is None:
+        return 1.0
+    return min(1.0, math.log(known[1] / known[0]) / (2 * _DAILY_SWING))
+
+
 def _level(symbol: str, day: date, seed: int) -> float:
     # A sum of slow sines gives trends of weeks to years while staying O(1) per date.
     t = day.toordinal()
     total = 0.0
-    for k, (period, amplitude) in enumerate(((23, 0.05), (71, 0.08), (251, 0.15), (997, 0.25))):
+    for k, (period, amplitude) in enumerate(_DAILY_WAVES):
         phase = 2 * math.pi * _unit("dphase", k, seed, symbol)
         total += amplitude * math.sin(2 * math.pi * t / period + phase)
-    return max(_base_price(symbol, seed), 0.05) * math.exp(total)
+    return max(_base_price(symbol, seed), 0.05) * math.exp(_daily_swing_scale(symbol) * total)
 
 
 def _daily_close(symbol: str, day: date, seed: int) -> Decimal:
