@@ -3,7 +3,10 @@
 #   - DAGSTER_HOME set: that instance, as configured there;
 #   - DAGSTER_PG_HOST set: the production instance, ./dagster.yaml (PostgreSQL, from the
 #     DAGSTER_PG_* variables), with DAGSTER_HOME at the project root;
-#   - neither: a SQLite instance in ./.dagster_home (made here, kept across restarts).
+#   - neither: a SQLite instance in ./.dagster_home (made here, its runs kept across
+#     restarts), configured as production: its dagster.yaml is rewritten at every start
+#     from ./dagster.yaml without the `storage` block (quote_pipeline/deployment.py), so the
+#     run queue, the fmp_api pool, run monitoring, telemetry and nux are the same.
 # `dagster dev` reads ./dagster.yaml when DAGSTER_HOME is unset, so running it bare in the
 # project root without the DAGSTER_PG_* variables fails: this script is the no-set-up way.
 # Extra arguments go to `dagster dev` (e.g. -p 3001).
@@ -16,8 +19,9 @@ if [ -z "${DAGSTER_HOME:-}" ]; then
         export DAGSTER_HOME="$root"
     else
         export DAGSTER_HOME="$root/.dagster_home"
-        mkdir -p "$DAGSTER_HOME"
         echo "No DAGSTER_PG_HOST: using a local SQLite instance in $DAGSTER_HOME" >&2
+        .venv/bin/python -m quote_pipeline.deployment dev-instance "$DAGSTER_HOME" \
+            --production "$root/dagster.yaml"
     fi
 fi
 exec .venv/bin/dagster dev -w workspace.yaml "$@"

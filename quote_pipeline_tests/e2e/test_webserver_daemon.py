@@ -1,11 +1,13 @@
 """End to end, as a user runs it: webserver and daemon processes, PostgreSQL, the GraphQL API.
 
-The tests share one stack (see conftest.py) and run in file order: what the UI shows, a
-launched refresh, a crashed run, the schedule under the daemon.
+The tests share one stack (see conftest.py) and run in file order: what the UI shows, two
+runs sharing the fmp_api pool (the first runs on a fresh instance), a backfill from the
+Partitions tab, a launched refresh, a crashed run, the schedule under the daemon.
 """
 
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,15 +21,20 @@ import pytest
 from dagster._core.scheduler.instigation import InstigatorType, ScheduleInstigatorData
 from dagster._utils.schedules import schedule_execution_time_iterator
 
+from quote_pipeline.defs.code_version import CODE_VERSION_TAG
+from quote_pipeline.defs.history.jobs import DAILY_PRICES_JOB, DAILY_PRICES_MAX_RUNTIME_SECONDS
 from quote_pipeline.defs.quotes.jobs import REFRESH_QUOTES_MAX_RUNTIME_SECONDS
 from quote_pipeline.defs.quotes.schedules import CRON_SCHEDULE, EXECUTION_TIMEZONE, SCHEDULE_NAME
 from quote_pipeline.market_calendar import NEW_YORK, market_day
+from quote_pipeline.run_policy import JOB_TAG, MAX_RUNTIME_TAG
 from quote_pipeline.sandbox import SandboxServer
 from quote_pipeline.storage import add_tickers, create_db_engine, read_stocks, remove_tickers
 from quote_pipeline_tests.conftest import SANDBOX_KEY
 from quote_pipeline_tests.e2e.conftest import HANG_SYMBOL
 from quote_pipeline_tests.support.dagster_processes import (
+    BIN,
     LOCATION_NAME,
+    PROJECT_ROOT,
     REPOSITORY_NAME,
     DagsterStack,
     wait_until,
@@ -99,9 +106,67 @@ POOL = """
     limit usingDefaultLimit claimedSlots { runId stepKey } } } }
 """
 
+RUN = """
+query($id: ID!) { runOrError(runId: $id) { ... on Run {
+    jobName status tags { key value } stepStats { stepKey status } } } }
+"""
+
+JOB_TAGS = """
+query($selector: RepositorySelector!) { repositoryOrError(repositorySelector: $selector) {
+    ... on Repository { jobs { name tags { key value } } } } }
+"""
+
+LAUNCH_BACKFILL = """
+mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+    __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }
+"""
+
+BACKFILL_RUNS = """
+query($id: String!) { partitionBackfillOrError(backfillId: $id) {
+    __typename ... on PartitionBackfill { status runs { runId status } } } }
+"""
+
+# Past NYSE sessions (Wednesday to Friday, no holiday) the sandbox serves daily bars for,
+# whether daily_prices has a partition per calendar day or per session.
+BACKFILL_DAYS = ("2026-11-18", "2026-11-19", "2026-11-20")
+
 
 def _owners(node: dict[str, Any]) -> list[str]:
     return [o.get("team") or o.get("email") for o in node["owners"]]
+
+
+def _run(stack: DagsterStack, run_id: str) -> dict[str, Any]:
+    """The run as the UI shows it: job, status, tags (as a dict), step states."""
+    run = stack.graphql(RUN, {"id": run_id})["runOrError"]
+    return {**run, "tags": {t["key"]: t["value"] for t in run["tags"]}}
+
+
+def _event_time(instance: dg.DagsterInstance, run_id: str, *types: dg.DagsterEventType) -> float:
+    """When the run's first event of one of ``types`` was stored."""
+    for event in instance.all_logs(run_id, of_type=set(types)):
+        return event.timestamp
+    raise AssertionError(f"run {run_id} has no {', '.join(t.value for t in types)} event")
+
+
+RUN_END = (dg.DagsterEventType.RUN_SUCCESS, dg.DagsterEventType.RUN_FAILURE)
+# The daemon takes a run off the queue by launching it: RUN_STARTING is that moment.
+DEQUEUED = dg.DagsterEventType.RUN_STARTING
+
+
+def _why_failed(stack: DagsterStack, run_id: str) -> str:
+    """The run's failure events with their errors, for an assertion message."""
+    with stack.instance() as instance:
+        events = instance.all_logs(
+            run_id,
+            of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE},
+        )
+    lines = []
+    for event in events:
+        error = getattr(event.dagster_event.event_specific_data, "error", None)  # type: ignore[union-attr]
+        lines.append(f"{event.step_key or 'run'}: {event.message}")
+        if error is not None:
+            lines.append(error.to_string())
+    return "\n".join(lines) or f"run {run_id}: no failure event"
 
 
 @pytest.fixture
@@ -184,6 +249,90 @@ def test_the_webserver_computes_ticks_across_dst_in_new_york(dagster_stack: Dags
     assert friday_ten.astimezone(UTC).hour == 15 and monday_ten.astimezone(UTC).hour == 14
 
 
+def test_runs_calling_fmp_run_one_at_a_time(
+    dagster_stack: DagsterStack, tickers: tuple[str, ...]
+) -> None:
+    """Two runs of different jobs that both use the fmp_api pool (limit 1, counted per run),
+    launched together: the queue starts the second only once the first has finished.
+
+    First to launch runs in the file, so the pool has never been used: the run coordinator
+    sets its limit when the runs are submitted, or the queue's first pass would start both.
+    """
+    run_ids = [
+        dagster_stack.launch_job("refresh_quotes"),
+        dagster_stack.launch_job(DAILY_PRICES_JOB, tags={"dagster/partition": BACKFILL_DAYS[0]}),
+    ]
+    for run_id in run_ids:
+        status = dagster_stack.wait_for_run(run_id, timeout=120)
+        assert status == dg.DagsterRunStatus.SUCCESS, _why_failed(dagster_stack, run_id)
+
+    with dagster_stack.instance() as instance:
+        times = {
+            run_id: {
+                "enqueued": _event_time(instance, run_id, dg.DagsterEventType.RUN_ENQUEUED),
+                "dequeued": _event_time(instance, run_id, DEQUEUED),
+                "ended": _event_time(instance, run_id, *RUN_END),
+            }
+            for run_id in run_ids
+        }
+        # Neither run's steps ever waited for the pool: it was the run's from its start.
+        blocked = [
+            e.message
+            for run_id in run_ids
+            for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
+            if "blocked by limit" in e.message
+        ]
+    assert blocked == []
+    first, second = sorted(run_ids, key=lambda run_id: times[run_id]["dequeued"])
+    # Queued while the first ran, and left in the queue until it had ended.
+    assert times[second]["enqueued"] < times[first]["ended"], times
+    assert times[second]["dequeued"] >= times[first]["ended"], times
+
+
+def test_a_backfill_from_the_partitions_tab_runs_with_its_jobs_tags(
+    dagster_stack: DagsterStack, tickers: tuple[str, ...]
+) -> None:
+    """A backfill of daily_prices as the asset's Partitions tab launches it runs Dagster's
+    hidden asset job, whose runs have no tags of their own: the run coordinator gives it
+    daily_prices_job's, so the job's queue limit and run-time limit apply to it."""
+    launched = dagster_stack.graphql(
+        LAUNCH_BACKFILL,
+        {
+            "params": {
+                "assetSelection": [{"path": ["daily_prices"]}],
+                "partitionNames": list(BACKFILL_DAYS),
+                "fromFailure": False,
+                "tags": [],
+            }
+        },
+    )["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    backfill_id = launched["backfillId"]
+
+    def submitted() -> str | None:
+        backfill = dagster_stack.graphql(BACKFILL_RUNS, {"id": backfill_id})
+        runs = backfill["partitionBackfillOrError"]["runs"]
+        # Tags are added on submission, before the run is QUEUED.
+        return next((r["runId"] for r in runs if r["status"] != "NOT_STARTED"), None)
+
+    # The backfill daemon looks at new backfills about every 30 s.
+    run_id = wait_until(submitted, timeout=90, interval=1, what="the backfill's run")
+    run = _run(dagster_stack, run_id)
+    assert run["jobName"] == "__ASSET_JOB"
+    assert run["tags"]["dagster/backfill"] == backfill_id
+    assert run["tags"][JOB_TAG] == DAILY_PRICES_JOB
+    assert run["tags"][MAX_RUNTIME_TAG] == str(DAILY_PRICES_MAX_RUNTIME_SECONDS) == "3600"
+    # Every tag the job carries, the code version as its code location computed it.
+    jobs = dagster_stack.graphql(JOB_TAGS, {"selector": SELECTOR})["repositoryOrError"]["jobs"]
+    (job,) = [j for j in jobs if j["name"] == DAILY_PRICES_JOB]
+    job_tags = {t["key"]: t["value"] for t in job["tags"]}
+    assert job_tags[CODE_VERSION_TAG]
+    assert job_tags.items() <= run["tags"].items()
+
+    status = dagster_stack.wait_for_run(run_id, timeout=120)
+    assert status == dg.DagsterRunStatus.SUCCESS, _why_failed(dagster_stack, run_id)
+
+
 def test_launch_refresh_quotes_and_the_stocks_table_fills(
     dagster_stack: DagsterStack, e2e_sandbox: SandboxServer, tickers: tuple[str, ...]
 ) -> None:
@@ -197,29 +346,47 @@ def test_launch_refresh_quotes_and_the_stocks_table_fills(
     assert all(r.price > 0 and r.volume >= 0 for r in rows)
     assert e2e_sandbox.stats()["requests_total"] > requests_before
 
-    run = dagster_stack.graphql(
-        "query($id: ID!) { runOrError(runId: $id) { ... on Run { tags { key value } } } }",
-        {"id": run_id},
-    )["runOrError"]
-    tags = {t["key"]: t["value"] for t in run["tags"]}
-    assert tags["quote_pipeline/job"] == "refresh_quotes"
-    assert tags["dagster/max_runtime"] == str(REFRESH_QUOTES_MAX_RUNTIME_SECONDS)
-    assert tags["quote_pipeline/code_version"]
+    tags = _run(dagster_stack, run_id)["tags"]
+    assert tags[JOB_TAG] == "refresh_quotes"
+    assert tags[MAX_RUNTIME_TAG] == str(REFRESH_QUOTES_MAX_RUNTIME_SECONDS)
+    assert tags[CODE_VERSION_TAG]
 
 
-def test_a_crashed_run_fails_and_frees_its_pool_slot(
+def test_a_crashed_run_fails_and_no_longer_holds_the_pool(
     dagster_stack: DagsterStack, tickers: tuple[str, ...]
 ) -> None:
-    add_tickers(create_db_engine(dagster_stack.database_url), [HANG_SYMBOL], now=datetime.now(UTC))
+    """A run using fmp_api keeps the next one QUEUED for as long as it runs; killed, it is
+    failed, and the queued run then starts: a crash does not leave the pool taken."""
+    engine = create_db_engine(dagster_stack.database_url)
+    add_tickers(engine, [HANG_SYMBOL], now=datetime.now(UTC))
     run_id = dagster_stack.launch_job("refresh_quotes")
 
-    def slot_held() -> dict[str, Any] | None:
-        pool = dagster_stack.graphql(POOL)["instance"]["concurrencyLimit"]
-        return pool if any(s["runId"] == run_id for s in pool["claimedSlots"]) else None
+    def fetching() -> bool:
+        steps = _run(dagster_stack, run_id)["stepStats"]
+        return any(
+            s["stepKey"].startswith("raw_quotes.fetch_quote_batch[")
+            and s["status"] == "IN_PROGRESS"
+            for s in steps
+        )
 
-    # A fetch step waits on HANG while holding the pool's one slot (the default limit).
-    pool = wait_until(slot_held, timeout=90, what="a fetch step to hold the fmp_api slot")
-    assert pool["limit"] == 1 and pool["usingDefaultLimit"]
+    # A fetch step waits on HANG (for two minutes) in a STARTED run.
+    wait_until(fetching, timeout=90, what="a fetch step of the refresh to be in progress")
+    # The refresh has read the tickers; the run queued next must not hang on HANG too.
+    remove_tickers(engine, [HANG_SYMBOL])
+    # The pool has its default limit; per run, no step holds a slot of its own.
+    pool = dagster_stack.graphql(POOL)["instance"]["concurrencyLimit"]
+    assert pool["limit"] == 1 and pool["usingDefaultLimit"], pool
+    assert pool["claimedSlots"] == [], pool
+
+    queued_id = dagster_stack.launch_job(
+        DAILY_PRICES_JOB, tags={"dagster/partition": BACKFILL_DAYS[1]}
+    )
+    # The queue looks every second here: it sees the pool taken pass after pass.
+    watch_until = time.monotonic() + 4
+    while time.monotonic() < watch_until:
+        assert dagster_stack.run_status(queued_id) == dg.DagsterRunStatus.QUEUED
+        time.sleep(0.5)
+    assert dagster_stack.run_status(run_id) == dg.DagsterRunStatus.STARTED
 
     with dagster_stack.instance() as instance:
         started = [
@@ -231,13 +398,15 @@ def test_a_crashed_run_fails_and_frees_its_pool_slot(
     pid = int(started[0].dagster_event.engine_event_data.metadata["pid"].value)  # type: ignore[union-attr]
     os.kill(pid, signal.SIGKILL)  # the run worker: a crash, not a cancel
 
+    # Its code server or run monitoring sees the worker gone and fails the run; from then
+    # on it no longer counts against fmp_api, and the queued run goes.
     assert dagster_stack.wait_for_run(run_id, timeout=60) == dg.DagsterRunStatus.FAILURE
-    # The code server saw its worker die and failed the run, but nothing released the slot:
-    # run monitoring frees it free_slots_after_run_end_seconds (5 s here) after the end.
-    assert slot_held(), "the slot was released without run monitoring"
-    wait_until(
-        lambda: not slot_held(), timeout=60, interval=1, what="the crashed run's slot to be freed"
-    )
+    status = dagster_stack.wait_for_run(queued_id, timeout=120)
+    assert status == dg.DagsterRunStatus.SUCCESS, _why_failed(dagster_stack, queued_id)
+    with dagster_stack.instance() as instance:
+        failed_at = _event_time(instance, run_id, dg.DagsterEventType.RUN_FAILURE)
+        dequeued_at = _event_time(instance, queued_id, DEQUEUED)
+    assert dequeued_at >= failed_at
 
 
 def test_the_daemon_ticks_the_schedule(
@@ -322,3 +491,40 @@ def test_the_key_is_in_no_process_log_or_stored_event(dagster_stack: DagsterStac
     # The searches looked where the runs left their traces.
     assert files_containing(dagster_stack.log_dir, b"refresh_quotes")
     assert columns_containing(dagster_stack.dagster_database_url, "fetch_quote_batch")
+
+
+RUN_ORIGIN = """
+query($id: ID!) { runOrError(runId: $id) { ... on Run {
+    status repositoryOrigin { repositoryLocationName repositoryName } } } }
+"""
+
+
+def test_the_readme_launch_command_makes_a_run_of_the_workspace_location(
+    dagster_stack: DagsterStack,
+) -> None:
+    """`dagster job launch -w workspace.yaml` (README) queues a run that the UI shows as the
+    workspace's own code location, which it can re-execute; `dagster job execute -m` would
+    make one with no code location at all."""
+    with dagster_stack.instance() as instance:
+        before = {r.run_id for r in instance.get_runs()}
+    done = subprocess.run(
+        [
+            str(BIN / "dagster"),
+            *("job", "launch", "-w", "workspace.yaml", "-j", "check_stocks_freshness"),
+        ],
+        cwd=PROJECT_ROOT,
+        env=dagster_stack.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    with dagster_stack.instance() as instance:
+        (run,) = [r for r in instance.get_runs() if r.run_id not in before]
+    assert run.remote_job_origin is not None
+    assert run.remote_job_origin.location_name == "quote_pipeline"
+    status = dagster_stack.wait_for_run(run.run_id, timeout=120)  # the daemon dequeued it
+    assert status == dg.DagsterRunStatus.SUCCESS, dagster_stack.log_tail("daemon")
+    origin = dagster_stack.graphql(RUN_ORIGIN, {"id": run.run_id})["runOrError"]
+    assert origin["repositoryOrigin"]["repositoryLocationName"] == "quote_pipeline"

@@ -11,17 +11,19 @@ if TYPE_CHECKING:  # what define_asset_job returns; Dagster does not export the 
         UnresolvedAssetJobDefinition,
     )
 
-from quote_pipeline.defs.metadata import code_version_tags
-from quote_pipeline.defs.quotes.jobs import JOB_TAG
+from quote_pipeline.run_policy import (
+    DAILY_PRICES_POLICY,
+    INTRADAY_BARS_POLICY,
+    JOB_TAG,
+    run_tags_for_job,
+)
 
-# One evening's partition is one request per ticker; an hour is far beyond a healthy run.
-DAILY_PRICES_MAX_RUNTIME_SECONDS = 60 * 60
-# A refresh every 5 minutes: one stuck for 20 has long been overtaken (the next ones queue
-# behind it, one run per job at a time), so run monitoring fails it.
-INTRADAY_BARS_MAX_RUNTIME_SECONDS = 20 * 60
+# Why these limits: see the policies. Run monitoring fails a run still going after them.
+DAILY_PRICES_MAX_RUNTIME_SECONDS = DAILY_PRICES_POLICY.max_runtime_seconds
+INTRADAY_BARS_MAX_RUNTIME_SECONDS = INTRADAY_BARS_POLICY.max_runtime_seconds
 
-DAILY_PRICES_JOB = "daily_prices_job"
-INTRADAY_BARS_JOB = "intraday_bars_job"
+DAILY_PRICES_JOB = DAILY_PRICES_POLICY.job
+INTRADAY_BARS_JOB = INTRADAY_BARS_POLICY.job
 
 
 def build_daily_prices_job() -> UnresolvedAssetJobDefinition:
@@ -32,13 +34,10 @@ def build_daily_prices_job() -> UnresolvedAssetJobDefinition:
             "Fetch and store one trading day (or a range: one run, one request per ticker) of "
             f"daily bars. One run at a time (tag `{JOB_TAG}`)."
         ),
-        # Definition tags, not run_tags: runs launched over GraphQL (the UI, backfills) get
-        # only these, and the run queue and run monitoring read them.
-        tags={
-            JOB_TAG: "daily_prices_job",
-            "dagster/max_runtime": str(DAILY_PRICES_MAX_RUNTIME_SECONDS),
-            **code_version_tags(),
-        },
+        # Definition tags, not run_tags: runs launched over GraphQL get only these, and the
+        # run queue and run monitoring read them. Runs of the asset without this job (the
+        # Partitions tab's backfills) get the same ones from the run coordinator.
+        tags=run_tags_for_job(DAILY_PRICES_JOB),
     )
 
 
@@ -50,11 +49,8 @@ def build_intraday_bars_job() -> UnresolvedAssetJobDefinition:
             "Fetch today's 5-minute bars of every tracked ticker (one request each) and upsert "
             f"them. One run at a time (tag `{JOB_TAG}`)."
         ),
-        # Definition tags, not run_tags: runs launched over GraphQL (the UI, backfills) get
-        # only these, and the run queue and run monitoring read them.
-        tags={
-            JOB_TAG: "intraday_bars_job",
-            "dagster/max_runtime": str(INTRADAY_BARS_MAX_RUNTIME_SECONDS),
-            **code_version_tags(),
-        },
+        # Definition tags, not run_tags: runs launched over GraphQL get only these, and the
+        # run queue and run monitoring read them. Runs of the asset without this job get the
+        # same ones from the run coordinator.
+        tags=run_tags_for_job(INTRADAY_BARS_JOB),
     )
