@@ -6,6 +6,10 @@ holiday list is kept by hand here. A calendar covers the years asked about, with
 margin before them, through the year after next (each span built once per process), so an
 answer never sits at a calendar's edge. Instants are timezone-aware; days are New York
 calendar dates.
+
+One answer is also kept saved: :func:`weekday_closures` at code load reads a copy of the
+calendar's own list (``_CLOSURES_SNAPSHOT``), used only while the installed
+exchange_calendars is the version that wrote it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import warnings
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -208,3 +213,118 @@ def within_market_hours(instant: datetime, *, after_close: timedelta = DEFAULT_A
     """
     window = refresh_window(market_day(new_york_day(instant)), after_close=after_close)
     return window is not None and window[0] <= instant <= window[1]
+
+
+# --- weekday closures, for the partitions ---------------------------------------------------
+
+
+def weekday_closures(first: date, last: date) -> list[date]:
+    """Weekdays from ``first`` to ``last`` (both included) without an NYSE session: the
+    exchange's holidays (observed days included) and one-off closures, oldest first. Early
+    closes are sessions.
+
+    The daily partitions exclude these days, so every process that loads the definitions
+    asks: within the saved copy's years, with the exchange_calendars that wrote it, the
+    answer is read from the copy (~1 ms) instead of importing pandas and building the
+    calendar (~0.4 s); otherwise the calendar answers.
+    """
+    if _snapshot_answers(first, last):
+        return [day for day in _snapshot_closures() if first <= day <= last]
+    return _calendar_closures(first, last)
+
+
+def _calendar_closures(first: date, last: date) -> list[date]:
+    sessions = set(sessions_between(first, last))
+    days = (first + timedelta(days=n) for n in range((last - first).days + 1))
+    return [day for day in days if day.weekday() < 5 and day not in sessions]
+
+
+def closures_snapshot_text(first_year: int, last_year: int) -> str:
+    """The calendar's weekday closures of those years, one line per year, as
+    ``_CLOSURES_SNAPSHOT`` keeps them."""
+    closures = _calendar_closures(date(first_year, 1, 1), date(last_year, 12, 31))
+    lines = [
+        " ".join([str(year), *(f"{d:%m-%d}" for d in closures if d.year == year)])
+        for year in range(first_year, last_year + 1)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def installed_calendar_version() -> str | None:
+    """The installed exchange_calendars' version (read from its metadata, not imported)."""
+    try:
+        return version("exchange_calendars")
+    except PackageNotFoundError:  # pragma: no cover - a dependency of this package
+        return None
+
+
+def _snapshot_answers(first: date, last: date) -> bool:
+    first_year, last_year = CLOSURES_SNAPSHOT_YEARS
+    return (
+        first_year <= first.year
+        and last.year <= last_year
+        and installed_calendar_version() == CLOSURES_SNAPSHOT_VERSION
+    )
+
+
+@functools.cache
+def _snapshot_closures() -> list[date]:
+    closures = []
+    for line in _CLOSURES_SNAPSHOT.splitlines():
+        year, *days = line.split()
+        closures += [date.fromisoformat(f"{year}-{day}") for day in days]
+    return closures
+
+
+# closures_snapshot_text(2000, 2035) as exchange_calendars 4.13.2 answers it. Saved because
+# the partitions need these days at every code load (webserver, daemon, each run) and the
+# calendar costs ~0.4 s there; a test compares the copy with the calendar, and with any
+# other version of exchange_calendars installed, weekday_closures asks the calendar. After
+# upgrading exchange_calendars, regenerate: python -m quote_pipeline.market_calendar
+CLOSURES_SNAPSHOT_VERSION = "4.13.2"
+CLOSURES_SNAPSHOT_YEARS = (2000, 2035)
+_CLOSURES_SNAPSHOT = """\
+2000 01-17 02-21 04-21 05-29 07-04 09-04 11-23 12-25
+2001 01-01 01-15 02-19 04-13 05-28 07-04 09-03 09-11 09-12 09-13 09-14 11-22 12-25
+2002 01-01 01-21 02-18 03-29 05-27 07-04 09-02 11-28 12-25
+2003 01-01 01-20 02-17 04-18 05-26 07-04 09-01 11-27 12-25
+2004 01-01 01-19 02-16 04-09 05-31 06-11 07-05 09-06 11-25 12-24
+2005 01-17 02-21 03-25 05-30 07-04 09-05 11-24 12-26
+2006 01-02 01-16 02-20 04-14 05-29 07-04 09-04 11-23 12-25
+2007 01-01 01-02 01-15 02-19 04-06 05-28 07-04 09-03 11-22 12-25
+2008 01-01 01-21 02-18 03-21 05-26 07-04 09-01 11-27 12-25
+2009 01-01 01-19 02-16 04-10 05-25 07-03 09-07 11-26 12-25
+2010 01-01 01-18 02-15 04-02 05-31 07-05 09-06 11-25 12-24
+2011 01-17 02-21 04-22 05-30 07-04 09-05 11-24 12-26
+2012 01-02 01-16 02-20 04-06 05-28 07-04 09-03 10-29 10-30 11-22 12-25
+2013 01-01 01-21 02-18 03-29 05-27 07-04 09-02 11-28 12-25
+2014 01-01 01-20 02-17 04-18 05-26 07-04 09-01 11-27 12-25
+2015 01-01 01-19 02-16 04-03 05-25 07-03 09-07 11-26 12-25
+2016 01-01 01-18 02-15 03-25 05-30 07-04 09-05 11-24 12-26
+2017 01-02 01-16 02-20 04-14 05-29 07-04 09-04 11-23 12-25
+2018 01-01 01-15 02-19 03-30 05-28 07-04 09-03 11-22 12-05 12-25
+2019 01-01 01-21 02-18 04-19 05-27 07-04 09-02 11-28 12-25
+2020 01-01 01-20 02-17 04-10 05-25 07-03 09-07 11-26 12-25
+2021 01-01 01-18 02-15 04-02 05-31 07-05 09-06 11-25 12-24
+2022 01-17 02-21 04-15 05-30 06-20 07-04 09-05 11-24 12-26
+2023 01-02 01-16 02-20 04-07 05-29 06-19 07-04 09-04 11-23 12-25
+2024 01-01 01-15 02-19 03-29 05-27 06-19 07-04 09-02 11-28 12-25
+2025 01-01 01-09 01-20 02-17 04-18 05-26 06-19 07-04 09-01 11-27 12-25
+2026 01-01 01-19 02-16 04-03 05-25 06-19 07-03 09-07 11-26 12-25
+2027 01-01 01-18 02-15 03-26 05-31 06-18 07-05 09-06 11-25 12-24
+2028 01-17 02-21 04-14 05-29 06-19 07-04 09-04 11-23 12-25
+2029 01-01 01-15 02-19 03-30 05-28 06-19 07-04 09-03 11-22 12-25
+2030 01-01 01-21 02-18 04-19 05-27 06-19 07-04 09-02 11-28 12-25
+2031 01-01 01-20 02-17 04-11 05-26 06-19 07-04 09-01 11-27 12-25
+2032 01-01 01-19 02-16 03-26 05-31 06-18 07-05 09-06 11-25 12-24
+2033 01-17 02-21 04-15 05-30 06-20 07-04 09-05 11-24 12-26
+2034 01-02 01-16 02-20 04-07 05-29 06-19 07-04 09-04 11-23 12-25
+2035 01-01 01-15 02-19 03-23 05-28 06-19 07-04 09-03 11-22 12-25
+"""
+
+
+if __name__ == "__main__":
+    print(f'CLOSURES_SNAPSHOT_VERSION = "{installed_calendar_version()}"')
+    print(f"CLOSURES_SNAPSHOT_YEARS = {CLOSURES_SNAPSHOT_YEARS}")
+    print('_CLOSURES_SNAPSHOT = """\\')
+    print(closures_snapshot_text(*CLOSURES_SNAPSHOT_YEARS), end='"""\n')

@@ -64,15 +64,12 @@ def test_no_duplicate_tickers(engine: Engine, database_url: str) -> None:
     assert result.metadata["duplicates"].value == {"AAPL": 2, "MSFT": 2}
 
 
-def test_stale_tickers_include_tracked_ones_never_written(engine: Engine) -> None:
+def test_stale_tickers_are_stored_rows_only(engine: Engine) -> None:
+    # NVDA is tracked but never got a quote: coverage reports it, freshness does not.
     add_tickers(engine, ["AAPL", "MSFT", "NVDA"], now=NOW)
     write_quotes(engine, good_quotes(), written_at=NOW)
-    assert stale_tickers(engine, updated_before=NOW - timedelta(minutes=5)) == ["NVDA"]
-    assert stale_tickers(engine, updated_before=NOW + timedelta(minutes=5)) == [
-        "AAPL",
-        "MSFT",
-        "NVDA",
-    ]
+    assert stale_tickers(engine, updated_before=NOW - timedelta(minutes=5)) == []
+    assert stale_tickers(engine, updated_before=NOW + timedelta(minutes=5)) == ["AAPL", "MSFT"]
 
 
 @pytest.mark.parametrize(
@@ -106,11 +103,20 @@ def test_fetch_failures_are_broken_down_by_kind() -> None:
     evaluation = fetch_failures(raw_quotes=result)
     assert not evaluation.passed
     assert evaluation.severity == dg.AssetCheckSeverity.WARN
-    assert evaluation.metadata["failures_by_kind"].value == {"no_quote": 2, "bad_response": 1}
+    assert evaluation.description == (
+        "3 of 5 tickers got no quote: GONE no_quote, MALF bad_response, GONE2 no_quote"
+    )
+    assert evaluation.metadata["failures_by_kind"].value == "no_quote: 2, bad_response: 1"
+    table = evaluation.metadata["failed_tickers"].value
+    assert [(r.data["ticker"], r.data["kind"]) for r in table.records] == [
+        ("GONE", "no_quote"),
+        ("MALF", "bad_response"),
+        ("GONE2", "no_quote"),
+    ]
     assert fetch_failures(raw_quotes=QuoteFetchResult(quotes=good_quotes())).passed
 
 
-def test_freshness_runs_on_its_own_and_flags_tickers_never_refreshed(
+def test_freshness_runs_on_its_own_and_flags_stale_rows_only(
     monkeypatch: pytest.MonkeyPatch, sqlite_url: str, dagster_instance: dg.DagsterInstance
 ) -> None:
     from quote_pipeline.definitions import build_definitions
@@ -119,15 +125,22 @@ def test_freshness_runs_on_its_own_and_flags_tickers_never_refreshed(
     monkeypatch.setenv("QUOTE_PIPELINE_DATABASE_URL", sqlite_url)
     monkeypatch.setenv("FMP_API_KEY", "unused")
     engine = create_db_engine(sqlite_url)
-    add_tickers(engine, ["AAPL", "MSFT", "NVDA"], now=NOW)
-    write_quotes(engine, good_quotes(datetime.now(UTC)), written_at=datetime.now(UTC))
+    add_tickers(engine, ["AAPL", "MSFT", "NVDA", "KO"], now=NOW)
+    now = datetime.now(UTC)
+    write_quotes(engine, good_quotes(now), written_at=now)  # AAPL, MSFT: fresh
+    two_hours_ago = now - timedelta(hours=2)
+    stale = [Quote("KO", Decimal("61.2"), 1000, None, two_hours_ago, two_hours_ago)]
+    write_quotes(engine, stale, written_at=two_hours_ago)
+    # NVDA never got a quote: no row to go stale (coverage's to report).
 
     job = build_definitions().resolve_job_def("check_stocks_freshness")
     result = job.execute_in_process(instance=dagster_instance, raise_on_error=False)
     (evaluation,) = result.get_asset_check_evaluations()
     assert evaluation.check_name == "freshness"
     assert not evaluation.passed
-    assert evaluation.metadata["examples"].value == "NVDA"
+    assert evaluation.metadata["stale_rows"].value == 1
+    assert evaluation.description.startswith("1 stored rows not updated since")
+    assert "KO" in evaluation.description and "NVDA" not in evaluation.description
     assert not result.get_asset_materialization_events()  # a check, not a refresh
 
 

@@ -103,7 +103,7 @@ def _dagster_env(sandbox: SandboxServer, database_url: str, tmp_path: Path) -> d
             "-m",
             "quote_pipeline.definitions",
             "--select",
-            "tickers,raw_quotes,stocks",
+            "tickers,raw_quotes,stocks,quote_snapshots",
         ],
     ],
     ids=["job-execute", "asset-materialize"],

@@ -27,6 +27,7 @@ def test_every_domain_folder_contributes_its_definitions(loaded: dg.Definitions)
         "tickers",
         "raw_quotes",
         "stocks",
+        "quote_snapshots",
         "daily_prices",
         "intraday_bars",
     }
@@ -40,16 +41,32 @@ def test_every_domain_folder_contributes_its_definitions(loaded: dg.Definitions)
         "retry_pending_quotes",
         "retry_pending_daily_prices",
     }
-    assert set(loaded.resources or {}) == {"database", "fmp"}
+    assert set(loaded.resources or {}) == {"database", "fmp", "io_manager"}
 
 
 def test_the_history_shows_its_lineage_from_the_tickers(loaded: dg.Definitions) -> None:
     graph = loaded.get_repository_def().asset_graph
     for asset in ("daily_prices", "intraday_bars", "raw_quotes"):
         assert dg.AssetKey("tickers") in graph.get(dg.AssetKey(asset)).parent_keys, asset
+    # Both tables the refresh writes are assets, downstream of the fetch.
+    for table in ("stocks", "quote_snapshots"):
+        assert graph.get(dg.AssetKey(table)).parent_keys == {dg.AssetKey("raw_quotes")}, table
 
 
-def test_refresh_quotes_selects_the_three_assets_and_runs_in_process(
+def test_automation_reads_well_on_the_automation_page(loaded: dg.Definitions) -> None:
+    """Short plain descriptions (the page renders no markdown), each schedule's time zone
+    named in words, since the page shows the cron without it."""
+    for schedule in loaded.schedules or []:
+        assert schedule.execution_timezone == "America/New_York", schedule.name
+        assert "New York" in (schedule.description or ""), schedule.name
+    automation = [*(loaded.schedules or []), *(loaded.sensors or [])]
+    for definition in automation:
+        description = definition.description or ""
+        assert description and "`" not in description, definition.name
+        assert len(description) <= 320, (definition.name, len(description))
+
+
+def test_refresh_quotes_selects_the_quote_assets_and_runs_in_process(
     loaded: dg.Definitions,
 ) -> None:
     job = loaded.resolve_job_def("refresh_quotes")
@@ -57,6 +74,7 @@ def test_refresh_quotes_selects_the_three_assets_and_runs_in_process(
         "tickers",
         "raw_quotes",
         "stocks",
+        "quote_snapshots",
     }
     assert job.executor_def.name == "in_process"
     checks = {key.name for key in job.asset_layer.asset_graph.asset_check_keys}

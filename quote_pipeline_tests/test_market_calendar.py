@@ -4,13 +4,19 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from quote_pipeline import market_calendar
 from quote_pipeline.market_calendar import (
+    CLOSURES_SNAPSHOT_VERSION,
+    CLOSURES_SNAPSHOT_YEARS,
     NEW_YORK,
+    closures_snapshot_text,
     holiday_name,
+    installed_calendar_version,
     is_session,
     market_day,
     new_york_day,
     refresh_window,
+    weekday_closures,
     within_market_hours,
 )
 
@@ -115,3 +121,32 @@ def test_days_at_a_years_edge_are_answered(day: date, reason: str) -> None:
     closed = market_day(day)
     assert not closed.is_session
     assert closed.closed_reason == reason
+
+
+def test_weekday_closures_are_holidays_and_one_off_closures() -> None:
+    assert weekday_closures(date(2026, 11, 1), date(2026, 12, 31)) == [
+        date(2026, 11, 26),  # Thanksgiving; the 27th, an early close, is a session
+        date(2026, 12, 25),
+    ]
+    assert date(2025, 1, 9) in weekday_closures(date(2025, 1, 1), date(2025, 1, 31))
+    sandy = weekday_closures(date(2012, 10, 29), date(2012, 10, 31))
+    assert sandy == [date(2012, 10, 29), date(2012, 10, 30)]  # Hurricane Sandy
+
+
+def test_the_saved_closures_are_the_calendars_own_answer() -> None:
+    # Failing here after an upgrade of exchange_calendars: regenerate the saved copy with
+    # `python -m quote_pipeline.market_calendar` (until then the calendar answers, slower).
+    assert installed_calendar_version() == CLOSURES_SNAPSHOT_VERSION
+    assert closures_snapshot_text(*CLOSURES_SNAPSHOT_YEARS) == market_calendar._CLOSURES_SNAPSHOT
+
+
+def test_the_calendar_answers_outside_the_saved_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before its first year: Christmas 1999 fell on a Saturday and was observed on Friday.
+    assert date(1999, 12, 24) in weekday_closures(date(1999, 12, 1), date(1999, 12, 31))
+    # Another version of exchange_calendars installed: the copy is not trusted.
+    saved = weekday_closures(date(2024, 1, 1), date(2026, 12, 31))
+    monkeypatch.setattr(market_calendar, "CLOSURES_SNAPSHOT_VERSION", "0.0")
+    monkeypatch.setattr(market_calendar, "_calendar_closures", lambda a, b: ["asked"])
+    assert weekday_closures(date(2024, 1, 1), date(2026, 12, 31)) == ["asked"]
+    monkeypatch.undo()
+    assert weekday_closures(date(2024, 1, 1), date(2026, 12, 31)) == saved

@@ -55,7 +55,14 @@ def test_refresh_writes_exact_prices_and_64_bit_volumes(
     assert stocks["dagster/row_count"] == len(TICKERS)
     assert stocks["rows_written"] == len(TICKERS)
     assert stocks["tickers_without_quote"] == 0
-    assert "| ticker" in stocks["preview"]
+    assert "failed_tickers" not in stocks  # nothing to show first
+    movers = stocks["biggest_movers"].records
+    assert len(movers) == 10
+    changes = [abs(r.data["change_pct"]) for r in movers if r.data["change_pct"] is not None]
+    assert changes == sorted(changes, reverse=True)
+    assert movers[0].data["quoted_at"].endswith(" UTC") and "." not in movers[0].data["quoted_at"]
+    snapshots = materialization_metadata(result, "quote_snapshots")
+    assert snapshots["rows_inserted"] == len(TICKERS)
     assert materialization_metadata(result, "tickers")["count"] == len(TICKERS)
 
 
@@ -75,7 +82,7 @@ def test_free_plan_falls_back_to_single_symbol_requests(
     single = [r for r in requests_seen if r["path"] == "/stable/quote-short"]
     assert [r["status"] for r in batch] == [402]  # the one probe, then never again
     assert len(single) == len(TICKERS)
-    assert materialization_metadata(result, "stocks")["endpoint"] == "single-symbol"
+    assert materialization_metadata(result, "raw_quotes")["endpoint"] == "single-symbol"
     logs = [
         e.message
         for e in dagster_instance.all_logs(result.run_id)
@@ -98,7 +105,7 @@ def test_premium_plan_uses_the_batch_endpoint(
     assert set(paths) == {"/stable/batch-quote-short"}
     assert len(paths) == 2  # the plan probe, then one batch of 30
     assert len(read_stocks(create_db_engine(postgres_url))) == len(TICKERS)
-    assert materialization_metadata(result, "stocks")["endpoint"] == "batch"
+    assert materialization_metadata(result, "raw_quotes")["endpoint"] == "batch"
 
 
 def test_second_run_updates_rows_and_rematerializing_adds_no_snapshot(
@@ -124,13 +131,13 @@ def test_second_run_updates_rows_and_rematerializing_adds_no_snapshot(
     assert count_snapshots(engine) == 2 * len(TICKERS)
 
     # Re-materializing stocks alone re-writes the stored raw_quotes: same rows, no new snapshot.
-    again = run_refresh(defs, dagster_instance, asset_selection=["stocks"])
+    again = run_refresh(defs, dagster_instance, asset_selection=["stocks", "quote_snapshots"])
     assert again.success
     assert {r.ticker: r.price for r in read_stocks(engine)} == {
         t: r.price for t, r in second.items()
     }
     assert count_snapshots(engine) == 2 * len(TICKERS)
-    assert materialization_metadata(again, "stocks")["snapshots_inserted"] == 0
+    assert materialization_metadata(again, "quote_snapshots")["rows_inserted"] == 0
 
 
 def test_an_unknown_symbol_is_reported_and_the_others_are_written(
@@ -147,8 +154,9 @@ def test_an_unknown_symbol_is_reported_and_the_others_are_written(
     assert sorted(r.ticker for r in read_stocks(create_db_engine(database_url))) == sorted(TICKERS)
     stocks = materialization_metadata(result, "stocks")
     assert stocks["tickers_without_quote"] == 1
-    assert stocks["failures_by_kind"] == {"no_quote": 1}
-    assert "ZZZZ" in stocks["tickers_without_quote_detail"]
+    (failed,) = stocks["failed_tickers"].records
+    assert (failed.data["ticker"], failed.data["kind"]) == ("ZZZZ", "no_quote")
+    assert next(iter(stocks)) == "failed_tickers"  # what an operator looks for first
     raw = result.asset_value("raw_quotes")
     assert [(f.symbol, f.kind.value) for f in raw.failures] == [("ZZZZ", "no_quote")]
 
@@ -176,7 +184,9 @@ def test_thousands_of_tickers_run_in_a_few_mapped_steps(
     assert len(outputs) == len(steps)
     assert sum(o["quotes"] for o in outputs) == 3000
     assert {(o["failures"], o["still_failing_transiently"]) for o in outputs} == {(0, 0)}
-    assert sum(o["api_requests"] for o in outputs) == 4 * 8  # 750 a step: 8 batches of <= 100
+    # 750 a step: 8 batches of <= 100; the first step also counts the plan's one probe.
+    assert sum(o["api_requests"] for o in outputs) == 4 * 8 + 1
+    assert sum(o["api_requests"] for o in outputs) == len(sandbox.stats()["requests"])
 
 
 def test_batching_is_configurable_from_run_config(

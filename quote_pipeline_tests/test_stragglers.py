@@ -70,7 +70,7 @@ def materialize(sandbox: SandboxServer, database_url: str, home: Path) -> subpro
     }
     argv = [str(BIN / "dagster"), "asset", "materialize", "-m", "quote_pipeline.definitions"]
     return subprocess.Popen(
-        [*argv, "--select", "tickers,raw_quotes,stocks"],
+        [*argv, "--select", "tickers,raw_quotes,stocks,quote_snapshots"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

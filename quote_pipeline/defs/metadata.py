@@ -1,16 +1,18 @@
-"""What every domain's definitions share: owners, tags, column schemas, markdown tables."""
+"""What every domain's definitions share: owners, tags, column schemas, and the tables and
+one-line summaries the UI shows."""
 
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
-from tabulate import tabulate
 
 from quote_pipeline.defs.code_version import CODE_VERSION_TAG, code_version
 from quote_pipeline.models import SymbolFailure
+from quote_pipeline.storage.fetch_state import PendingSymbol
 
 OWNERS = ["team:market-data"]
 
@@ -56,28 +58,66 @@ def _type_name(column: sa.Column[Any]) -> str:
     return column.type.compile(dialect=postgresql.dialect()).lower()
 
 
-def markdown_table(rows: Sequence[Mapping[str, Any]], *, empty: str = "_no rows_") -> str:
-    """``rows`` as a markdown table (the UI renders it), or ``empty`` when there are none.
+def utc_minute(moment: datetime) -> str:
+    """``2026-11-30 14:01 UTC``: a time as a table cell, without seconds that wrap."""
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
-    tabulate directly, as pandas' ``to_markdown`` would call it: importing pandas for this
-    cost ~0.3 s of every CLI run's start."""
-    if not rows:
-        return empty
+
+def table_value(
+    rows: Sequence[Mapping[str, Any]], *, descriptions: Mapping[str, str] | None = None
+) -> dg.TableMetadataValue:
+    """``rows`` as a table the UI draws inline (markdown hides behind "Show Markdown").
+
+    Cells are kept as given when they are numbers or booleans, else shown as text (an exact
+    decimal stays exact as text)."""
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    table = [[row.get(column, "") for column in columns] for row in rows]
-    return tabulate(table, headers=columns, tablefmt="pipe", disable_numparse=True)
+    descriptions = descriptions or {}
 
+    def cell(value: Any) -> Any:
+        return value if isinstance(value, bool | int | float) or value is None else str(value)
 
-def failures_table(
-    failures: Sequence[SymbolFailure], *, limit: int = 50, empty: str = "_no failures_"
-) -> str:
-    """A markdown table of symbols that failed, and why; the first ``limit`` of them."""
-    table = markdown_table(
-        [
-            {"ticker": f.symbol, "kind": f.kind.value, "message": f.message}
-            for f in failures[:limit]
-        ],
-        empty=empty,
+    def column_type(name: str) -> str:
+        values = [row[name] for row in rows if row.get(name) is not None]
+        if values and all(isinstance(v, bool) for v in values):
+            return "bool"
+        if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            return "int"
+        if values and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            return "float"
+        return "string"
+
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({c: cell(row.get(c)) for c in columns}) for row in rows],
+        schema=dg.TableSchema(
+            columns=[
+                dg.TableColumn(c, column_type(c), description=descriptions.get(c)) for c in columns
+            ]
+        ),
     )
-    more = f"\n\n… and {len(failures) - limit} more" if len(failures) > limit else ""
-    return table + more
+
+
+def failures_value(failures: Sequence[SymbolFailure], *, limit: int = 50) -> dg.TableMetadataValue:
+    """The symbols that failed and why, as a table (the first ``limit``)."""
+    return table_value(
+        [
+            {"ticker": f.symbol, "kind": f.kind.value, "message": f.message[:160]}
+            for f in failures[:limit]
+        ]
+    )
+
+
+def failures_summary(failures: Sequence[SymbolFailure], *, limit: int = 8) -> str:
+    """``ZZZQ no_quote, XYZ server_error, … and 3 more``: who failed, in one line."""
+    named = ", ".join(f"{f.symbol} {f.kind.value}" for f in failures[:limit])
+    more = f", … and {len(failures) - limit} more" if len(failures) > limit else ""
+    return named + more
+
+
+def counts_text(counts: Mapping[str, int]) -> str:
+    """``no_quote: 2, server_error: 1``: counts by kind as text, not a Python dict."""
+    return ", ".join(f"{key}: {value}" for key, value in counts.items()) or "none"
+
+
+def pending_value(pending: Sequence[PendingSymbol]) -> dg.TableMetadataValue:
+    """Tickers left to a retry sensor: when each is asked next, or that it was given up."""
+    return table_value([p.as_row() for p in pending])

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
+import tempfile
 from datetime import timedelta
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
@@ -208,6 +211,65 @@ class FMPResource(dg.ConfigurableResource, ClientSettings):
             raise dg.Failure(hold.message(), allow_retries=False)
 
 
+class RunValueStore(dg.IOManager):
+    """Values handed from one step to the next: kept in memory for the steps of this run
+    process, and pickled under the instance's storage directory so that a step retried or
+    re-executed in another process (re-execution from failure) still finds its inputs.
+
+    It writes no log line of its own: the default filesystem IO manager logged "Writing file
+    at" and "Loading file from" for every output and input (a quarter of a refresh's events)
+    about values that live a few seconds."""
+
+    def __init__(self, base_dir: Path) -> None:
+        self._base_dir = base_dir
+        self._values: dict[Path, Any] = {}
+
+    def _path(self, context: dg.InputContext | dg.OutputContext) -> Path:
+        if context.has_asset_key:
+            # An asset's latest value, wherever it was made (a later run may load it).
+            return self._base_dir.joinpath(*context.get_asset_identifier())
+        # An op's output of one run (step, output, mapping key).
+        return self._base_dir.joinpath(*context.get_identifier())
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is None and context.dagster_type.is_nothing:
+            return
+        path = self._path(context)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written whole or not at all: a killed step never leaves half a pickle to load.
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as handle:
+            pickle.dump(obj, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(handle.name, path)
+        self._values[path] = obj
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        path = self._path(context)
+        if path in self._values:
+            return self._values[path]
+        try:
+            with path.open("rb") as handle:
+                return pickle.load(handle)
+        except FileNotFoundError:
+            raise dg.Failure(
+                f"No stored value for input {context.name!r} ({path.name}): materialize "
+                "its upstream asset, or re-execute the whole run.",
+                allow_retries=False,
+            ) from None
+
+
+class RunValueStoreFactory(dg.ConfigurableIOManagerFactory):
+    """The IO manager of every step output (see :class:`RunValueStore`)."""
+
+    base_dir: str | None = Field(
+        default=None,
+        description="Where values are pickled. Unset: the instance's storage directory.",
+    )
+
+    def create_io_manager(self, context: dg.InitResourceContext) -> RunValueStore:
+        base = self.base_dir or context.instance.storage_directory()  # type: ignore[union-attr]
+        return RunValueStore(Path(base))
+
+
 @dg.definitions
 def shared_definitions() -> dg.Definitions:
     """The resources every domain uses, configured for this deployment, and the executor.
@@ -221,6 +283,7 @@ def shared_definitions() -> dg.Definitions:
         resources={
             "database": database,
             "fmp": FMPResource(api_key=dg.EnvVar(API_KEY_ENV), database=database),
+            "io_manager": RunValueStoreFactory(),
         },
         executor=dg.in_process_executor,
         # The console shows INFO and above (a run's story: batches, writes, failures); every

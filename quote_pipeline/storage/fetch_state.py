@@ -76,9 +76,9 @@ class PendingSymbol:
             "kind": self.failure_kind,
             "attempts": self.attempts,
             "runs": self.runs,
-            "failing_since": self.first_failed_at.isoformat(timespec="seconds"),
+            "failing_since": f"{self.first_failed_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
             "next_try": (
-                self.next_attempt_at.isoformat(timespec="seconds")
+                f"{self.next_attempt_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
                 if self.next_attempt_at
                 else "given up"
             ),

@@ -350,6 +350,18 @@ def missing_sessions(
     return missing
 
 
+def daily_rows_by_day(engine: Engine, start: date, end: date) -> dict[date, int]:
+    """How many rows ``daily_prices`` holds for each day from ``start`` to ``end`` (every
+    ticker's; days without rows are left out): a daily partition's row count."""
+    query = (
+        sa.select(daily_prices.c.date, sa.func.count())
+        .where(daily_prices.c.date.between(start, end))
+        .group_by(daily_prices.c.date)
+    )
+    with engine.connect() as conn:
+        return {_as_date(day): count for day, count in conn.execute(query)}
+
+
 def _as_date(value: Any) -> date:
     # SQLite hands aggregates of a DATE column back as text.
     return value if isinstance(value, date) else date.fromisoformat(str(value))
@@ -360,6 +372,7 @@ __all__ = [
     "BarConsistency",
     "DailyReplaceSummary",
     "daily_price_consistency",
+    "daily_rows_by_day",
     "intraday_bar_consistency",
     "missing_sessions",
     "read_daily_prices",

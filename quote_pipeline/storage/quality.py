@@ -42,11 +42,14 @@ def duplicate_tickers(engine: Engine) -> dict[str, int]:
 
 
 def stale_tickers(engine: Engine, *, updated_before: datetime) -> list[str]:
-    """Tracked tickers whose stock row is missing or was last written before the cut-off."""
+    """Tracked tickers whose stored row was last written before the cut-off.
+
+    Only rows that exist: a tracked ticker that never got a quote has nothing to go stale
+    (the refresh's coverage check reports it)."""
     query = (
         sa.select(tickers.c.ticker)
-        .select_from(tickers.outerjoin(stocks, stocks.c.ticker == tickers.c.ticker))
-        .where(sa.or_(stocks.c.updated_at.is_(None), stocks.c.updated_at < updated_before))
+        .select_from(tickers.join(stocks, stocks.c.ticker == tickers.c.ticker))
+        .where(stocks.c.updated_at < updated_before)
         .order_by(tickers.c.ticker)
     )
     with engine.connect() as conn:

@@ -251,6 +251,12 @@ def read_stocks(engine: Engine, symbols: Iterable[str] | None = None) -> list[St
         return [StockRow(**row._mapping) for row in conn.execute(query)]
 
 
+def count_stocks(bind: Engine | Connection) -> int:
+    """How many rows ``stocks`` holds (one per ticker ever quoted and still stored)."""
+    with transaction(bind) as conn:
+        return conn.scalar(sa.select(sa.func.count()).select_from(stocks)) or 0
+
+
 def count_snapshots(engine: Engine) -> int:
     """How many rows ``quote_snapshots`` holds."""
     with engine.connect() as conn:

@@ -86,6 +86,28 @@ def metadata_of(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]
     return {k: v.value for k, v in events[0].materialization.metadata.items()}
 
 
+def metadata_by_partition(
+    result: dg.ExecuteInProcessResult, asset: str = "daily_prices"
+) -> dict[str, dict[str, Any]]:
+    """Each partition's materialization metadata in ``result``, by partition key."""
+    events = [
+        e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(asset)
+    ]
+    by_key = {
+        e.partition: {k: v.value for k, v in e.materialization.metadata.items()} for e in events
+    }
+    assert len(by_key) == len(events), "one materialization per partition"
+    return {key: value for key, value in by_key.items() if key is not None}
+
+
+def run_figures(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
+    """The ``run_figures`` table of a ``daily_prices`` run (the same on each partition)."""
+    tables = {str(metadata["run_figures"]) for metadata in metadata_by_partition(result).values()}
+    assert len(tables) == 1, "every partition of a run carries the same run figures"
+    table = metadata_of(result, "daily_prices")["run_figures"]
+    return {record.data["figure"]: record.data["value"] for record in table.records}
+
+
 def checks_of(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 

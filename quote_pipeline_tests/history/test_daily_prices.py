@@ -28,8 +28,10 @@ from quote_pipeline_tests.history.support import (
     checks_of,
     history_definitions,
     history_requests,
+    metadata_by_partition,
     metadata_of,
     run_daily,
+    run_figures,
     served,
 )
 
@@ -84,19 +86,22 @@ def test_a_range_is_one_run_with_one_request_per_ticker(
             assert (bar.volume, bar.change, bar.vwap) == (row["volume"], row["change"], row["vwap"])
             assert bar.change_percent == row["changePercent"]
 
-    # One run materialized every partition of the range, weekends and holidays included.
+    # One run materialized every partition of the range: its sessions, nothing else.
     keys = partition_keys(*Q1)
+    assert keys == [d.isoformat() for d in sessions]
     materialized = dagster_instance.get_materialized_partitions(dg.AssetKey("daily_prices"))
-    assert set(keys) <= materialized
+    assert materialized == set(keys)
     events = result.get_asset_materialization_events()
     assert sorted(e.partition for e in events) == keys  # all from this one run
     assert len(dagster_instance.get_runs()) == 1
 
-    metadata = metadata_of(result, "daily_prices")
-    assert metadata["api_requests"] == len(TICKERS)
-    assert metadata["rows_written"] == len(rows)
-    assert metadata["sessions"] == len(sessions)
-    assert metadata["first_day"] == "2026-01-05" and metadata["last_day"] == "2026-03-31"
+    figures = run_figures(result)
+    assert figures["api_requests"] == len(TICKERS)
+    assert figures["rows_written"] == len(rows)
+    assert all(m["rows_written"] == len(TICKERS) for m in metadata_by_partition(result).values())
+    assert metadata_of(result, "daily_prices")["run_scope"].startswith(
+        f"One run for the whole range 2026-01-05 … 2026-03-31 ({len(sessions)} sessions)"
+    )
     checks = checks_of(result)
     assert checks["bars_consistent"].passed
     assert checks["no_missing_trading_days"].passed
@@ -127,23 +132,23 @@ def test_rematerializing_replaces_rows_exactly(
             [{**stored_row(date(2026, 2, 7)), "ticker": "AAPL"}],
         )
 
-    again = run_daily(defs, dagster_instance, "2026-02-02", "2026-02-08")
+    again = run_daily(defs, dagster_instance, "2026-02-02", "2026-02-09")
     assert again.success
     after = read_daily_prices(engine)
     assert [(r.symbol, r.day, r.close, r.volume) for r in after] == [
         (r.symbol, r.day, r.close, r.volume) for r in before
     ]
-    metadata = metadata_of(again, "daily_prices")
-    # 5 sessions per ticker replaced, plus the stray Saturday row.
-    assert metadata["rows_replaced"] == 5 * len(TICKERS) + 1
-    assert metadata["rows_written"] == 5 * len(TICKERS)
+    figures = run_figures(again)
+    # 6 sessions per ticker replaced, plus the stray Saturday row between them.
+    assert figures["rows_replaced"] == 6 * len(TICKERS) + 1
+    assert figures["rows_written"] == 6 * len(TICKERS)
 
     # A single partition, re-materialized, does the same for its day.
     assert run_daily(defs, dagster_instance, "2026-02-10").success
     assert len(read_daily_prices(engine)) == len(before)
 
 
-def test_closed_days_make_no_rows_no_requests_and_no_error(
+def test_closed_days_are_no_partitions_and_cost_no_request(
     monkeypatch: pytest.MonkeyPatch,
     start_sandbox: SandboxFactory,
     sqlite_url: str,
@@ -151,15 +156,13 @@ def test_closed_days_make_no_rows_no_requests_and_no_error(
 ) -> None:
     sandbox = start_sandbox()
     defs = history_definitions(monkeypatch, sandbox.url, sqlite_url)
-    holiday = run_daily(defs, dagster_instance, "2026-01-19")  # Martin Luther King Jr. Day
-    weekend = run_daily(defs, dagster_instance, "2026-02-07", "2026-02-08")
-    assert holiday.success and weekend.success
+    for closed in ("2026-01-19", "2026-02-07"):  # Martin Luther King Jr. Day, a Saturday
+        assert not daily_partitions.has_partition_key(closed)
+        with pytest.raises(dg.DagsterUnknownPartitionError):
+            run_daily(defs, dagster_instance, closed)
     assert sandbox.stats()["requests_total"] == 0
     assert read_daily_prices(create_db_engine(sqlite_url)) == []
-    assert metadata_of(weekend, "daily_prices")["rows_written"] == 0
-    assert all(c.passed for c in checks_of(weekend).values())
-    materialized = dagster_instance.get_materialized_partitions(dg.AssetKey("daily_prices"))
-    assert {"2026-01-19", "2026-02-07", "2026-02-08"} <= materialized
+    assert not dagster_instance.get_materialized_partitions(dg.AssetKey("daily_prices"))
 
 
 def test_a_session_not_closed_yet_is_refused() -> None:
@@ -219,10 +222,11 @@ def test_failed_tickers_keep_their_rows_and_the_checks_say_so(
     stored = read_daily_prices(engine, ["GATED"])
     assert len(stored) == 4  # untouched: the API did not answer for it
     assert len(read_daily_prices(engine, ["AAPL"])) == 5
-    metadata = metadata_of(result, "daily_prices")
-    assert metadata["failures_by_kind"] == {"not_in_plan": 1, "no_quote": 1}
-    assert metadata["tickers_answered"] == 2
-    assert "GATED" in metadata["failures"] and "GONE" in metadata["failures"]
+    figures = run_figures(result)
+    assert (figures["failed: not_in_plan"], figures["failed: no_quote"]) == (1, 1)
+    assert figures["tickers_answered"] == 2
+    failures = metadata_of(result, "daily_prices")["run_failures"]
+    assert {r.data["ticker"] for r in failures.records} == {"GATED", "GONE"}
 
     checks = checks_of(result)
     consistent, gaps = checks["bars_consistent"], checks["no_missing_trading_days"]
@@ -258,9 +262,10 @@ def test_an_empty_or_partly_bad_answer_keeps_the_stored_rows(
     assert len(read_daily_prices(engine, ["GONE"])) == len(days)
     assert len(read_daily_prices(engine, ["SHAPE"])) == len(days)
     assert len(read_daily_prices(engine, ["AAPL"])) == len(days)
-    metadata = metadata_of(result, "daily_prices")
-    assert metadata["failures_by_kind"] == {"no_quote": 1, "bad_response": 1}
-    assert "stored rows kept" in metadata["failures"]
+    figures = run_figures(result)
+    assert (figures["failed: no_quote"], figures["failed: bad_response"]) == (1, 1)
+    failures = metadata_of(result, "daily_prices")["run_failures"].records
+    assert any("stored rows kept" in r.data["message"] for r in failures)
 
 
 def test_transient_failures_get_a_second_pass(
@@ -383,11 +388,11 @@ def test_large_ranges_are_written_in_bounded_groups_and_chunks(
     # 60 sessions: at most 240 bars in memory means groups of 2 tickers (120 bars each).
     result = run_daily(defs, dagster_instance, *Q1, max_rows_in_memory=240, chunk_rows=25)
     assert result.success
-    metadata = metadata_of(result, "daily_prices")
-    assert metadata["api_requests"] == len(tickers)  # grouping never costs requests
-    assert metadata["write_transactions"] == 4
-    assert metadata["insert_statements"] == 4 * 5  # 120 rows in chunks of 25
-    assert metadata["rows_written"] == len(tickers) * 60
+    figures = run_figures(result)
+    assert figures["api_requests"] == len(tickers)  # grouping never costs requests
+    assert figures["write_transactions"] == 4
+    assert figures["insert_statements"] == 4 * 5  # 120 rows in chunks of 25
+    assert figures["rows_written"] == len(tickers) * 60
 
 
 def test_the_asset_is_partitioned_for_single_run_backfills(
@@ -398,6 +403,7 @@ def test_the_asset_is_partitioned_for_single_run_backfills(
     assert daily_prices.backfill_policy == dg.BackfillPolicy.single_run()
     assert daily_partitions.timezone == "America/New_York"
     assert daily_partitions.start.date().isoformat() == DEFAULT_HISTORY_START
+    assert daily_partitions.get_first_partition_key() == "2020-01-02"  # the 1st is a holiday
     assert daily_prices.partitions_def == daily_partitions
     assert daily_prices.op.pool == "fmp_api"
     # The lineage the graph shows: the tickers decide what is fetched.
@@ -406,7 +412,7 @@ def test_the_asset_is_partitioned_for_single_run_backfills(
     monkeypatch.setenv(HISTORY_START_ENV, "2015-06-01")
     assert DeploymentSettings.from_env().history_start == "2015-06-01"
     later = build_definitions().resolve_assets_def("daily_prices").partitions_def
-    assert isinstance(later, dg.DailyPartitionsDefinition)
+    assert isinstance(later, dg.TimeWindowPartitionsDefinition)
     assert later.start.date().isoformat() == "2015-06-01"
     monkeypatch.setenv(HISTORY_START_ENV, "June 2015")
     with pytest.raises(ValueError, match=HISTORY_START_ENV):

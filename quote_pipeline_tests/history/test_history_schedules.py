@@ -1,6 +1,6 @@
 """The price-history schedules on the NYSE calendar: what each tick asks for, or why not."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -115,3 +115,25 @@ def test_the_schedules_are_wired_in_new_york_time(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("QUOTE_PIPELINE_SCHEDULE_DEFAULT_STATUS", "running")
     running = build_definitions().resolve_schedule_def("intraday_bars_every_5_minutes")
     assert running.default_status == dg.DefaultScheduleStatus.RUNNING
+
+
+def test_every_evening_tick_asks_for_an_existing_partition_or_skips_a_closed_day() -> None:
+    # The schedule (the live calendar) and the partitions (its closures, saved) agree: each
+    # weekday of the last two months of 2026 at 17:00 either requests a partition that
+    # exists by then, or skips a day that is no partition.
+    partitions = daily_partitions_from(DEFAULT_HISTORY_START)
+    day, requested, skipped = datetime(2026, 11, 2, 17, 0, tzinfo=NY), [], []
+    while day.month > 10:
+        if day.weekday() < 5:
+            request = daily_prices_request(day)
+            key = day.date().isoformat()
+            if isinstance(request, dg.RunRequest):
+                assert request.partition_key == key
+                assert partitions.get_partition_keys(current_time=day)[-1] == key
+                requested.append(key)
+            else:
+                assert not partitions.has_partition_key(key), key
+                skipped.append(key)
+        day += timedelta(days=1)
+    assert skipped == ["2026-11-26", "2026-12-25"]
+    assert len(requested) == 42

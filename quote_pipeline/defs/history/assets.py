@@ -1,4 +1,5 @@
-"""Price history: `daily_prices` (daily partitions, single-run backfills) and `intraday_bars`.
+"""Price history: `daily_prices` (one partition per NYSE session, single-run backfills) and
+`intraday_bars`.
 
 Both fetch through the fetch engine, one request per ticker for the run's whole range, and
 write each group of tickers in its own transaction while the next group is fetched: a slow
@@ -6,8 +7,8 @@ ticker costs at most one read timeout per pass and never holds the others' rows.
 """
 
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -23,7 +24,14 @@ from quote_pipeline.defs.history.checks import (
     intraday_consistency_result,
     missing_sessions_result,
 )
-from quote_pipeline.defs.metadata import OWNERS, failures_table, markdown_table, table_metadata
+from quote_pipeline.defs.metadata import (
+    OWNERS,
+    counts_text,
+    failures_value,
+    pending_value,
+    table_metadata,
+    table_value,
+)
 from quote_pipeline.defs.resources import DatabaseResource, FMPResource
 from quote_pipeline.fetch_engine import FetchReport, SymbolResult
 from quote_pipeline.fmp import FMPError
@@ -37,8 +45,10 @@ from quote_pipeline.market_calendar import (
     NEW_YORK,
     NEW_YORK_TZ,
     last_opened_session,
+    market_day,
     session_hours,
     sessions_between,
+    weekday_closures,
 )
 from quote_pipeline.models import FailureKind, SymbolFailure
 from quote_pipeline.price_bars import DailyBar
@@ -47,12 +57,21 @@ from quote_pipeline.storage import schema as tables
 from quote_pipeline.storage.fetch_state import (
     PendingSymbol,
     clear_symbols,
+    pending_symbols,
     record_failed_symbols,
 )
-from quote_pipeline.storage.history import replace_daily_prices, upsert_intraday_bars
+from quote_pipeline.storage.history import (
+    daily_rows_by_day,
+    replace_daily_prices,
+    upsert_intraday_bars,
+)
 
 GROUP = "price_history"
 BARS_PER_SESSION = 78  # 09:30 to 16:00 in 5-minute bars
+# A partition opens at New York midnight of each weekday; the exchange's weekday closures
+# are excluded, so the partitions are exactly the NYSE sessions.
+SESSION_CRON = "0 0 * * 1-5"
+SESSION_PREVIEW_ROWS = 5
 
 
 class HistoryFetchConfig(dg.Config):
@@ -163,30 +182,39 @@ def fetch_history(
 def _preview_rows(histories: Sequence[SymbolHistory[Any]], limit: int) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for history in histories:
-        for bar in history.bars[:limit]:
-            when = bar.day if isinstance(bar, DailyBar) else bar.bar_start
-            rows.append(
-                {
-                    "ticker": bar.symbol,
-                    "when": when.isoformat(),
-                    "open": str(bar.open),
-                    "high": str(bar.high),
-                    "low": str(bar.low),
-                    "close": str(bar.close),
-                    "volume": bar.volume,
-                }
-            )
+        rows.extend(_preview_row(bar) for bar in history.bars[:limit])
         if rows:
             break
     return rows[:limit]
 
 
+def _preview_row(bar: Any) -> dict[str, Any]:
+    return {
+        "ticker": bar.symbol,
+        "when": _when(bar),
+        "open": str(bar.open),
+        "high": str(bar.high),
+        "low": str(bar.low),
+        "close": str(bar.close),
+        "volume": bar.volume,
+    }
+
+
+def _when(bar: Any) -> str:
+    """A bar's date, or its start as New York wall time to the minute (no seconds or
+    microseconds: bars start on 5-minute marks)."""
+    if isinstance(bar, DailyBar):
+        return bar.day.isoformat()
+    return f"{bar.bar_start.astimezone(NEW_YORK):%Y-%m-%d %H:%M} New York"
+
+
 def _run_metadata(
     report: FetchReport[Any], tally: HistoryTally, symbols: int, seconds: float
 ) -> dict[str, Any]:
+    """The run's figures, for an intraday refresh and for a failed run's event. Not
+    ``dagster/row_count``: what a run wrote is not how many rows the table holds."""
     failures = report.failures
     return {
-        "dagster/row_count": tally.rows_written,
         "rows_written": tally.rows_written,
         "rows_replaced": tally.rows_deleted,
         "rows_dropped": tally.rows_dropped,
@@ -194,14 +222,14 @@ def _run_metadata(
         "tickers_answered": report.succeeded,
         "tickers_without_data": len(tally.without_data),
         "tickers_failed": len({f.symbol for f in failures}),
-        "failures_by_kind": dict(Counter(f.kind.value for f in failures)),
-        "failures": dg.MetadataValue.md(failures_table(failures, empty="_every ticker answered_")),
+        "failures_by_kind": counts_text(Counter(f.kind.value for f in failures)),
+        "failures": failures_value(failures),
         "api_requests": report.requests_made,
         "fetch_passes": report.passes,
         "write_transactions": tally.transactions,
         "insert_statements": tally.statements,
         "seconds": round(seconds, 3),
-        "preview": dg.MetadataValue.md(markdown_table(tally.preview)),
+        "preview": table_value(tally.preview),
     }
 
 
@@ -255,10 +283,18 @@ def daily_dataset(start: date, end: date) -> str:
     return f"{DAILY_DATASET_PREFIX}{start.isoformat()}/{end.isoformat()}"
 
 
-def daily_range(dataset: str) -> tuple[str, str]:
-    """The first and last partition key of a :func:`daily_dataset` name."""
+def daily_range(dataset: str) -> tuple[str, str] | None:
+    """The first and last partition key (NYSE session) of a :func:`daily_dataset` name, or
+    None if it holds no session.
+
+    A name recorded while the partitions were calendar days can start or end on a closed
+    day, which is no partition key any more: it is narrowed to the sessions inside it.
+    """
     first, _, last = dataset.removeprefix(DAILY_DATASET_PREFIX).partition("/")
-    return first, last
+    sessions = sessions_between(date.fromisoformat(first), date.fromisoformat(last))
+    if not sessions:
+        return None
+    return sessions[0].isoformat(), sessions[-1].isoformat()
 
 
 def settle_daily_stragglers(
@@ -274,7 +310,18 @@ def settle_daily_stragglers(
     dataset = daily_dataset(start, end)
     transient = report.transient
     still = {f.symbol for f in transient}
+    # The same sessions under a name from the calendar-day partitions (the retry sensor
+    # narrowed it to this range): this run answers for those symbols too.
+    older = {
+        p.dataset
+        for p in pending_symbols(engine)
+        if p.dataset.startswith(DAILY_DATASET_PREFIX)
+        and p.dataset != dataset
+        and daily_range(p.dataset) == (start.isoformat(), end.isoformat())
+    }
     with engine.begin() as conn:  # settled and pending, in one transaction
+        for name in older:
+            clear_symbols(conn, name, symbols)
         clear_symbols(conn, dataset, [s for s in symbols if s not in still])
         return record_failed_symbols(
             conn,
@@ -290,9 +337,14 @@ def settle_daily_stragglers(
 
 
 def partition_dates(context: dg.AssetExecutionContext) -> tuple[date, date]:
-    """The first and last New York date of the run's partition (range)."""
-    window = context.partition_time_window
-    return window.start.date(), window.end.date() - timedelta(days=1)
+    """The first and last session of the run's partition (range): its first and last key.
+
+    Not the time window: a session's window runs to the next weekday's midnight (a Friday's
+    through Sunday), and a holiday lies in no window at all, so the window's last day can be
+    a closed one.
+    """
+    keys = context.partition_key_range
+    return date.fromisoformat(keys.start), date.fromisoformat(keys.end)
 
 
 def unfinished_session(sessions: Sequence[date], now: datetime) -> tuple[date, datetime] | None:
@@ -303,16 +355,112 @@ def unfinished_session(sessions: Sequence[date], now: datetime) -> tuple[date, d
     return (sessions[-1], closes_at) if closes_at > now else None
 
 
-def daily_partitions_from(history_start: str) -> dg.DailyPartitionsDefinition:
-    """One partition per New York calendar day from ``history_start``; days without an NYSE
-    session have no rows. end_offset=1: today's partition exists, so the after-close schedule
-    can ask for it the same evening (the asset refuses a session that has not closed yet)."""
-    return dg.DailyPartitionsDefinition(
-        start_date=history_start, timezone=NEW_YORK_TZ, end_offset=1
+def daily_partitions_from(
+    history_start: str, *, today: date | None = None
+) -> dg.TimeWindowPartitionsDefinition:
+    """One partition per NYSE session from ``history_start``, keyed by its New York date
+    (``2026-11-27``): weekdays, less the exchange's holidays and one-off closures (the XNYS
+    calendar's, through the end of next year). Early closes are sessions.
+
+    end_offset=1 counts one partition past the last window that has ended, and a window runs
+    from its session's midnight to the next weekday's: on a session day, that session's
+    partition exists from midnight on, so the after-close schedule can ask for it the same
+    evening (the asset refuses a session that has not closed yet). On a weekday closure the
+    next session's partition already exists (Thanksgiving shows the Friday), and it is
+    refused the same way until that session closes.
+    """
+    start = date.fromisoformat(history_start)
+    horizon = date((today or date.today()).year + 1, 12, 31)
+    closures = weekday_closures(start, horizon)
+    return dg.TimeWindowPartitionsDefinition(
+        start=history_start,
+        fmt="%Y-%m-%d",
+        cron_schedule=SESSION_CRON,
+        timezone=NEW_YORK_TZ,
+        end_offset=1,
+        exclusions=[datetime.combine(day, datetime.min.time(), NEW_YORK) for day in closures],
     )
 
 
-def build_daily_prices(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDefinition:
+def _session_text(day: date) -> str:
+    found = market_day(day)
+    if found.opens_at is None or found.closes_at is None:
+        return f"{day:%A} {day}: no NYSE session ({found.closed_reason})"
+    hours = f"{found.opens_at:%H:%M} to {found.closes_at:%H:%M} New York"
+    return f"{day:%A} {day}, {hours}" + (" (early close)" if found.is_early_close else "")
+
+
+def _figures_table(figures: Mapping[str, Any]) -> dg.TableMetadataValue:
+    return table_value([{"figure": name, "value": value} for name, value in figures.items()])
+
+
+def _run_context(
+    report: FetchReport[Any],
+    tally: HistoryTally,
+    symbols: int,
+    seconds: float,
+    first: date,
+    last: date,
+    sessions: Sequence[date],
+    pending: Sequence[PendingSymbol],
+) -> dict[str, Any]:
+    """What the run did, attached to each partition it materialized and labelled as the
+    run's: every ``run_*`` entry is the same on each of them. A table and text, never plain
+    numbers, so that none plots as a flat line across the range's partitions."""
+    if first == last:
+        scope = f"One run for the session of {first} alone: the run_* figures are this session's."
+    else:
+        scope = (
+            f"One run for the whole range {first} … {last} ({len(sessions)} sessions): the "
+            "run_* figures are the range's, not this session's."
+        )
+    failures = report.failures
+    figures = {
+        "rows_written": tally.rows_written,
+        "rows_replaced": tally.rows_deleted,
+        "rows_dropped": tally.rows_dropped,
+        "tickers_requested": symbols,
+        "tickers_answered": report.succeeded,
+        "tickers_without_data": len(tally.without_data),
+        "tickers_failed": len({f.symbol for f in failures}),
+        **{
+            f"failed: {kind}": count
+            for kind, count in Counter(f.kind.value for f in failures).items()
+        },
+        "api_requests": report.requests_made,
+        "fetch_passes": report.passes,
+        "write_transactions": tally.transactions,
+        "insert_statements": tally.statements,
+        "pending_retry": len(pending),
+        "seconds": round(seconds, 3),
+    }
+    return {
+        "run_scope": scope,
+        "run_figures": _figures_table(figures),
+        "run_failures": failures_value(failures),
+        "run_pending_retry": pending_value(pending),
+    }
+
+
+def _session_metadata(
+    day: date,
+    *,
+    stored: int,
+    written: int,
+    preview: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """One session's own figures: what its partition's materialization says about it."""
+    return {
+        # Rows the table holds for the day, every ticker's: the partition's row count (a
+        # run for some tickers only, as the retry sensor's, writes fewer).
+        "dagster/row_count": stored,
+        "rows_written": written,
+        "session": _session_text(day),
+        "preview": table_value(preview),
+    }
+
+
+def build_daily_prices(partitions: dg.TimeWindowPartitionsDefinition) -> dg.AssetsDefinition:
     """The ``daily_prices`` asset over ``partitions``."""
 
     @dg.asset(
@@ -335,7 +483,8 @@ def build_daily_prices(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDef
         database: DatabaseResource,
     ) -> dg.MaterializeResult:
         """Daily open, high, low, close and volume (change and vwap where given) of every
-        tracked ticker, one partition per New York day (NYSE sessions only).
+        tracked ticker, one partition per NYSE session (weekends, holidays and one-off
+        closures are no partitions; early closes are).
 
         A run over a partition range asks the API once per ticker for the whole range,
         through the fetch engine: tickers are fetched concurrently in groups, and each group
@@ -344,6 +493,10 @@ def build_daily_prices(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDef
         request failed keeps its stored rows; one still failing after the retry budget
         fails the run, after every other ticker was written, and is asked again for the same
         range, alone, by the `retry_pending_daily_prices` sensor.
+
+        Each session's materialization carries that session's figures: its row count (rows
+        stored for the day), the rows the run wrote for it, and a preview of them. The
+        `run_*` entries describe the whole run and say so (`run_scope`).
         """
         started = time.monotonic()
         start, end = partition_dates(context)
@@ -358,17 +511,35 @@ def build_daily_prices(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDef
                 allow_retries=False,
             )
         symbols = _tracked(database, config.only_symbols)
-        checks = [
-            daily_consistency_result(engine, symbols, start, end),
-            missing_sessions_result(engine, symbols, sessions),
-        ]
-        range_metadata = {"first_day": start.isoformat(), "last_day": end.isoformat()}
-        if not sessions:
-            context.log.info(f"No NYSE session from {start} to {end}: nothing to fetch or write.")
-            metadata = _run_metadata(FetchReport(symbols=len(symbols)), HistoryTally(), 0, 0.0)
+        written: Counter[date] = Counter()
+        previews: defaultdict[date, list[dict[str, Any]]] = defaultdict(list)
+
+        def materialized(
+            report: FetchReport[Any], tally: HistoryTally, pending: Sequence[PendingSymbol]
+        ) -> dg.MaterializeResult:
+            # Dagster records one materialization per partition key from this one output;
+            # each gets its session's own figures, then the run's, labelled as such.
+            stored = daily_rows_by_day(engine, start, end)
+            seconds = time.monotonic() - started
+            run = _run_context(report, tally, len(symbols), seconds, start, end, sessions, pending)
+            for key in context.partition_keys:
+                day = date.fromisoformat(key)
+                own = _session_metadata(
+                    day, stored=stored.get(day, 0), written=written[day], preview=previews[day]
+                )
+                context.add_asset_metadata({**own, **run}, partition_key=key)
             return dg.MaterializeResult(
-                metadata={**metadata, **range_metadata}, check_results=checks
+                check_results=[
+                    daily_consistency_result(engine, symbols, start, end),
+                    missing_sessions_result(engine, symbols, sessions),
+                ],
             )
+
+        if not sessions:
+            # Only if the calendar closed a day after the definitions were loaded (a one-off
+            # closure): the partition exists, and says there is nothing to fetch.
+            context.log.info(f"No NYSE session from {start} to {end}: nothing to fetch or write.")
+            return materialized(FetchReport(symbols=len(symbols)), HistoryTally(), [])
         fmp.refuse_if_quota_held()
 
         session_days = set(sessions)
@@ -397,6 +568,11 @@ def build_daily_prices(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDef
                 chunk_rows=config.chunk_rows,
                 starts={h.symbol: min(b.day for b in h.bars) for h in clean},
             )
+            # Committed: each session's rows, counted and previewed for its own partition.
+            for bar in bars:
+                written[bar.day] += 1
+                if len(previews[bar.day]) < SESSION_PREVIEW_ROWS:
+                    previews[bar.day].append(_preview_row(bar))
             return GroupWrite(summary.rows_written, summary.rows_deleted, summary.statements)
 
         report, tally = fetch_history(
@@ -414,23 +590,19 @@ def build_daily_prices(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDef
             for s in tally.without_data
         ]
         report.failures.extend(no_data)
-        metadata = {
-            **_run_metadata(report, tally, len(symbols), time.monotonic() - started),
-            **range_metadata,
-            "sessions": len(sessions),
-        }
-        if start != end:
-            # Every partition of a range gets this metadata: the run's total is not its row
-            # count.
-            del metadata["dagster/row_count"]
         pending = settle_daily_stragglers(fmp, engine, start, end, symbols, report)
-        metadata["pending_retry"] = len(pending)
-        metadata["pending_retry_detail"] = dg.MetadataValue.md(
-            markdown_table([p.as_row() for p in pending], empty="_nothing pending_")
-        )
+        # A failed run records no materialization: its event carries the run's figures.
+        failure_metadata = {
+            **_run_metadata(report, tally, len(symbols), time.monotonic() - started),
+            "first_day": start.isoformat(),
+            "last_day": end.isoformat(),
+            "sessions": len(sessions),
+            "pending_retry": len(pending),
+            "pending_retry_detail": pending_value(pending),
+        }
         _fail_unless_complete(
             report,
-            metadata,
+            failure_metadata,
             "They are asked again, alone, by the retry_pending_daily_prices sensor (the same "
             "range, just those tickers); re-materializing the range replaces rows exactly.",
         )
@@ -438,13 +610,7 @@ def build_daily_prices(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDef
             f"{tally.rows_written} rows written ({tally.rows_deleted} replaced) for "
             f"{report.succeeded} of {len(symbols)} tickers with {report.requests_made} requests"
         )
-        return dg.MaterializeResult(
-            metadata=metadata,
-            check_results=[
-                daily_consistency_result(engine, symbols, start, end),
-                missing_sessions_result(engine, symbols, sessions),
-            ],
-        )
+        return materialized(report, tally, pending)
 
     return daily_prices
 

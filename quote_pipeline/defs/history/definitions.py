@@ -1,4 +1,5 @@
-"""The price-history domain: daily bars in daily partitions, 5-minute bars, their schedules."""
+"""The price-history domain: daily bars (one partition per NYSE session), 5-minute bars,
+their schedules and the daily bars' retry sensor."""
 
 import dagster as dg
 

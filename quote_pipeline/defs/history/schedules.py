@@ -94,10 +94,11 @@ def build_history_schedules(
         owners=OWNERS,
         tags=tags,
         metadata={"exchange_calendar": EXCHANGE},
+        # Plain text: the Automation page renders no markdown.
         description=(
-            "Materialize the day's `daily_prices` partition at 17:00 New York time "
-            f"(cron `{DAILY_PRICES_CRON}`), after the close, on NYSE sessions only: weekday "
-            f"holidays are skipped ({EXCHANGE} calendar), early closes included."
+            "Materializes the day's daily_prices partition at 17:00 New York time, after the "
+            f"close, on NYSE sessions only (the {EXCHANGE} calendar, as the partitions): "
+            "weekday holidays are skipped, early closes included."
         ),
     )
     def daily_prices_after_close(
@@ -116,10 +117,9 @@ def build_history_schedules(
         tags=tags,
         metadata={"exchange_calendar": EXCHANGE},
         description=(
-            "Refresh today's `intraday_bars` every 5 minutes while the NYSE is open (cron "
-            f"`{INTRADAY_BARS_CRON}` in New York time; ticks outside the session skipped), "
-            "until 5 minutes after the close so the last bar is stored complete. One request "
-            "per ticker per tick."
+            "Refreshes today's intraday_bars every 5 minutes while the NYSE is open, New York "
+            "time (ticks outside the session are skipped), until 5 minutes after the close so "
+            "the last bar is stored complete. One request per ticker per tick."
         ),
     )
     def intraday_bars_every_5_minutes(

@@ -21,11 +21,15 @@ RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def retry_run_requests(due: list[PendingSymbol]) -> list[dg.RunRequest]:
-    """One `daily_prices_job` run per range, for just that range's due tickers."""
+    """One `daily_prices_job` run per range, for just that range's due tickers: a single
+    session's partition, or a partition range whose ends are sessions (partition keys)."""
     requests = []
     for dataset, group in groupby(sorted(due, key=lambda p: p.dataset), lambda p: p.dataset):
         pending = list(group)
-        first, last = daily_range(dataset)
+        sessions = daily_range(dataset)
+        if sessions is None:  # no session in it: no run ever left tickers pending there
+            continue
+        first, last = sessions
         symbols = sorted(p.ticker for p in pending)
         tags = retry_tags(symbols)
         if first != last:

@@ -5,19 +5,28 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from quote_pipeline.defs.metadata import OWNERS, failures_table, markdown_table, table_metadata
+from quote_pipeline.defs.metadata import (
+    OWNERS,
+    counts_text,
+    failures_summary,
+    failures_value,
+    pending_value,
+    table_metadata,
+    table_value,
+    utc_minute,
+)
 from quote_pipeline.defs.resources import DatabaseResource, FMPResource
 from quote_pipeline.defs.retries import pending_summary
 from quote_pipeline.fmp import FMPError, QuoteFetchResult, fetch_quotes, probe
 from quote_pipeline.models import TRANSIENT_FAILURE_KINDS, FailureKind, Quote, SymbolFailure
-from quote_pipeline.storage import list_tickers, write_quotes
+from quote_pipeline.storage import count_stocks, list_tickers, write_quotes
 from quote_pipeline.storage import schema as tables
 from quote_pipeline.storage.fetch_state import (
-    PendingSymbol,
     clear_symbols,
     pending_symbols,
     record_failed_symbols,
@@ -33,6 +42,8 @@ class QuoteBatch:
 
     symbols: tuple[str, ...]
     use_batch_endpoint: bool
+    probe_requests: int = 0
+    """The plan's probe requests, carried by the first batch so the run's total is whole."""
 
 
 class QuoteBatchingConfig(dg.Config):
@@ -142,7 +153,7 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition:
                 raise dg.Failure(
                     f"{', '.join(symbols)} still failing ({exc}); "
                     f"{pending_summary(pending, datetime.now(UTC))}",
-                    metadata={"pending_retry": dg.MetadataValue.md(pending_table(pending))},
+                    metadata={"pending_tickers": pending_value(pending)},
                     allow_retries=False,
                 ) from None
             raise dg.Failure(
@@ -163,9 +174,14 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition:
             f"{len(symbols)} tickers in {steps} mapped step(s) of up to {size}, "
             f"{'batch' if use_batch else 'single-symbol'} endpoint"
         )
+        probe_requests = client.requests_made - requests_before
         for index, start in enumerate(range(0, len(symbols), size)):
             yield dg.DynamicOutput(
-                QuoteBatch(tuple(symbols[start : start + size]), use_batch),
+                QuoteBatch(
+                    tuple(symbols[start : start + size]),
+                    use_batch,
+                    probe_requests=probe_requests if index == 0 else 0,
+                ),
                 mapping_key=f"batch_{index:04d}",
             )
 
@@ -185,6 +201,7 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition:
                 use_batch_endpoint=batch.use_batch_endpoint,
                 on_fallback=context.log.warning,
             )
+            result.requests_made += batch.probe_requests
         except FMPError as exc:  # what no symbol survives: a refused key, an endpoint
             raise dg.Failure(
                 f"The FMP API refused the run: {exc}",
@@ -216,20 +233,41 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition:
         )
 
     @dg.op
-    def combine_quote_batches(results: list[QuoteFetchResult]) -> dg.Output[QuoteFetchResult]:
-        """Fan-in: one result for the whole run, with its counts on the asset's page."""
+    def combine_quote_batches(
+        context: dg.OpExecutionContext, results: list[QuoteFetchResult]
+    ) -> dg.Output[QuoteFetchResult]:
+        """Fan-in: one result for the whole run, with what each batch did on the asset's page."""
         combined = QuoteFetchResult.combine(results)
-        by_kind = dict(Counter(f.kind.value for f in combined.failures))
+        summary = fetch_summary(combined)
+        context.log.info(summary)
         return dg.Output(
             combined,
             metadata={
+                "summary": summary,
+                **(
+                    {"failed_tickers": failures_value(combined.failures)}
+                    if combined.failures
+                    else {}
+                ),
                 "dagster/row_count": len(combined.quotes),
-                "quotes": len(combined.quotes),
                 "failures": len(combined.failures),
-                "failures_by_kind": dg.MetadataValue.json(by_kind),
+                "failures_by_kind": counts_text(Counter(f.kind.value for f in combined.failures)),
                 "api_requests": combined.requests_made,
                 "endpoint": "batch" if combined.used_batch_endpoint else "single-symbol",
                 "quota_exhausted": combined.quota_exhausted,
+                "batches": table_value(
+                    [
+                        {
+                            "batch": index,
+                            "tickers": len(r.quotes) + len(r.failures),
+                            "quotes": len(r.quotes),
+                            "failures": len(r.failures),
+                            "requests": r.requests_made,  # the first with the probe's
+                            "passes": r.passes,
+                        }
+                        for index, r in enumerate(results)
+                    ]
+                ),
             },
         )
 
@@ -278,85 +316,104 @@ def validate_quotes(quotes: Sequence[Quote]) -> tuple[list[Quote], list[SymbolFa
     return sorted(latest.values(), key=lambda q: q.symbol), rejected
 
 
-def quotes_preview(quotes: Sequence[Quote], limit: int = 10) -> str:
-    """A markdown table of the first quotes."""
-    return markdown_table(
+def fetch_summary(result: QuoteFetchResult) -> str:
+    """One line: what a fetch got, what it cost, and who failed."""
+    total = len(result.quotes) + len(result.failures)
+    line = (
+        f"{len(result.quotes)} of {total} tickers got a quote with {result.requests_made} "
+        f"requests ({'batch' if result.used_batch_endpoint else 'single-symbol'} endpoint, "
+        f"{result.passes} pass{'es' if result.passes != 1 else ''})"
+    )
+    if result.failures:
+        line += f"; no quote: {failures_summary(result.failures)}"
+    if result.quota_exhausted:
+        line += "; the API quota ran out"
+    return line
+
+
+def movers_value(quotes: Sequence[Quote], limit: int = 10) -> dg.TableMetadataValue:
+    """The ``limit`` quotes that moved most since the previous close (by |change %|).
+
+    The percentage is a float for display; prices and changes stay exact decimal text."""
+
+    def change_pct(quote: Quote) -> float | None:
+        if quote.change is None or quote.price == quote.change:
+            return None
+        return float(quote.change / (quote.price - quote.change) * 100)
+
+    ranked = sorted(quotes, key=lambda q: abs(change_pct(q) or 0.0), reverse=True)
+    return table_value(
         [
             {
                 "ticker": q.symbol,
-                "price": str(q.price),
+                "price": q.price,
+                "change": "" if q.change is None else q.change,
+                "change_pct": None if (pct := change_pct(q)) is None else round(pct, 2),
                 "volume": q.volume,
-                "change": "" if q.change is None else str(q.change),
-                "quoted_at": q.quoted_at.isoformat(),
+                "quoted_at": utc_minute(q.quoted_at),
             }
-            for q in quotes[:limit]
-        ]
+            for q in ranked[:limit]
+        ],
+        descriptions={"change_pct": "Change since the previous close, in % (float, display)"},
     )
 
 
-def quote_failures_table(failures: Sequence[SymbolFailure]) -> str:
-    return failures_table(failures, empty="_every ticker got a quote_")
+def refresh_outcome(raw_quotes: QuoteFetchResult) -> tuple[list[Quote], list[SymbolFailure]]:
+    """The quotes a refresh writes and every ticker it could not: failed fetches and quotes
+    refused by :func:`validate_quotes`. `stocks` and its checks read the run the same way."""
+    valid, rejected = validate_quotes(raw_quotes.quotes)
+    return valid, [*raw_quotes.failures, *rejected]
 
 
-def pending_table(pending: Sequence[PendingSymbol]) -> str:
-    """The symbols left to the retry sensor: when each is asked next, or that it was given up."""
-    return markdown_table([p.as_row() for p in pending], empty="_nothing pending_")
+STOCKS = dg.AssetKey("stocks")
+QUOTE_SNAPSHOTS = dg.AssetKey("quote_snapshots")
 
 
-class StocksConfig(dg.Config):
-    """When a refresh counts as failed."""
+def _table_specs() -> list[dg.AssetSpec]:
+    # Built here, not at module level: the defs autoloader would load a module-level
+    # AssetSpec as an asset of its own, beside the multi-asset that materializes it.
+    common: dict[str, Any] = {
+        "deps": ["raw_quotes"],
+        "group_name": GROUP,
+        "owners": OWNERS,
+        "kinds": {"sql", "table"},
+    }
+    return [
+        dg.AssetSpec(
+            STOCKS,
+            metadata=table_metadata(tables.stocks),
+            description=(
+                "The latest price, volume and change of every tracked ticker, one row per "
+                "ticker. Rows are validated (price > 0, volume ≥ 0) and upserted in one bulk "
+                "statement, in one transaction with quote_snapshots; an older quote never "
+                "replaces a newer one. Every ticker that got a quote is written, whatever "
+                "failed elsewhere."
+            ),
+            **common,
+        ),
+        dg.AssetSpec(
+            QUOTE_SNAPSHOTS,
+            metadata=table_metadata(tables.quote_snapshots),
+            description=(
+                "Every quote the refreshes got: one row per ticker and quote time, appended "
+                "in the same transaction as stocks (a re-run adds no duplicate). Query it for "
+                "price paths at the refresh cadence."
+            ),
+            **common,
+        ),
+    ]
 
-    max_failed_share: float = Field(
-        default=0.05,
-        ge=0,
-        le=1,
-        description="The run fails (after writing the good rows) when more than this share "
-        "of the requested tickers got no quote.",
-    )
 
-
-COVERAGE_CHECK = dg.AssetCheckSpec(
-    "coverage",
-    asset="stocks",
-    blocking=True,
-    description="Share of the requested tickers that got a quote in this run is at least "
-    "1 - max_failed_share (95 % by default). Fails the run after the good rows are written.",
-)
-QUOTA_CHECK = dg.AssetCheckSpec(
-    "api_quota_not_exhausted",
-    asset="stocks",
-    blocking=True,
-    description="The API's quota lasted the whole run (no unbroken 429 'Limit Reach' streak, "
-    "no bandwidth cap). Fails the run after what was fetched is written.",
-)
-
-
-@dg.asset(
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds={"sql", "table"},
-    metadata=table_metadata(tables.stocks),
-    check_specs=[COVERAGE_CHECK, QUOTA_CHECK],
-)
+@dg.multi_asset(specs=_table_specs(), ins={"raw_quotes": dg.AssetIn()})
 def stocks(
     context: dg.AssetExecutionContext,
-    config: StocksConfig,
     database: DatabaseResource,
     fmp: FMPResource,
     raw_quotes: QuoteFetchResult,
-) -> dg.MaterializeResult:
-    """The `stocks` table: the latest price, volume and change of every tracked ticker.
-
-    Rows are validated (price > 0, volume ≥ 0), upserted in one bulk statement in one
-    transaction (an older quote never replaces a newer one) and appended to
-    `quote_snapshots` (one row per ticker and quote time, however often this re-runs).
-    Whatever failed elsewhere, every ticker that got a quote is written first. Tickers still
-    failing transiently are recorded in `symbol_retries` for the retry sensor, which asks
-    them again alone with back-off; the blocking checks then fail the run if too many got
-    none or the API quota ran out.
-    """
-    valid, rejected = validate_quotes(raw_quotes.quotes)
-    failures = [*raw_quotes.failures, *rejected]
+) -> Iterator[dg.MaterializeResult]:
+    """Write the run's quotes to `stocks` and `quote_snapshots` in one transaction, and
+    record tickers still failing transiently in `symbol_retries` for the retry sensor."""
+    valid, failures = refresh_outcome(raw_quotes)
     written_at = datetime.now(UTC)
     # What got an answer (a quote, or a permanent refusal the coverage check reports) is
     # no longer pending; what still fails transiently is, until it succeeds or is given up.
@@ -379,60 +436,138 @@ def stocks(
             now=written_at,
             backoff=fmp.retry_backoff(),
         )
-    context.log.info(
-        f"wrote {summary.stocks_upserted} stocks rows, {summary.snapshots_inserted} snapshots; "
-        f"{len(failures)} tickers without a quote, {len(pending)} left to the retry sensor"
+        stored_rows = count_stocks(conn)
+    written = (
+        f"wrote {summary.stocks_upserted} stocks rows and {summary.snapshots_inserted} snapshots"
     )
+    if failures:
+        written += f"; no quote for {failures_summary(failures)}"
+    if pending:
+        written += f"; {len(pending)} left to the retry sensor"
+    if summary.stale_skipped:
+        written += f"; {summary.stale_skipped} quotes older than the stored ones skipped"
+    context.log.info(written)
+    # What an operator looks for first: who failed, who is pending, who moved.
+    attention: dict[str, Any] = {}
+    if failures:
+        attention["failed_tickers"] = failures_value(failures)
+    if pending:
+        attention["pending_tickers"] = pending_value(pending)
+    yield dg.MaterializeResult(
+        asset_key=STOCKS,
+        metadata={
+            **attention,
+            "biggest_movers": movers_value(valid),
+            "dagster/row_count": stored_rows,
+            "rows_written": summary.stocks_upserted,
+            "tickers_requested": len(valid) + len({f.symbol for f in failures}),
+            "tickers_without_quote": len({f.symbol for f in failures}),
+            "pending_retry": len(pending),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=QUOTE_SNAPSHOTS,
+        metadata={
+            "rows_inserted": summary.snapshots_inserted,
+            "latest_quote": (
+                utc_minute(max(q.quoted_at for q in valid)) if valid else "no quote this run"
+            ),
+        },
+    )
+
+
+class RefreshOutcomeConfig(dg.Config):
+    """When a refresh counts as failed."""
+
+    max_failed_share: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="The run fails (after writing the good rows) when more than this share "
+        "of the requested tickers got no quote.",
+    )
+
+
+COVERAGE_CHECK = dg.AssetCheckSpec(
+    "coverage",
+    asset=STOCKS,
+    additional_deps=["raw_quotes"],
+    blocking=True,
+    description="At least 95 % of the requested tickers got a quote in the latest refresh "
+    "(max_failed_share); names the ones that did not. A failure fails the run, after the "
+    "good rows are written.",
+)
+QUOTA_CHECK = dg.AssetCheckSpec(
+    "api_quota_not_exhausted",
+    asset=STOCKS,
+    additional_deps=["raw_quotes"],
+    blocking=True,
+    description="The API's quota lasted the whole refresh (no unbroken 429 'Limit Reach' "
+    "streak, no bandwidth cap). A failure fails the run, after what was fetched is written.",
+)
+
+
+@dg.multi_asset_check(
+    specs=[COVERAGE_CHECK, QUOTA_CHECK],
+    ins={"raw_quotes": dg.AssetIn()},
+    name="stocks_refresh_outcome",
+)
+def stocks_refresh_outcome(
+    config: RefreshOutcomeConfig, raw_quotes: QuoteFetchResult
+) -> Iterator[dg.AssetCheckResult]:
+    """Did the latest refresh cover enough tickers, and did the quota last? Both results are
+    recorded; then, if either failed, the run fails with the reason in words (which tickers,
+    how many), not a stack trace. Runs after `stocks`, so the good rows are already written
+    and the table's other checks run whatever this one says."""
+    valid, failures = refresh_outcome(raw_quotes)
     failed_symbols = {f.symbol for f in failures}
     requested = len(valid) + len(failed_symbols)
     failed_share = len(failed_symbols) / requested if requested else 0.0
-    by_kind = dict(Counter(f.kind.value for f in failures))
-    quota_failures = by_kind.get(FailureKind.QUOTA_EXHAUSTED.value, 0)
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": len(valid),
-            "rows_written": summary.stocks_upserted,
-            "stale_quotes_skipped": summary.stale_skipped,
-            "snapshots_inserted": summary.snapshots_inserted,
-            "tickers_requested": requested,
-            "tickers_without_quote": len(failed_symbols),
-            "failures_by_kind": by_kind,
-            "tickers_without_quote_detail": dg.MetadataValue.md(quote_failures_table(failures)),
-            "pending_retry": len(pending),
-            "pending_retry_detail": dg.MetadataValue.md(pending_table(pending)),
-            "preview": dg.MetadataValue.md(quotes_preview(valid)),
-            "api_requests": raw_quotes.requests_made,
-            "endpoint": "batch" if raw_quotes.used_batch_endpoint else "single-symbol",
-            "written_at": dg.MetadataValue.timestamp(written_at),
-        },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=COVERAGE_CHECK.name,
-                passed=failed_share <= config.max_failed_share,
-                severity=dg.AssetCheckSeverity.ERROR,
-                description=(
-                    f"{len(failed_symbols)} of {requested} tickers got no quote "
-                    f"({failed_share:.1%}; allowed {config.max_failed_share:.1%})"
-                ),
-                metadata={
-                    "coverage": 1 - failed_share,
-                    "failed_share": failed_share,
-                    "max_failed_share": config.max_failed_share,
-                    "failures_by_kind": by_kind,
-                    "pending_retry": len(pending),
-                },
-            ),
-            dg.AssetCheckResult(
-                check_name=QUOTA_CHECK.name,
-                passed=not raw_quotes.quota_exhausted,
-                severity=dg.AssetCheckSeverity.ERROR,
-                description=(
-                    f"FMP quota exhausted: {quota_failures} tickers were not requested; "
-                    f"{summary.stocks_upserted} rows fetched before it ran out were written"
-                    if raw_quotes.quota_exhausted
-                    else "the API answered without exhausting the quota"
-                ),
-                metadata={"tickers_not_requested": quota_failures},
-            ),
-        ],
+    covered = failed_share <= config.max_failed_share
+    if not failures:
+        coverage_text = f"all {requested} tickers got a quote"
+    else:
+        comparison = (
+            f"within {config.max_failed_share:.0%}"
+            if covered
+            else f"> {config.max_failed_share:.0%}"
+        )
+        coverage_text = (
+            f"{len(failed_symbols)} of {requested} tickers got no quote "
+            f"({failed_share:.1%} {comparison}): {failures_summary(failures)}"
+        )
+    not_requested = sum(1 for f in failures if f.kind == FailureKind.QUOTA_EXHAUSTED)
+    quota_text = (
+        f"the FMP quota ran out: {not_requested} tickers were not requested; the quotes "
+        "fetched before it were written"
+        if raw_quotes.quota_exhausted
+        else "the API answered without exhausting the quota"
     )
+    yield dg.AssetCheckResult(
+        check_name=COVERAGE_CHECK.name,
+        asset_key=STOCKS,
+        passed=covered,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=coverage_text,
+        metadata={
+            "coverage": round(1 - failed_share, 4),
+            "tickers_without_quote": len(failed_symbols),
+            **({"failed_tickers": failures_value(failures)} if failures else {}),
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name=QUOTA_CHECK.name,
+        asset_key=STOCKS,
+        passed=not raw_quotes.quota_exhausted,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=quota_text,
+    )
+    reasons = [
+        *([] if covered else [coverage_text]),
+        *([quota_text] if raw_quotes.quota_exhausted else []),
+    ]
+    if reasons:
+        raise dg.Failure(
+            description="; ".join(reasons)[:1].upper() + "; ".join(reasons)[1:],
+            allow_retries=False,
+        )

@@ -1,7 +1,8 @@
 """Asset checks on the quote tables, visible on each asset's Checks tab.
 
-`coverage` and `api_quota_not_exhausted` are evaluated by `stocks` itself (they need the
-run's own fetch results); these read the stored tables, so they can also run on their own.
+`coverage` and `api_quota_not_exhausted` (in assets.py) read the run's own fetch results;
+these read the stored tables, so they can also run on their own. Each says one thing:
+`freshness` is about stored rows going stale, `coverage` about tickers without a quote.
 """
 
 from collections import Counter
@@ -10,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 from pydantic import Field
 
-from quote_pipeline.defs.quotes.assets import quote_failures_table
+from quote_pipeline.defs.metadata import counts_text, failures_summary, failures_value, utc_minute
 from quote_pipeline.defs.resources import DatabaseResource
 from quote_pipeline.fmp import QuoteFetchResult
 from quote_pipeline.market_calendar import within_market_hours
@@ -57,30 +58,27 @@ def freshness_result(stale: list[str], cutoff: datetime, *, now: datetime) -> dg
     """ERROR while NYSE is open (stale prices are a real problem), WARN when it is closed."""
     in_hours = within_market_hours(now)
     closed_note = "" if in_hours else " (market closed: warning only)"
+    shown = ", ".join(stale[:10]) + (f", … and {len(stale) - 10} more" if len(stale) > 10 else "")
     return dg.AssetCheckResult(
         passed=not stale,
         severity=dg.AssetCheckSeverity.ERROR if in_hours else dg.AssetCheckSeverity.WARN,
         description=(
-            f"{len(stale)} tracked tickers not updated since {cutoff:%Y-%m-%d %H:%M} UTC"
+            f"{len(stale)} stored rows not updated since {utc_minute(cutoff)}: {shown}"
             + closed_note
             if stale
-            else "every tracked ticker is fresh"
+            else f"every stored row was updated since {utc_minute(cutoff)}"
         ),
-        metadata={
-            "stale_tickers": len(stale),
-            "examples": ", ".join(stale[:20]),
-            "market_hours": in_hours,
-            "checked_at": dg.MetadataValue.timestamp(now),
-        },
+        metadata={"stale_rows": len(stale), "market_hours": in_hours},
     )
 
 
 @dg.asset_check(asset="stocks")
 def freshness(config: FreshnessConfig, database: DatabaseResource) -> dg.AssetCheckResult:
-    """Every tracked ticker's row was updated within the last `max_age_minutes`.
+    """Every stored row of a tracked ticker was updated within the last `max_age_minutes`.
 
-    During NYSE market hours (plus one hour after the close) a stale row is an error;
-    outside them, when no refresh is expected to change prices, it is a warning.
+    About rows that exist: a ticker that never got a quote has no row to go stale, and is
+    `coverage`'s to report. During NYSE market hours (plus one hour after the close) a stale
+    row is an error; outside them, when no refresh is expected to change prices, a warning.
     """
     now = datetime.now(UTC)
     cutoff = now - timedelta(minutes=config.max_age_minutes)
@@ -90,22 +88,22 @@ def freshness(config: FreshnessConfig, database: DatabaseResource) -> dg.AssetCh
 
 @dg.asset_check(asset="raw_quotes")
 def fetch_failures(raw_quotes: QuoteFetchResult) -> dg.AssetCheckResult:
-    """Tickers without a quote in the latest fetch, broken down by kind (no_quote,
-    not_in_plan, bad_response, rate_limited, server_error, …). Warns when any failed."""
-    by_kind = dict(Counter(f.kind.value for f in raw_quotes.failures))
-    total = len(raw_quotes.quotes) + len(raw_quotes.failures)
+    """Tickers without a quote in the latest fetch, and why (no_quote, not_in_plan,
+    bad_response, rate_limited, server_error, …). Warns when any failed."""
+    failures = raw_quotes.failures
+    total = len(raw_quotes.quotes) + len(failures)
     return dg.AssetCheckResult(
-        passed=not raw_quotes.failures,
+        passed=not failures,
         severity=dg.AssetCheckSeverity.WARN,
-        description=f"{len(raw_quotes.failures)} of {total} tickers failed: {by_kind}"
-        if raw_quotes.failures
-        else f"all {total} tickers got a quote",
+        description=(
+            f"{len(failures)} of {total} tickers got no quote: {failures_summary(failures)}"
+            if failures
+            else f"all {total} tickers got a quote"
+        ),
         metadata={
-            "failures_by_kind": dg.MetadataValue.json(by_kind),
-            "failed": len(raw_quotes.failures),
-            "requested": total,
-            "api_requests": raw_quotes.requests_made,
-            "detail": dg.MetadataValue.md(quote_failures_table(raw_quotes.failures)),
+            **({"failed_tickers": failures_value(failures)} if failures else {}),
+            "failed": len(failures),
+            "failures_by_kind": counts_text(Counter(f.kind.value for f in failures)),
         },
     )
 

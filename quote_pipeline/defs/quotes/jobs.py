@@ -31,7 +31,7 @@ def build_refresh_quotes_job() -> UnresolvedAssetJobDefinition:
         # Without `freshness`: right after a refresh it can only restate what `coverage` says,
         # and the market calendar it needs costs ~0.5 s of every run. It runs on its own
         # schedule (check_stocks_freshness), which is what notices refreshes that stopped.
-        selection=dg.AssetSelection.assets("tickers", "raw_quotes", "stocks")
+        selection=dg.AssetSelection.assets("tickers", "raw_quotes", "stocks", "quote_snapshots")
         - dg.AssetSelection.checks(FRESHNESS_CHECK),
         description=(
             "Refresh the stocks table: read the tickers, fetch their quotes from the FMP API "

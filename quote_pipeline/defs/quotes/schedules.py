@@ -53,10 +53,9 @@ def build_refresh_quotes_schedule(options: ScheduleOptions | None = None) -> dg.
     """
     options = options or ScheduleOptions()
     hours = (
-        "only from the open to one tick after the close (10:01 to 16:01 on a full day, "
-        "to 13:01 on an early-close day)"
+        "10:01 to 16:01 (13:01 on early-close days)"
         if options.market_hours_only
-        else f"every hour of a session day (set {MARKET_HOURS_ONLY_ENV}=1 for market hours only)"
+        else "every hour of a session day"
     )
 
     @dg.schedule(
@@ -71,16 +70,16 @@ def build_refresh_quotes_schedule(options: ScheduleOptions | None = None) -> dg.
             "exchange_calendar": EXCHANGE,
             "market_hours_only": options.market_hours_only,
             "default_status": options.default_status.value,
+            "timezone": EXECUTION_TIMEZONE,
+            "configured_by": f"{DEFAULT_STATUS_ENV}, {MARKET_HOURS_ONLY_ENV}",
         },
+        # Short and plain: the Automation page shows it beside the cron, without the time
+        # zone, and renders no markdown.
         description=(
-            "Refresh quotes at :01 past every hour, Monday to Friday, New York time "
-            f"(cron `{CRON_SCHEDULE}` in {EXECUTION_TIMEZONE}, so DST is followed), {hours}. "
-            "Ticks on NYSE holidays are skipped with the holiday's name, from the "
-            f"exchange_calendars {EXCHANGE} calendar, and so are ticks while an exhausted "
-            "API quota is remembered (the reason and the time of the next try are in the "
-            "tick's skip reason). Stopped by default so that nothing "
-            "calls the paid API until someone turns it on "
-            f"({DEFAULT_STATUS_ENV}=running changes that)."
+            f"Refresh quotes at :01 past each hour, Monday to Friday, New York time "
+            f"({EXECUTION_TIMEZONE}, following DST), {hours}. Skips NYSE holidays and while "
+            "the API quota is spent, with the reason in the tick. Stopped by default, so "
+            "nothing spends paid API calls until someone turns it on."
         ),
     )
     def refresh_quotes_hourly(
@@ -119,9 +118,8 @@ def build_freshness_check_schedule(options: ScheduleOptions | None = None) -> dg
         owners=OWNERS,
         tags=code_version_tags(),
         description=(
-            f"Run the `freshness` check of `stocks` at :31 past 9 to 17 New York time on NYSE "
-            f"sessions (cron `{FRESHNESS_CRON}`); holidays are skipped. Stopped by default "
-            "like every schedule here."
+            f"Check that the stocks rows are fresh at :31 past 9 to 17, Monday to Friday, New "
+            f"York time ({EXECUTION_TIMEZONE}); skips NYSE holidays. Stopped by default."
         ),
     )
     def check_stocks_freshness_in_market_hours(

@@ -32,9 +32,8 @@ def build_quote_retry_sensor() -> dg.SensorDefinition:
         datasets=lambda dataset: dataset == DATASET,
         run_requests=retry_run_requests,
         description=(
-            "Ask the API again, alone, for the symbols a quote refresh could not get (still "
-            "failing transiently after the run's retry budget), with back-off (1, 2, 4 … "
-            "minutes, capped at 30; given up after 6 h — fmp resource config). A skipped tick "
+            "Ask the API again, alone, for the tickers a quote refresh could not get, with "
+            "back-off (1, 2, 4 … minutes, at most 30; given up after 6 hours). A skipped tick "
             "lists what is pending and when it is next tried."
         ),
     )
