@@ -7,6 +7,7 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import resources
@@ -147,21 +148,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
             "FMP_API_KEY": config.api_key,
             "QUOTE_PIPELINE_DATABASE_URL": resolve_database_url(args.database_url),
         }
-        if not env.get("DAGSTER_HOME"):
-            # A local SQLite-backed instance, so the run shows up later in `dagster dev`.
-            home = Path(".dagster_home").resolve()
-            home.mkdir(exist_ok=True)
-            if not (home / "dagster.yaml").exists():
-                (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-            env["DAGSTER_HOME"] = str(home)
-        print(
-            f"sandbox at {sandbox.url}; running refresh_quotes (DAGSTER_HOME={env['DAGSTER_HOME']})"
-        )
-        command = [
-            sys.executable, "-m", "dagster", "job", "execute",
-            "-m", "quote_pipeline.definitions", "-j", "refresh_quotes",
-        ]  # fmt: skip
-        completed = subprocess.run(command, env=env, check=False)
+        # A throwaway instance: `dagster job execute` runs carry no code location, so kept
+        # in the UI's instance (scripts/dev.sh) they would show as "loaded from a different
+        # code location", against a sandbox that is gone. The rows go to the database.
+        with tempfile.TemporaryDirectory(prefix="quote-pipeline-demo-") as home:
+            (Path(home) / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+            env["DAGSTER_HOME"] = home
+            print(f"sandbox at {sandbox.url}; running refresh_quotes on a throwaway instance")
+            command = [
+                sys.executable, "-m", "dagster", "job", "execute",
+                "-m", "quote_pipeline.definitions", "-j", "refresh_quotes",
+            ]  # fmt: skip
+            completed = subprocess.run(command, env=env, check=False)
     if completed.returncode != 0:
         print("refresh_quotes failed; see the log above", file=sys.stderr)
         return completed.returncode

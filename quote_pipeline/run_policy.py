@@ -69,12 +69,13 @@ def policy_for_job(job: str) -> RunPolicy:
     raise KeyError(f"no run policy for job {job!r}; known: {[p.job for p in POLICIES]}")
 
 
+def code_version_tags() -> dict[str, str]:
+    """The tag that says which code a job, run or schedule tick came from."""
+    return {CODE_VERSION_TAG: code_version()}
+
+
 def _tags(job: str, max_runtime_seconds: int) -> dict[str, str]:
-    return {
-        JOB_TAG: job,
-        MAX_RUNTIME_TAG: str(max_runtime_seconds),
-        CODE_VERSION_TAG: code_version(),
-    }
+    return {JOB_TAG: job, MAX_RUNTIME_TAG: str(max_runtime_seconds), **code_version_tags()}
 
 
 def run_tags_for_job(job: str) -> dict[str, str]:

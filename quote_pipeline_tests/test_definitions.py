@@ -78,8 +78,9 @@ def test_refresh_quotes_selects_the_quote_assets_and_runs_in_process(
     }
     assert job.executor_def.name == "in_process"
     checks = {key.name for key in job.asset_layer.asset_graph.asset_check_keys}
-    # The run's own checks; freshness runs on its own schedule, not right after a write.
+    # Every check of the four assets: a refresh leaves all of them current.
     assert checks == {
+        "freshness",
         "coverage",
         "api_quota_not_exhausted",
         "prices_positive",

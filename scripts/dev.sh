@@ -24,4 +24,13 @@ if [ -z "${DAGSTER_HOME:-}" ]; then
             --production "$root/dagster.yaml"
     fi
 fi
+# The UI opens the global lineage with its groups collapsed (its default when there are
+# several); this address opens both.
+port=3000
+previous=""
+for arg in "$@"; do
+    if [ "$previous" = "-p" ] || [ "$previous" = "--port" ]; then port="$arg"; fi
+    previous="$arg"
+done
+echo "Lineage with every group open: http://127.0.0.1:${port}/asset-groups?expanded=global@global:quotes,global@global:price_history" >&2
 exec .venv/bin/dagster dev -w workspace.yaml "$@"

@@ -10,16 +10,10 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
-from quote_pipeline.defs.code_version import CODE_VERSION_TAG, code_version
 from quote_pipeline.models import SymbolFailure
 from quote_pipeline.storage.fetch_state import PendingSymbol
 
 OWNERS = ["team:market-data"]
-
-
-def code_version_tags() -> dict[str, str]:
-    """The tag that says which code a job, run or schedule tick came from."""
-    return {CODE_VERSION_TAG: code_version()}
 
 
 @contextmanager
@@ -106,11 +100,15 @@ def failures_value(failures: Sequence[SymbolFailure], *, limit: int = 50) -> dg.
     )
 
 
+def names_summary(names: Sequence[str], *, limit: int = 8) -> str:
+    """``A, B, C, … and 3 more``: a list in one line of bounded length."""
+    more = f", … and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
 def failures_summary(failures: Sequence[SymbolFailure], *, limit: int = 8) -> str:
     """``ZZZQ no_quote, XYZ server_error, … and 3 more``: who failed, in one line."""
-    named = ", ".join(f"{f.symbol} {f.kind.value}" for f in failures[:limit])
-    more = f", … and {len(failures) - limit} more" if len(failures) > limit else ""
-    return named + more
+    return names_summary([f"{f.symbol} {f.kind.value}" for f in failures], limit=limit)
 
 
 def counts_text(counts: Mapping[str, int]) -> str:
@@ -118,6 +116,7 @@ def counts_text(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{key}: {value}" for key, value in counts.items()) or "none"
 
 
-def pending_value(pending: Sequence[PendingSymbol]) -> dg.TableMetadataValue:
-    """Tickers left to a retry sensor: when each is asked next, or that it was given up."""
-    return table_value([p.as_row() for p in pending])
+def pending_value(pending: Sequence[PendingSymbol], *, limit: int = 50) -> dg.TableMetadataValue:
+    """Tickers left to a retry sensor (the first ``limit``): when each is asked next, or
+    that it was given up."""
+    return table_value([p.as_row() for p in pending[:limit]])

@@ -232,13 +232,16 @@ class RunValueStore(dg.IOManager):
         return self._base_dir.joinpath(*context.get_identifier())
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
-        if obj is None and context.dagster_type.is_nothing:
-            return
         path = self._path(context)
         path.parent.mkdir(parents=True, exist_ok=True)
         # Written whole or not at all: a killed step never leaves half a pickle to load.
         with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as handle:
-            pickle.dump(obj, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            try:
+                pickle.dump(obj, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            except BaseException:
+                handle.close()
+                os.unlink(handle.name)
+                raise
         os.replace(handle.name, path)
         self._values[path] = obj
 

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from quote_pipeline.defs.metadata import code_version_tags
 from quote_pipeline.defs.resources import DatabaseResource
+from quote_pipeline.run_policy import code_version_tags
 from quote_pipeline.storage.fetch_state import PENDING, PendingSymbol, pending_symbols, quota_hold
 
 RETRY_TAG = "quote_pipeline/retry_of_symbols"

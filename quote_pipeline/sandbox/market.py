@@ -192,6 +192,12 @@ def _is_heavy(symbol: str, seed: int) -> bool:
 
 def _base_volume(symbol: str, seed: int) -> float:
     u = _unit("volume", seed, symbol)
+    if reference_range(symbol) is not None and symbol_kind(symbol) == "stock":
+        if symbol.startswith("^"):
+            # An index's volume is its members' sum: billions, past int32 on every day.
+            return 2.6e9 + 3.0e9 * u
+        # A listed stock or ETF: 2 to 160 million shares a day, like a large cap.
+        return 10 ** (6.3 + 1.9 * u)
     if _is_heavy(symbol, seed):
         return 2.6e9 + 6.0e9 * u  # times 0.85..1.15 stays inside (2**31, 1e10)
     return 10 ** (3.0 + 6.2 * u)  # 1e3 .. ~1.6e9

@@ -499,32 +499,46 @@ query($id: ID!) { runOrError(runId: $id) { ... on Run {
 """
 
 
-def test_the_readme_launch_command_makes_a_run_of_the_workspace_location(
-    dagster_stack: DagsterStack,
-) -> None:
-    """`dagster job launch -w workspace.yaml` (README) queues a run that the UI shows as the
-    workspace's own code location, which it can re-execute; `dagster job execute -m` would
-    make one with no code location at all."""
-    with dagster_stack.instance() as instance:
+def _launch_from_the_shell(stack: DagsterStack, *args: str) -> dg.DagsterRun:
+    """Run README's `dagster job launch -w workspace.yaml …` and return the run it queued."""
+    with stack.instance() as instance:
         before = {r.run_id for r in instance.get_runs()}
     done = subprocess.run(
-        [
-            str(BIN / "dagster"),
-            *("job", "launch", "-w", "workspace.yaml", "-j", "check_stocks_freshness"),
-        ],
+        [str(BIN / "dagster"), "job", "launch", "-w", "workspace.yaml", *args],
         cwd=PROJECT_ROOT,
-        env=dagster_stack.env,
+        env=stack.env,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    with dagster_stack.instance() as instance:
+    with stack.instance() as instance:
         (run,) = [r for r in instance.get_runs() if r.run_id not in before]
-    assert run.remote_job_origin is not None
-    assert run.remote_job_origin.location_name == "quote_pipeline"
-    status = dagster_stack.wait_for_run(run.run_id, timeout=120)  # the daemon dequeued it
-    assert status == dg.DagsterRunStatus.SUCCESS, dagster_stack.log_tail("daemon")
-    origin = dagster_stack.graphql(RUN_ORIGIN, {"id": run.run_id})["runOrError"]
-    assert origin["repositoryOrigin"]["repositoryLocationName"] == "quote_pipeline"
+    return run
+
+
+def test_the_readme_launch_commands_make_runs_of_the_workspace_location(
+    dagster_stack: DagsterStack, tickers: tuple[str, ...]
+) -> None:
+    """README's `dagster job launch -w workspace.yaml` commands queue runs that the UI shows
+    as the workspace's own code location (so it can re-execute them), with the job's tags;
+    `dagster job execute -m` would make runs with no code location at all."""
+    refresh = _launch_from_the_shell(dagster_stack, "-j", "refresh_quotes")
+    first, last = BACKFILL_DAYS[0], BACKFILL_DAYS[-1]
+    range_tags = (
+        f'{{"dagster/asset_partition_range_start": "{first}", '
+        f'"dagster/asset_partition_range_end": "{last}"}}'
+    )
+    backfill = _launch_from_the_shell(dagster_stack, "-j", DAILY_PRICES_JOB, "--tags", range_tags)
+    for run in (refresh, backfill):
+        assert run.remote_job_origin is not None
+        assert run.remote_job_origin.location_name == "quote_pipeline"
+        status = dagster_stack.wait_for_run(run.run_id, timeout=180)  # the daemon dequeued it
+        assert status == dg.DagsterRunStatus.SUCCESS, dagster_stack.log_tail("daemon")
+        origin = dagster_stack.graphql(RUN_ORIGIN, {"id": run.run_id})["runOrError"]
+        assert origin["repositoryOrigin"]["repositoryLocationName"] == "quote_pipeline"
+        assert run.tags[JOB_TAG] == run.job_name
+    with dagster_stack.instance() as instance:
+        written = instance.get_materialized_partitions(dg.AssetKey("daily_prices"))
+    assert set(BACKFILL_DAYS) <= written

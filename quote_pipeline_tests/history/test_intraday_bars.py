@@ -66,7 +66,8 @@ def test_bars_across_the_fall_back_change_are_keyed_in_utc(
         )
     metadata = metadata_of(result, "intraday_bars")
     assert metadata["rows_written"] == len(rows)
-    assert metadata["api_requests"] == len(TICKERS)
+    figures = {r.data["figure"]: r.data["value"] for r in metadata["run_figures"].records}
+    assert figures["api_requests"] == len(TICKERS)
     assert checks_of(result)["bars_consistent"].passed
 
     # Refreshing the same dates again updates in place: no duplicate keys.

@@ -177,6 +177,15 @@ def test_well_known_symbols_are_stocks_with_cents() -> None:
         assert 6 <= price_places(symbol) <= 8
 
 
+def test_well_known_volumes_look_like_a_market() -> None:
+    # A large cap trades millions of shares a day, not billions; an index sums its members.
+    for seed in range(5):
+        for symbol in ("AAPL", "KO", "MSFT", "SPY", "JPM"):
+            volume = simulated_quote(symbol, seed=seed)["volume"]
+            assert 1_000_000 <= volume <= 200_000_000, (symbol, seed, volume)
+        assert simulated_quote("^GSPC", seed=seed)["volume"] > 2**31
+
+
 def test_well_known_quotes_are_deterministic() -> None:
     for symbol in ("AAPL", "KO", "SPY"):
         assert simulated_quote(symbol, seed=3, generation=9) == simulated_quote(

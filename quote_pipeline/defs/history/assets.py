@@ -26,7 +26,6 @@ from quote_pipeline.defs.history.checks import (
 )
 from quote_pipeline.defs.metadata import (
     OWNERS,
-    counts_text,
     failures_value,
     pending_value,
     table_metadata,
@@ -208,11 +207,10 @@ def _when(bar: Any) -> str:
     return f"{bar.bar_start.astimezone(NEW_YORK):%Y-%m-%d %H:%M} New York"
 
 
-def _run_metadata(
+def _run_figures(
     report: FetchReport[Any], tally: HistoryTally, symbols: int, seconds: float
 ) -> dict[str, Any]:
-    """The run's figures, for an intraday refresh and for a failed run's event. Not
-    ``dagster/row_count``: what a run wrote is not how many rows the table holds."""
+    """Everything a history run did, as figure -> value (shown as one table)."""
     failures = report.failures
     return {
         "rows_written": tally.rows_written,
@@ -222,14 +220,35 @@ def _run_metadata(
         "tickers_answered": report.succeeded,
         "tickers_without_data": len(tally.without_data),
         "tickers_failed": len({f.symbol for f in failures}),
-        "failures_by_kind": counts_text(Counter(f.kind.value for f in failures)),
-        "failures": failures_value(failures),
+        **{
+            f"failed: {kind}": count
+            for kind, count in Counter(f.kind.value for f in failures).items()
+        },
         "api_requests": report.requests_made,
         "fetch_passes": report.passes,
         "write_transactions": tally.transactions,
         "insert_statements": tally.statements,
         "seconds": round(seconds, 3),
-        "preview": table_value(tally.preview),
+    }
+
+
+def _figures_table(figures: Mapping[str, Any]) -> dg.TableMetadataValue:
+    return table_value([{"figure": name, "value": value} for name, value in figures.items()])
+
+
+def _run_metadata(
+    report: FetchReport[Any], tally: HistoryTally, symbols: int, seconds: float
+) -> dict[str, Any]:
+    """A run's own figures, for an intraday refresh and for a failed run's event: the two
+    that vary from run to run as numbers (they plot), the rest in one table. Not
+    ``dagster/row_count``: what a run wrote is not how many rows the table holds."""
+    failures = report.failures
+    return {
+        **({"failures": failures_value(failures)} if failures else {}),
+        "rows_written": tally.rows_written,
+        "tickers_failed": len({f.symbol for f in failures}),
+        "run_figures": _figures_table(_run_figures(report, tally, symbols, seconds)),
+        **({"preview": table_value(tally.preview)} if tally.preview else {}),
     }
 
 
@@ -390,10 +409,6 @@ def _session_text(day: date) -> str:
     return f"{day:%A} {day}, {hours}" + (" (early close)" if found.is_early_close else "")
 
 
-def _figures_table(figures: Mapping[str, Any]) -> dg.TableMetadataValue:
-    return table_value([{"figure": name, "value": value} for name, value in figures.items()])
-
-
 def _run_context(
     report: FetchReport[Any],
     tally: HistoryTally,
@@ -415,30 +430,14 @@ def _run_context(
             "run_* figures are the range's, not this session's."
         )
     failures = report.failures
-    figures = {
-        "rows_written": tally.rows_written,
-        "rows_replaced": tally.rows_deleted,
-        "rows_dropped": tally.rows_dropped,
-        "tickers_requested": symbols,
-        "tickers_answered": report.succeeded,
-        "tickers_without_data": len(tally.without_data),
-        "tickers_failed": len({f.symbol for f in failures}),
-        **{
-            f"failed: {kind}": count
-            for kind, count in Counter(f.kind.value for f in failures).items()
-        },
-        "api_requests": report.requests_made,
-        "fetch_passes": report.passes,
-        "write_transactions": tally.transactions,
-        "insert_statements": tally.statements,
-        "pending_retry": len(pending),
-        "seconds": round(seconds, 3),
-    }
+    figures = {**_run_figures(report, tally, symbols, seconds), "pending_retry": len(pending)}
     return {
         "run_scope": scope,
         "run_figures": _figures_table(figures),
-        "run_failures": failures_value(failures),
-        "run_pending_retry": pending_value(pending),
+        # Tables only when there is something to list: each partition of the range
+        # carries them.
+        **({"run_failures": failures_value(failures)} if failures else {}),
+        **({"run_pending_retry": pending_value(pending)} if pending else {}),
     }
 
 

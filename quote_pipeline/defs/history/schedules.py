@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from quote_pipeline.defs.history.jobs import DAILY_PRICES_JOB, INTRADAY_BARS_JOB
-from quote_pipeline.defs.metadata import OWNERS, code_version_tags
+from quote_pipeline.defs.metadata import OWNERS
 from quote_pipeline.defs.resources import DatabaseResource
 from quote_pipeline.market_calendar import (
     EXCHANGE,
@@ -15,6 +15,7 @@ from quote_pipeline.market_calendar import (
     last_closed_session,
     session_hours,
 )
+from quote_pipeline.run_policy import code_version_tags
 from quote_pipeline.storage.fetch_state import quota_hold
 
 # An hour after the regular close (three after an early one): time for the closing auction

@@ -214,7 +214,7 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition:
             and len(transient) == len(batch.symbols) >= OUTAGE_MIN_SYMBOLS
             and not result.quota_exhausted
         ):
-            kinds = dict(Counter(f.kind.value for f in transient))
+            kinds = counts_text(Counter(f.kind.value for f in transient))
             raise ApiUnreachableError(
                 f"all {len(batch.symbols)} symbols of this step failed transiently ({kinds}): "
                 f"the API looks unreachable; e.g. {transient[0].message}"
@@ -493,9 +493,10 @@ COVERAGE_CHECK = dg.AssetCheckSpec(
     asset=STOCKS,
     additional_deps=["raw_quotes"],
     blocking=True,
-    description="At least 95 % of the requested tickers got a quote in the latest refresh "
-    "(max_failed_share); names the ones that did not. A failure fails the run, after the "
-    "good rows are written.",
+    description="Enough of the requested tickers got a quote in the latest refresh (all but "
+    "max_failed_share of them, 5 % by default, in the config of the stocks_refresh_outcome "
+    "step); names the ones that did not. A failure fails the run, after the good rows are "
+    "written.",
 )
 QUOTA_CHECK = dg.AssetCheckSpec(
     "api_quota_not_exhausted",

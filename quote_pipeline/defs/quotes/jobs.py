@@ -12,10 +12,7 @@ if TYPE_CHECKING:  # what define_asset_job returns; Dagster does not export the 
         UnresolvedAssetJobDefinition,
     )
 
-from quote_pipeline.defs.metadata import code_version_tags
-
-# JOB_TAG stays importable from here: other modules name the tag through this module.
-from quote_pipeline.run_policy import JOB_TAG, REFRESH_QUOTES_POLICY, run_tags_for_job
+from quote_pipeline.run_policy import REFRESH_QUOTES_POLICY, code_version_tags, run_tags_for_job
 
 # Why 30 minutes: see REFRESH_QUOTES_POLICY. Run monitoring fails a run still going after it.
 REFRESH_QUOTES_MAX_RUNTIME_SECONDS = REFRESH_QUOTES_POLICY.max_runtime_seconds
@@ -28,16 +25,14 @@ CHECK_STOCKS_FRESHNESS = "check_stocks_freshness"
 def build_refresh_quotes_job() -> UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
         REFRESH_QUOTES,
-        # Without `freshness`: right after a refresh it can only restate what `coverage` says,
-        # and the market calendar it needs costs ~0.5 s of every run. It runs on its own
-        # schedule (check_stocks_freshness), which is what notices refreshes that stopped.
-        selection=dg.AssetSelection.assets("tickers", "raw_quotes", "stocks", "quote_snapshots")
-        - dg.AssetSelection.checks(FRESHNESS_CHECK),
+        # With every check of the four, freshness included: each refresh leaves all of
+        # stocks' checks current (freshness asks the market calendar only when a row is
+        # stale). Its own schedule (check_stocks_freshness) notices refreshes that stopped.
+        selection=dg.AssetSelection.assets("tickers", "raw_quotes", "stocks", "quote_snapshots"),
         description=(
             "Refresh the stocks table: read the tickers, fetch their quotes from the FMP API "
-            "(mapped steps in pool `fmp_api`), write them. One run at a time (tag "
-            f"`{JOB_TAG}`); run monitoring fails a run still going after "
-            f"{REFRESH_QUOTES_MAX_RUNTIME_SECONDS // 60} min."
+            "in a few mapped steps, write them, check them. One run at a time; run monitoring "
+            f"fails a run still going after {REFRESH_QUOTES_MAX_RUNTIME_SECONDS // 60} min."
         ),
         # Definition tags double as run tags (no separate run_tags): launches through the
         # GraphQL API merge only these into the run, and every run needs all three (the job

@@ -11,11 +11,12 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from quote_pipeline.defs.metadata import OWNERS, code_version_tags
+from quote_pipeline.defs.metadata import OWNERS
 from quote_pipeline.defs.quotes.jobs import CHECK_STOCKS_FRESHNESS, REFRESH_QUOTES
 from quote_pipeline.defs.resources import DatabaseResource
 from quote_pipeline.defs.settings import DEFAULT_STATUS_ENV, MARKET_HOURS_ONLY_ENV, ScheduleOptions
 from quote_pipeline.market_calendar import EXCHANGE, NEW_YORK, market_day, refresh_window
+from quote_pipeline.run_policy import code_version_tags
 from quote_pipeline.storage.fetch_state import quota_hold
 
 SCHEDULE_NAME = "refresh_quotes_hourly"
