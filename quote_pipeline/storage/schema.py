@@ -124,3 +124,77 @@ api_quota_state = sa.Table(
     comment="An API account whose quota ran out: runs make no request until hold_until; the "
     "first successful call after it clears the row.",
 )
+
+# --- stock news with sentiment (storage/news.py) ---------------------------------------------
+
+# PostgreSQL's btree refuses index entries over ~2700 bytes: 2048 characters of URL leave room
+# (URLs are ASCII) and are longer than any article link the news API returns.
+URL_LENGTH = 2048
+
+news_articles = sa.Table(
+    "news_articles",
+    metadata,
+    sa.Column("url", sa.String(URL_LENGTH), primary_key=True, comment="The article's link."),
+    sa.Column("published_at", UTCDateTime(), nullable=False, comment="Publication time (UTC)."),
+    sa.Column("publisher", sa.Text(), nullable=True, comment="Publisher, as the API names it."),
+    sa.Column("site", sa.Text(), nullable=True, comment="Web site it appeared on."),
+    sa.Column("title", sa.Text(), nullable=False, comment="Headline."),
+    sa.Column("text", sa.Text(), nullable=True, comment="Summary or text, as the API sent it."),
+    sa.Column("image", sa.Text(), nullable=True, comment="Image link."),
+    sa.Column(
+        "fetched_at",
+        UTCDateTime(),
+        nullable=False,
+        comment="When it was first fetched (a re-fetch keeps it).",
+    ),
+    sa.Column(
+        "sentiment",
+        sa.Float(),
+        nullable=False,
+        comment="VADER compound score in [-1, 1]: a statistic, a float on purpose.",
+    ),
+    sa.Column(
+        "sentiment_label",
+        sa.String(8),
+        nullable=False,
+        comment="positive, negative or neutral.",
+    ),
+    sa.Index("ix_news_articles_published_at", "published_at"),
+    comment="Stock news articles, one row per link, with the sentiment of their text.",
+)
+
+news_article_tickers = sa.Table(
+    "news_article_tickers",
+    metadata,
+    sa.Column(
+        "url",
+        sa.String(URL_LENGTH),
+        sa.ForeignKey("news_articles.url", ondelete="CASCADE", name="fk_news_article_tickers_url"),
+        primary_key=True,
+        comment="The article's link.",
+    ),
+    sa.Column("ticker", sa.String(MAX_SYMBOL_LENGTH), primary_key=True, comment=TICKER),
+    sa.Index("ix_news_article_tickers_ticker_url", "ticker", "url"),
+    comment="Which tickers each news article is about (an article may be about several).",
+)
+
+daily_sentiment = sa.Table(
+    "daily_sentiment",
+    metadata,
+    sa.Column("ticker", sa.String(MAX_SYMBOL_LENGTH), primary_key=True, comment=TICKER),
+    sa.Column(
+        "day", sa.Date(), primary_key=True, comment="New York date of the articles' publication."
+    ),
+    sa.Column("articles", sa.Integer(), nullable=False, comment="Articles that day."),
+    sa.Column(
+        "mean_sentiment",
+        sa.Float(),
+        nullable=False,
+        comment="Mean VADER compound score of those articles, in [-1, 1].",
+    ),
+    sa.Column("positive", sa.Integer(), nullable=False, comment="Articles labelled positive."),
+    sa.Column("negative", sa.Integer(), nullable=False, comment="Articles labelled negative."),
+    sa.Column("neutral", sa.Integer(), nullable=False, comment="Articles labelled neutral."),
+    sa.Column("updated_at", UTCDateTime(), nullable=False, comment="When this row was computed."),
+    comment="News sentiment per ticker and New York day, recomputed from news_articles.",
+)
