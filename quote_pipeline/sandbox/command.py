@@ -61,7 +61,17 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=_non_negative_int, default=8765, help="0 picks a free one")
     parser.add_argument("--host", default="127.0.0.1", help="loopback only (default 127.0.0.1)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before each answer")
-    parser.add_argument("--premium", action="store_true", help="allow batch-quote-short")
+    parser.add_argument(
+        "--premium", action="store_true", help="allow batch-quote-short (and the news endpoints)"
+    )
+    parser.add_argument(
+        "--news-plan",
+        action="store_true",
+        help=(
+            "allow /stable/news/stock and /stable/news/stock-latest (FMP's Starter plan); "
+            "without it or --premium they answer 402"
+        ),
+    )
     parser.add_argument("--api-key", default="sandbox-key", help="the accepted apikey")
     parser.add_argument("--seed", type=int, default=0, help="seed for data and fault draws")
     parser.add_argument("--server-error-rate", type=_rate, default=0.0, help="share answered 5xx")
@@ -132,6 +142,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
     return SandboxConfig(
         api_key=args.api_key,
         premium=args.premium,
+        news_plan=args.news_plan,
         seed=args.seed,
         latency_ms=args.latency_ms,
         faults=faults,

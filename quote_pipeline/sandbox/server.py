@@ -25,6 +25,12 @@ from quote_pipeline.sandbox.market import (
     simulated_intraday_bars,
     simulated_quote,
 )
+from quote_pipeline.sandbox.news import (
+    DEFAULT_LIMIT,
+    LATEST_SYMBOLS,
+    MAX_PAGE,
+    news_page,
+)
 
 PRICING_URL = "https://financialmodelingprep.com/developer/docs/pricing"
 INVALID_KEY_MESSAGE = (
@@ -51,6 +57,9 @@ LEGACY_MESSAGE = (
     "our pricing page for more details about the available endpoints: "
     "https://site.financialmodelingprep.com/pricing-plans"
 )
+# FMP answers an out-of-range news page with a plain-text 400 (a JSON parser throws on it).
+NEWS_PAGE_MESSAGE = "Invalid page parameter: the page must be an integer between 0 and {max_page}."
+NEWS_LIMIT_MESSAGE = "Invalid limit parameter: the limit must be an integer."
 OTHER_ERROR_MESSAGE = (
     "Error processing the request for symbol '{symbol}': upstream data temporarily unavailable."
 )
@@ -59,7 +68,12 @@ QUOTE_PATH = "/stable/quote-short"
 BATCH_QUOTE_PATH = "/stable/batch-quote-short"
 EOD_PATH = "/stable/historical-price-eod/full"
 INTRADAY_PATH = "/stable/historical-chart/5min"
-API_PATHS = (QUOTE_PATH, BATCH_QUOTE_PATH, EOD_PATH, INTRADAY_PATH)
+NEWS_PATH = "/stable/news/stock"
+NEWS_LATEST_PATH = "/stable/news/stock-latest"
+NEWS_PATHS = (NEWS_PATH, NEWS_LATEST_PATH)
+API_PATHS = (QUOTE_PATH, BATCH_QUOTE_PATH, EOD_PATH, INTRADAY_PATH, *NEWS_PATHS)
+# FMP's news/stock answers for AAPL when `symbols` is missing (the singular is ignored).
+NEWS_DEFAULT_SYMBOL = "AAPL"
 LEGACY_PREFIXES = ("/api/v3", "/api/v4")
 
 # Index symbols start with ^ (^GSPC); FX pairs end in =X.
@@ -173,12 +187,16 @@ class SandboxConfig:
     """How the sandbox behaves: accepted key, plan, seed, latency, faults and clock.
 
     ``clock`` (aware) freezes the sandbox's "now" at that moment: the forming 5-minute bar,
-    the end of the daily history and the day the quota counts are all taken from it. None
-    follows the real time.
+    the end of the daily history, the newest news and the day the quota counts are all
+    taken from it. None follows the real time.
+
+    ``news_plan`` grants the news endpoints (FMP's Starter plan); ``premium`` (which
+    includes Starter) grants them too, and also batch-quote-short.
     """
 
     api_key: str = "sandbox-key"
     premium: bool = False
+    news_plan: bool = False
     seed: int = 0
     latency_ms: float = 0.0
     faults: FaultConfig = field(default_factory=FaultConfig)
@@ -221,11 +239,21 @@ class _State:
         self.quota_day: date | None = None
         self.quota_used = 0
 
-    def record(self, t: float, path: str, symbols: list[str], status: int) -> None:
+    def record(
+        self,
+        t: float,
+        path: str,
+        symbols: list[str],
+        status: int,
+        window: dict[str, str] | None = None,
+    ) -> None:
         self.requests_total += 1
         self.by_endpoint[path] += 1
         self.by_status[str(status)] += 1
-        self.log.append({"t": t, "path": path, "symbols": symbols, "status": status})
+        entry: dict[str, object] = {"t": t, "path": path, "symbols": symbols, "status": status}
+        if window:
+            entry["params"] = window
+        self.log.append(entry)
 
     def now(self) -> datetime:
         """The sandbox's current time (aware): the simulated clock if set, else the real one."""
@@ -332,8 +360,23 @@ def _split_symbols(raw: str | None) -> list[str]:
     return out
 
 
+def _news_symbols(raw: str | None) -> list[str]:
+    """The symbols news/stock filters on: exact spelling (lower case matches nothing, so it
+    is kept as sent) and AAPL when the plural parameter is missing or empty."""
+    out: list[str] = []
+    for part in (raw or "").split(","):
+        sym = part.strip()
+        if sym and sym not in out:
+            out.append(sym)
+    return out or [NEWS_DEFAULT_SYMBOL]
+
+
 def _request_symbols(request: web.Request) -> list[str]:
     query = request.query
+    if request.path == NEWS_PATH:
+        return _news_symbols(query.get("symbols"))
+    if request.path == NEWS_LATEST_PATH:
+        return []  # market-wide: FMP ignores any symbols filter there
     return _split_symbols(query.get("symbols")) or _split_symbols(query.get("symbol"))
 
 
@@ -412,6 +455,75 @@ def _batch_quote(request: web.Request, state: _State) -> web.Response:
     return _json(rows)
 
 
+class _PlainBadRequest(Exception):
+    """A 400 FMP answers in plain text rather than as a JSON error object."""
+
+
+def _int_param(request: web.Request, name: str, default: int, message: str) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise _PlainBadRequest(message) from None
+
+
+def _break_news_row(row: dict[str, Any], seed: int, symbol: str) -> dict[str, Any]:
+    """A news row of ``symbol`` made wrong in one of the ways a feed can be."""
+    row = dict(row)
+    variant = int(_draw(seed, "bad-shape-news", symbol) * 4)
+    if variant == 0:
+        row["publishedDate"] = row["publishedDate"].replace(" ", "T") + ".000Z"
+    elif variant == 1:
+        row.pop("title", None)
+    elif variant == 2:
+        row["publishedDate"] = None
+    else:
+        row["url"] = ""
+    return row
+
+
+def _news(request: web.Request, state: _State, latest: bool) -> web.Response:
+    config = state.config
+    if not (config.news_plan or config.premium):
+        return _error(RESTRICTED_MESSAGE, 402)
+    page_message = NEWS_PAGE_MESSAGE.format(max_page=MAX_PAGE)
+    page = _int_param(request, "page", 0, page_message)
+    if not 0 <= page <= MAX_PAGE:
+        raise _PlainBadRequest(page_message)
+    limit = _int_param(request, "limit", DEFAULT_LIMIT, NEWS_LIMIT_MESSAGE)
+    start = _parse_date(request.query.get("from"), "from")
+    end = _parse_date(request.query.get("to"), "to")
+    faults = config.faults
+    symbols: list[str | None]
+    if latest:
+        symbols = [*LATEST_SYMBOLS, None]
+    else:
+        requested = _news_symbols(request.query.get("symbols"))
+        for symbol in requested:
+            if symbol in faults.error_body_symbols and _is_known(symbol, state):
+                return _error(OTHER_ERROR_MESSAGE.format(symbol=symbol), 200)
+        # Unknown and plan-gated symbols are left out, as batch requests leave them out.
+        symbols = [
+            s for s in requested if _is_known(s, state) and s not in faults.plan_gated_symbols
+        ]
+    now = state.now().astimezone(NEW_YORK).replace(tzinfo=None)
+    rows = news_page(
+        symbols, start=start, end=end, now=now, seed=config.seed, page=page, limit=limit
+    )
+    if faults.bad_shape_symbols:
+        rows = [
+            _break_news_row(r, config.seed, r["symbol"])
+            if r["symbol"] in faults.bad_shape_symbols
+            else r
+            for r in rows
+        ]
+    if any(s in faults.malformed_symbols for s in symbols):
+        return _truncated(rows)
+    return _json(rows)
+
+
 def _history_rows(
     request: web.Request, state: _State, intraday: bool
 ) -> tuple[str, list[dict[str, Any]]] | web.Response:
@@ -484,9 +596,16 @@ async def _answer(request: web.Request, state: _State, symbols: list[str]) -> we
             return _quote(request, state)
         if path == BATCH_QUOTE_PATH:
             return _batch_quote(request, state)
+        if path in NEWS_PATHS:
+            return _news(request, state, latest=path == NEWS_LATEST_PATH)
         return _history(request, state, intraday=path == INTRADAY_PATH)
     except _BadRequest as exc:
         return _error(str(exc), 400)
+    except _PlainBadRequest as exc:
+        return web.Response(text=str(exc), status=400, content_type="text/plain")
+
+
+_LOGGED_PARAMS = frozenset({"from", "to", "page", "limit"})
 
 
 async def _api(request: web.Request) -> web.StreamResponse:
@@ -499,7 +618,9 @@ async def _api(request: web.Request) -> web.StreamResponse:
         status = response.status
         return response
     finally:
-        state.record(started, request.path, symbols, status)
+        # The paging and date parameters a test may check; never the key.
+        window = {k: v for k, v in request.query.items() if k in _LOGGED_PARAMS}
+        state.record(started, request.path, symbols, status, window)
 
 
 # --- admin ------------------------------------------------------------------------------
