@@ -30,3 +30,22 @@ __all__ = [
     "probe",
     "redact",
 ]
+
+# Stock news (news.py), exported after the rest.
+from quote_pipeline.fmp.news import (
+    NEWS_PATH,
+    NewsArticle,
+    TickerNews,
+    news_request,
+    parse_news_rows,
+    probe_news,
+)
+
+__all__ += [
+    "NEWS_PATH",
+    "NewsArticle",
+    "TickerNews",
+    "news_request",
+    "parse_news_rows",
+    "probe_news",
+]
