@@ -774,6 +774,66 @@ def backfill_case(
     )
 
 
+def news_case(
+    tree: CodeTree, database_url: str | None, *, timeout_seconds: float, tickers: int = 500
+) -> Measurement:
+    """A first 30-day news fetch for ``tickers`` (the sandbox on a Starter plan, 50 ms)."""
+    with tempfile.TemporaryDirectory(prefix="qp-bench-") as tmp:
+        workdir = Path(tmp)
+        url = fresh_database(workdir, database_url, tickers, tree)
+        with sandbox_process("--latency-ms", "50", "--news-plan") as base_url:
+            env = dagster_env(workdir, base_url, url, tree=tree)
+            command = [
+                str(BIN / "dagster"), "asset", "materialize", "-m", "quote_pipeline.definitions",
+                "--select", "news_articles",
+            ]  # fmt: skip
+            run = run_cli(command, env, cwd=tree.root, timeout_seconds=timeout_seconds)
+            stats = sandbox_stats(base_url)
+        articles = count_rows(url, "news_articles")
+        links = count_rows(url, "news_article_tickers")
+    return Measurement(
+        case="news_500_first_30_days",
+        target="(reported)",
+        wall_seconds=run.wall_seconds,
+        met=run.exit_code == 0,
+        cpu_seconds=run.cpu_seconds,
+        peak_rss_mb=run.peak_rss_mb,
+        api_requests=stats["requests_total"],
+        rows=articles,
+        tickers=tickers,
+        notes={"links": links, "exit_code": run.exit_code, "timed_out": run.timed_out},
+    )
+
+
+def sentiment_case(articles: int = 20_000) -> Measurement:
+    """The offline scorer's throughput on sandbox articles (title + two sentences)."""
+    from datetime import date, timedelta
+
+    from quote_pipeline.sandbox.news import symbol_news
+    from quote_pipeline.sentiment import HeadlineScorer
+
+    rows: list[dict[str, Any]] = []
+    day = date(2026, 11, 27)
+    names = symbols(400)
+    while len(rows) < articles:
+        for name in names:
+            rows.extend(symbol_news(name, day))
+        day -= timedelta(days=1)
+    rows = rows[:articles]
+    scorer = HeadlineScorer()
+    started = time.perf_counter()
+    for row in rows:
+        scorer.score(row["title"], row["text"])
+    seconds = time.perf_counter() - started
+    return Measurement(
+        case="sentiment_20k_articles",
+        target="(reported)",
+        wall_seconds=seconds,
+        rows=len(rows),
+        notes={"articles_per_second": round(len(rows) / seconds)},
+    )
+
+
 def naive_run_seconds(tickers: int, latency_ms: float) -> float:
     """Wall seconds of one run of the replaced design over ``tickers`` tickers."""
     with tempfile.TemporaryDirectory(prefix="qp-bench-") as tmp:
@@ -872,6 +932,10 @@ def all_cases(options: Options, postgres_url: str | None) -> dict[str, Case]:
         "backfill_1y_500": lambda tree: backfill_case(
             tree, database_url, timeout_seconds=timeout
         ),
+        "news_500_first_30_days": lambda tree: news_case(
+            tree, database_url, timeout_seconds=timeout, tickers=options.count(500)
+        ),
+        "sentiment_20k_articles": lambda tree: sentiment_case(),
     }  # fmt: skip
     if postgres_url:
         cases["upsert_50k_postgres"] = lambda tree: upsert_case("upsert_50k_postgres", postgres_url)

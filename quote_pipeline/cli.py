@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
@@ -95,6 +95,32 @@ def print_stocks(database_url: str | None, *, limit: int | None = None) -> None:
         ]
     )
     print(frame.to_string(index=False))
+
+
+def cmd_news(args: argparse.Namespace) -> int:
+    """Print a ticker's stored headlines of the last ``--days`` days, newest first."""
+    from quote_pipeline.models import normalize_symbol
+    from quote_pipeline.storage.news import read_news
+
+    ticker = normalize_symbol(args.ticker)
+    since = datetime.now(UTC) - timedelta(days=args.days)
+    rows = read_news(_engine(args), ticker, since=since)
+    print(f"{ticker}: {len(rows)} stored article(s) in the last {args.days} day(s)")
+    if rows:
+        frame = pd.DataFrame(
+            [
+                {
+                    "published (UTC)": r.published_at.strftime("%Y-%m-%d %H:%M"),
+                    "sentiment": f"{r.sentiment:+.3f}",
+                    "label": r.sentiment_label,
+                    "publisher": r.publisher or "",
+                    "title": r.title if len(r.title) <= 90 else r.title[:89] + "…",
+                }
+                for r in rows
+            ]
+        )
+        print(frame.to_string(index=False))
+    return 0
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -196,6 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     stocks = commands.add_parser("stocks", help="print the stocks table")
     stocks.add_argument("--limit", type=int, default=None)
     stocks.set_defaults(func=cmd_stocks)
+
+    news = commands.add_parser(
+        "news", help="print a ticker's stored headlines with their sentiment scores"
+    )
+    news.add_argument("ticker", metavar="TICKER")
+    news.add_argument("--days", type=int, default=7, help="how far back (default 7)")
+    news.set_defaults(func=cmd_news)
 
     db = commands.add_parser("db", help="the database schema: its revision and upgrades")
     db_commands = db.add_subparsers(dest="db_command", required=True)

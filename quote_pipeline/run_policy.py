@@ -5,7 +5,7 @@ allows one run per value at a time), ``dagster/max_runtime`` (run monitoring fai
 still going after it) and the code version (which code a run came from).
 
 Plain Python, no Dagster, so that both sides read the same table: the jobs build their tags
-from it when the definitions load (``defs/quotes/jobs.py``, ``defs/history/jobs.py``), and the
+from it when the definitions load (``defs/<domain>/jobs.py``), and the
 instance's run coordinator (``quote_pipeline.deployment.JobTagsRunCoordinator``) gives the
 same tags to runs launched without one of those jobs. Backfills from an asset's Partitions tab
 and materializations from the asset graph run Dagster's hidden asset job, which has no tags
@@ -55,10 +55,22 @@ INTRADAY_BARS_POLICY = RunPolicy(
     # behind it, one run per job at a time).
     max_runtime_seconds=20 * 60,
 )
+REFRESH_NEWS_POLICY = RunPolicy(
+    job="refresh_news",
+    assets=frozenset({"news_articles"}),
+    # An incremental fetch is a request or two per group of 25 tickers; a first 30-day fetch
+    # of 500 tickers a few hundred requests. Half an hour is far beyond either.
+    max_runtime_seconds=30 * 60,
+)
 
 # The order decides which job a run that materializes assets of several is counted as: the
 # quote refresh first, since it is the one whose runs must never overlap.
-POLICIES: tuple[RunPolicy, ...] = (REFRESH_QUOTES_POLICY, DAILY_PRICES_POLICY, INTRADAY_BARS_POLICY)
+POLICIES: tuple[RunPolicy, ...] = (
+    REFRESH_QUOTES_POLICY,
+    DAILY_PRICES_POLICY,
+    INTRADAY_BARS_POLICY,
+    REFRESH_NEWS_POLICY,
+)
 
 
 def policy_for_job(job: str) -> RunPolicy:

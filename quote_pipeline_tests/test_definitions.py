@@ -30,16 +30,20 @@ def test_every_domain_folder_contributes_its_definitions(loaded: dg.Definitions)
         "quote_snapshots",
         "daily_prices",
         "intraday_bars",
+        "news_articles",
+        "daily_sentiment",
     }
     assert {s.name for s in loaded.schedules or []} == {
         "refresh_quotes_hourly",
         "check_stocks_freshness_in_market_hours",
         "daily_prices_after_close",
         "intraday_bars_every_5_minutes",
+        "refresh_news_every_30_minutes",
     }
     assert {s.name for s in loaded.sensors or []} == {
         "retry_pending_quotes",
         "retry_pending_daily_prices",
+        "news_sentiment_automation",
     }
     assert set(loaded.resources or {}) == {"database", "fmp", "io_manager"}
 

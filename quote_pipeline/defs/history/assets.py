@@ -17,6 +17,11 @@ import dagster as dg
 from pydantic import Field
 from sqlalchemy.engine import Engine
 
+from quote_pipeline.defs.fetching import (
+    fail_unless_complete,
+    fetch_through_engine,
+    tracked_symbols,
+)
 from quote_pipeline.defs.history.checks import (
     daily_check_specs,
     daily_consistency_result,
@@ -33,7 +38,6 @@ from quote_pipeline.defs.metadata import (
 )
 from quote_pipeline.defs.resources import DatabaseResource, FMPResource
 from quote_pipeline.fetch_engine import FetchReport, SymbolResult
-from quote_pipeline.fmp import FMPError
 from quote_pipeline.fmp.history import (
     HistoryRequest,
     SymbolHistory,
@@ -51,7 +55,6 @@ from quote_pipeline.market_calendar import (
 )
 from quote_pipeline.models import FailureKind, SymbolFailure
 from quote_pipeline.price_bars import DailyBar
-from quote_pipeline.storage import list_tickers
 from quote_pipeline.storage import schema as tables
 from quote_pipeline.storage.fetch_state import (
     PendingSymbol,
@@ -160,21 +163,9 @@ def fetch_history(
             tally.transactions += 1
         tally.account(answered)  # after the write, which counts the bars it drops
 
-    requests_before = fmp.client.requests_made
-    try:
-        report = fmp.engine.fetch(
-            symbols, request, group_size=group_size, on_group=on_group, log=log
-        )
-    except FMPError as exc:  # invalid key, endpoint not in the plan
-        # Groups written before the refusal stay written: a re-run replaces them exactly.
-        raise dg.Failure(
-            f"The FMP API refused the run: {exc}",
-            metadata={
-                "kind": exc.kind.value,
-                "api_requests": fmp.client.requests_made - requests_before,
-            },
-            allow_retries=False,
-        ) from None
+    report = fetch_through_engine(
+        fmp, symbols, request, on_group=on_group, group_size=group_size, log=log
+    )
     return report, tally
 
 
@@ -250,46 +241,6 @@ def _run_metadata(
         "run_figures": _figures_table(_run_figures(report, tally, symbols, seconds)),
         **({"preview": table_value(tally.preview)} if tally.preview else {}),
     }
-
-
-def _fail_unless_complete(
-    report: FetchReport[Any],
-    metadata: dict[str, Any],
-    retry_note: str = "Re-materialize the same range: it replaces rows exactly.",
-) -> None:
-    """After the good rows are written: fail the run, naming the tickers, when some still
-    failed transiently after the retry budget, or the quota ran out."""
-    if report.quota_exhausted:
-        raise dg.Failure(
-            "The FMP API quota ran out during the run: the tickers fetched before it were "
-            "written; the others keep their stored rows. Runs resume once the quota is back.",
-            metadata=metadata,
-            allow_retries=False,
-        )
-    if transient := report.transient:
-        names = ", ".join(sorted({f.symbol for f in transient})[:20])
-        raise dg.Failure(
-            f"{len(transient)} tickers still failed after {report.passes} pass(es) "
-            f"({dict(Counter(f.kind.value for f in transient))}: {names}); every other "
-            f"ticker was written. {retry_note}",
-            metadata=metadata,
-            allow_retries=False,
-        )
-
-
-def _tracked(database: DatabaseResource, only: list[str] | None = None) -> list[str]:
-    symbols = list_tickers(database.get_engine())
-    if only is not None:
-        wanted = {s.upper() for s in only}
-        symbols = [s for s in symbols if s in wanted]
-    if not symbols:
-        raise dg.Failure(
-            "No tickers to fetch: add some with `quote-pipeline tickers add SYM…`."
-            if only is None
-            else "None of only_symbols is tracked any more: nothing to fetch.",
-            allow_retries=False,
-        )
-    return symbols
 
 
 # --- stragglers of a daily range, for the retry sensor -----------------------------------------
@@ -509,7 +460,7 @@ def build_daily_prices(partitions: dg.TimeWindowPartitionsDefinition) -> dg.Asse
                 "(the daily_prices_after_close schedule does).",
                 allow_retries=False,
             )
-        symbols = _tracked(database, config.only_symbols)
+        symbols = tracked_symbols(database, config.only_symbols)
         written: Counter[date] = Counter()
         previews: defaultdict[date, list[dict[str, Any]]] = defaultdict(list)
 
@@ -599,7 +550,7 @@ def build_daily_prices(partitions: dg.TimeWindowPartitionsDefinition) -> dg.Asse
             "pending_retry": len(pending),
             "pending_retry_detail": pending_value(pending),
         }
-        _fail_unless_complete(
+        fail_unless_complete(
             report,
             failure_metadata,
             "They are asked again, alone, by the retry_pending_daily_prices sensor (the same "
@@ -659,7 +610,7 @@ def intraday_bars(
     start, end = intraday_dates(config, datetime.now(UTC))
     sessions = sessions_between(start, end)
     engine = database.get_engine()
-    symbols = _tracked(database, config.only_symbols)
+    symbols = tracked_symbols(database, config.only_symbols)
     # The check covers the refreshed New York dates, midnight to midnight, in UTC.
     check_from = datetime.combine(start, datetime.min.time(), NEW_YORK).astimezone(UTC)
     check_to = datetime.combine(end + timedelta(days=1), datetime.min.time(), NEW_YORK)
@@ -691,7 +642,7 @@ def intraday_bars(
         **_run_metadata(report, tally, len(symbols), time.monotonic() - started),
         **range_metadata,
     }
-    _fail_unless_complete(report, metadata)
+    fail_unless_complete(report, metadata)
     return dg.MaterializeResult(
         metadata=metadata,
         check_results=[intraday_consistency_result(engine, symbols, check_from, check_to)],

@@ -1,0 +1,98 @@
+"""What every dataset's asset does around the fetch engine: pick the tracked tickers, run
+the engine with the run's client, and fail the run in words once the good rows are written.
+
+Quotes, price history and news all fetch through :class:`~quote_pipeline.fetch_engine.FetchEngine`;
+these are the Dagster-side steps they share, so that a refused key, an exhausted quota or a
+straggler reads the same on every asset.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import dagster as dg
+
+from quote_pipeline.defs.metadata import counts_text
+from quote_pipeline.defs.resources import DatabaseResource, FMPResource
+from quote_pipeline.fetch_engine import FetchReport, GroupHandler, RequestFunction
+from quote_pipeline.fmp import FMPError
+from quote_pipeline.storage import list_tickers
+
+T = TypeVar("T")
+
+
+def tracked_symbols(database: DatabaseResource, only: list[str] | None = None) -> list[str]:
+    """The tracked tickers (or those of ``only`` that are tracked); fails the run if none."""
+    symbols = list_tickers(database.get_engine())
+    if only is not None:
+        wanted = {s.upper() for s in only}
+        symbols = [s for s in symbols if s in wanted]
+    if not symbols:
+        raise dg.Failure(
+            "No tickers to fetch: add some with `quote-pipeline tickers add SYM…`."
+            if only is None
+            else "None of only_symbols is tracked any more: nothing to fetch.",
+            allow_retries=False,
+        )
+    return symbols
+
+
+def fetch_through_engine(
+    fmp: FMPResource,
+    symbols: Sequence[str],
+    request: RequestFunction[T],
+    *,
+    on_group: GroupHandler[T],
+    group_size: int,
+    log: Callable[[str], None],
+    symbols_per_request: int = 1,
+) -> FetchReport[T]:
+    """Fetch ``symbols`` through the run's fetch engine, handing each group to ``on_group``
+    (one transaction each) while the next is fetched. A refused key or an endpoint outside
+    the plan fails the run in words; groups already written stay written."""
+    requests_before = fmp.client.requests_made
+    try:
+        return fmp.engine.fetch(
+            symbols,
+            request,
+            symbols_per_request=symbols_per_request,
+            group_size=group_size,
+            on_group=on_group,
+            log=log,
+        )
+    except FMPError as exc:  # invalid key, endpoint not in the plan
+        raise dg.Failure(
+            f"The FMP API refused the run: {exc}",
+            metadata={
+                "kind": exc.kind.value,
+                "api_requests": fmp.client.requests_made - requests_before,
+            },
+            allow_retries=False,
+        ) from None
+
+
+def fail_unless_complete(
+    report: FetchReport[Any],
+    metadata: dict[str, Any],
+    retry_note: str = "Re-materialize: it replaces rows exactly.",
+) -> None:
+    """After the good rows are written: fail the run, naming the tickers, when some still
+    failed transiently after the retry budget, or the quota ran out."""
+    if report.quota_exhausted:
+        raise dg.Failure(
+            "The FMP API quota ran out during the run: the tickers fetched before it were "
+            "written; the others keep their stored rows. Runs resume once the quota is back.",
+            metadata=metadata,
+            allow_retries=False,
+        )
+    if transient := report.transient:
+        names = ", ".join(sorted({f.symbol for f in transient})[:20])
+        raise dg.Failure(
+            f"{len(transient)} tickers still failed after {report.passes} pass(es) "
+            f"({counts_text(Counter(f.kind.value for f in transient))}: {names}); every "
+            f"other ticker was written. {retry_note}",
+            metadata=metadata,
+            allow_retries=False,
+        )

@@ -1,0 +1,1 @@
+"""Stock news with a sentiment score per article and per ticker-day."""

@@ -1,0 +1,35 @@
+"""The news domain: news_articles → daily_sentiment, their job, schedule and automation."""
+
+import dagster as dg
+
+from quote_pipeline.defs.metadata import beta_parameters_accepted
+from quote_pipeline.defs.news.assets import daily_sentiment, news_articles
+from quote_pipeline.defs.news.jobs import build_refresh_news_job
+from quote_pipeline.defs.news.schedules import build_news_schedule
+from quote_pipeline.defs.settings import DeploymentSettings
+
+
+@dg.definitions
+def news_definitions() -> dg.Definitions:
+    settings = DeploymentSettings.from_env()
+    with beta_parameters_accepted():
+        return dg.Definitions(
+            assets=[news_articles, daily_sentiment],
+            jobs=[build_refresh_news_job()],
+            schedules=[build_news_schedule(settings.schedules)],
+            sensors=[
+                # Dagster's default automation sensor is stopped by default; this one runs:
+                # it launches only daily_sentiment (a database aggregation, no API call),
+                # after news_articles changed.
+                dg.AutomationConditionSensorDefinition(
+                    "news_sentiment_automation",
+                    target=dg.AssetSelection.assets(daily_sentiment),
+                    default_status=dg.DefaultSensorStatus.RUNNING,
+                    minimum_interval_seconds=30,
+                    description=(
+                        "Rebuild daily_sentiment after news_articles changes (declarative "
+                        "automation: its eager condition). Calls no API."
+                    ),
+                )
+            ],
+        )
