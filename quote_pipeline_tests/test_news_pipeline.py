@@ -23,7 +23,8 @@ from quote_pipeline_tests.helpers import materialization_metadata, pipeline_defi
 # The megacap tech names share sector pieces in the sandbox; T001 is a made-up symbol.
 TICKERS = ["AAPL", "MSFT", "GOOGL", "AMZN", "META", "NVDA", "AMD", "KO", "T001"]
 DAYS = 6
-NEWS = {"news_articles": {"config": {"first_fetch_days": DAYS}}}
+# Pages of 20 rows: every group's window takes several pages, so paging is exercised.
+NEWS = {"news_articles": {"config": {"first_fetch_days": DAYS, "page_size": 20}}}
 
 
 def served_pairs(since: datetime, until: datetime) -> dict[tuple[str, str], datetime]:
@@ -148,6 +149,12 @@ def test_a_first_fetch_stores_every_article_once_and_a_rerun_changes_nothing(
     assert agreeing >= 0.9 * len(labels)
 
     metadata = materialization_metadata(result, "news_articles")
+    pages = [
+        r["params"]["page"]
+        for r in news_sandbox.stats()["requests"]
+        if r["path"] == "/stable/news/stock" and r["params"].get("limit") == "20"
+    ]
+    assert max(int(p) for p in pages) >= 2, "the window took several pages"
     assert metadata["articles_new"] == len(by_url)
     assert metadata["links_new"] == len(stored)
     headlines = metadata["latest_headlines"].records

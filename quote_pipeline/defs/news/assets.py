@@ -64,6 +64,9 @@ class NewsFetchConfig(dg.Config):
     tickers_per_request: int = Field(
         default=25, ge=1, le=30, description="Symbols per request (FMP accepted 30)."
     )
+    page_size: int = Field(
+        default=250, ge=1, le=250, description="Rows per page (FMP's cap is 250)."
+    )
     tickers_per_write: int = Field(
         default=100, ge=1, description="Tickers whose articles are written per transaction."
     )
@@ -182,7 +185,13 @@ def news_articles(
     report = fetch_through_engine(
         fmp,
         symbols,
-        news_request(fmp.client, since=since, default_since=default_since, until=now),
+        news_request(
+            fmp.client,
+            since=since,
+            default_since=default_since,
+            until=now,
+            page_size=config.page_size,
+        ),
         symbols_per_request=config.tickers_per_request,
         group_size=config.tickers_per_write,
         on_group=on_group,
