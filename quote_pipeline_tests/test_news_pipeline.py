@@ -155,6 +155,7 @@ def test_a_first_fetch_stores_every_article_once_and_a_rerun_changes_nothing(
         if r["path"] == "/stable/news/stock" and r["params"].get("limit") == "20"
     ]
     assert max(int(p) for p in pages) >= 2, "the window took several pages"
+    assert metadata["api_requests"] == len(news_sandbox.stats()["requests"])  # probe included
     assert metadata["articles_new"] == len(by_url)
     assert metadata["links_new"] == len(stored)
     headlines = metadata["latest_headlines"].records
@@ -170,15 +171,15 @@ def test_a_first_fetch_stores_every_article_once_and_a_rerun_changes_nothing(
 def test_a_later_run_asks_only_from_the_newest_stored_article(
     monkeypatch: pytest.MonkeyPatch,
     news_sandbox,
-    sqlite_url: str,
+    database_url: str,
     dagster_instance: dg.DagsterInstance,
 ) -> None:
-    defs = pipeline_definitions(monkeypatch, news_sandbox, sqlite_url, TICKERS)
+    defs = pipeline_definitions(monkeypatch, news_sandbox, database_url, TICKERS)
     assert materialize(defs, dagster_instance, "news_articles", **NEWS).success
-    complete = stored_pairs(sqlite_url)
+    complete = stored_pairs(database_url)
     # The newest day's articles "have not arrived yet": the next run must fill the gap.
     cutoff = max(complete.values()) - timedelta(hours=12)
-    with create_db_engine(sqlite_url).begin() as conn:
+    with create_db_engine(database_url).begin() as conn:
         gone = [url for (url, _), published in complete.items() if published > cutoff]
         conn.execute(sa.delete(news_article_tickers).where(news_article_tickers.c.url.in_(gone)))
         conn.execute(sa.delete(news_articles).where(news_articles.c.url.in_(gone)))
@@ -186,7 +187,7 @@ def test_a_later_run_asks_only_from_the_newest_stored_article(
 
     assert materialize(defs, dagster_instance, "news_articles", **NEWS).success
 
-    assert set(stored_pairs(sqlite_url)) >= set(complete)
+    assert set(stored_pairs(database_url)) >= set(complete)
     asked = [
         r["params"]
         for r in news_sandbox.stats()["requests"][requests_before:]

@@ -155,12 +155,16 @@ def news_articles(
     engine = database.get_engine()
     symbols = tracked_symbols(database, config.only_symbols)
     fmp.refuse_if_quota_held()
+    requests_before = fmp.client.requests_made
     try:  # one request: a free plan fails here, not in a wall of 402s
         probe_news(fmp.client, symbols[0])
     except FMPError as exc:
         raise dg.Failure(
             f"News needs FMP's Starter plan or higher: {exc}",
-            metadata={"kind": exc.kind.value, "api_requests": fmp.client.requests_made},
+            metadata={
+                "kind": exc.kind.value,
+                "api_requests": fmp.client.requests_made - requests_before,
+            },
             allow_retries=False,
         ) from None
     newest = newest_published(engine, symbols)
@@ -198,9 +202,10 @@ def news_articles(
         log=context.log.info,
     )
     failures = report.failures
+    requests = fmp.client.requests_made - requests_before  # the probe included
     labels = Counter(a.sentiment_label for a in run_articles)
     context.log.info(
-        f"{len(run_articles)} articles for {len(symbols)} tickers with {report.requests_made} "
+        f"{len(run_articles)} articles for {len(symbols)} tickers with {requests} "
         f"requests: {written['articles_inserted']} new, {written['links_inserted']} new links"
         + (f"; {len(failures)} tickers failed" if failures else "")
     )
@@ -212,7 +217,7 @@ def news_articles(
         "links_new": written["links_inserted"],
         "labels": counts_text(labels),
         "tickers_requested": len(symbols),
-        "api_requests": report.requests_made,
+        "api_requests": requests,
         "seconds": round(time.monotonic() - started, 3),
     }
     fail_unless_complete(report, metadata, "Materialize again: articles are stored once by url.")
