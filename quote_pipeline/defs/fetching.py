@@ -39,6 +39,17 @@ def tracked_symbols(database: DatabaseResource, only: list[str] | None = None) -
     return symbols
 
 
+def api_refusal(
+    exc: FMPError, reason: str = "The FMP API refused the run", *, api_requests: int | None = None
+) -> dg.Failure:
+    """The run's failure for what no symbol survives (a refused key, an endpoint outside the
+    plan, a spent quota): the reason in words, no retries (the same answer would come)."""
+    metadata: dict[str, Any] = {"kind": exc.kind.value}
+    if api_requests is not None:
+        metadata["api_requests"] = api_requests
+    return dg.Failure(f"{reason}: {exc}", metadata=metadata, allow_retries=False)
+
+
 def fetch_through_engine(
     fmp: FMPResource,
     symbols: Sequence[str],
@@ -63,14 +74,7 @@ def fetch_through_engine(
             log=log,
         )
     except FMPError as exc:  # invalid key, endpoint not in the plan
-        raise dg.Failure(
-            f"The FMP API refused the run: {exc}",
-            metadata={
-                "kind": exc.kind.value,
-                "api_requests": fmp.client.requests_made - requests_before,
-            },
-            allow_retries=False,
-        ) from None
+        raise api_refusal(exc, api_requests=fmp.client.requests_made - requests_before) from None
 
 
 def fail_unless_complete(

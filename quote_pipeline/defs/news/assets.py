@@ -16,7 +16,12 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from quote_pipeline.defs.fetching import fail_unless_complete, fetch_through_engine, tracked_symbols
+from quote_pipeline.defs.fetching import (
+    api_refusal,
+    fail_unless_complete,
+    fetch_through_engine,
+    tracked_symbols,
+)
 from quote_pipeline.defs.metadata import (
     OWNERS,
     counts_text,
@@ -104,15 +109,8 @@ def stored_articles(answered: Sequence[TickerNews], scorer: HeadlineScorer) -> l
 
 
 def headlines_value(articles: Sequence[StoredArticle], limit: int = 10) -> dg.TableMetadataValue:
-    """The newest headlines of the run, with their labels (the score is a float statistic).
-    An article written with two groups of tickers is shown once, with all of them."""
-    by_url: dict[str, StoredArticle] = {}
-    for article in articles:
-        seen = by_url.get(article.url)
-        tickers = (*seen.tickers, *article.tickers) if seen else article.tickers
-        by_url[article.url] = replace(article, tickers=tuple(dict.fromkeys(tickers)))
-    newest = sorted(by_url.values(), key=lambda a: (a.published_at, a.url), reverse=True)
-    newest = newest[:limit]
+    """The newest headlines of the run, with their labels (the score is a float statistic)."""
+    newest = sorted(articles, key=lambda a: (a.published_at, a.url), reverse=True)[:limit]
     return table_value(
         [
             {
@@ -159,13 +157,10 @@ def news_articles(
     try:  # one request: a free plan fails here, not in a wall of 402s
         probe_news(fmp.client, symbols[0])
     except FMPError as exc:
-        raise dg.Failure(
-            f"News needs FMP's Starter plan or higher: {exc}",
-            metadata={
-                "kind": exc.kind.value,
-                "api_requests": fmp.client.requests_made - requests_before,
-            },
-            allow_retries=False,
+        raise api_refusal(
+            exc,
+            "News needs FMP's Starter plan or higher",
+            api_requests=fmp.client.requests_made - requests_before,
         ) from None
     newest = newest_published(engine, symbols)
     overlap = timedelta(hours=config.overlap_hours)
@@ -173,7 +168,8 @@ def news_articles(
     since = {s: newest[s] - overlap for s in symbols if s in newest}
     scorer = HeadlineScorer()
     written: dict[str, int] = Counter()
-    run_articles: list[StoredArticle] = []
+    # The run's articles by url: one listed for tickers of two groups counts once, with all.
+    run_articles: dict[str, StoredArticle] = {}
 
     def on_group(results: list[SymbolResult[TickerNews]]) -> None:
         answered = [r.value for r in results if r.value is not None]
@@ -184,7 +180,10 @@ def news_articles(
         written["articles_inserted"] += summary.articles_inserted
         written["articles_updated"] += summary.articles_updated
         written["links_inserted"] += summary.links_inserted
-        run_articles.extend(rows)
+        for row in rows:
+            if seen := run_articles.get(row.url):
+                row = replace(row, tickers=tuple(dict.fromkeys((*seen.tickers, *row.tickers))))
+            run_articles[row.url] = row
 
     report = fetch_through_engine(
         fmp,
@@ -203,7 +202,7 @@ def news_articles(
     )
     failures = report.failures
     requests = fmp.client.requests_made - requests_before  # the probe included
-    labels = Counter(a.sentiment_label for a in run_articles)
+    labels = Counter(a.sentiment_label for a in run_articles.values())
     context.log.info(
         f"{len(run_articles)} articles for {len(symbols)} tickers with {requests} "
         f"requests: {written['articles_inserted']} new, {written['links_inserted']} new links"
@@ -211,7 +210,7 @@ def news_articles(
     )
     metadata: dict[str, Any] = {
         **({"failed_tickers": failures_value(failures)} if failures else {}),
-        "latest_headlines": headlines_value(run_articles),
+        "latest_headlines": headlines_value(list(run_articles.values())),
         "articles_new": written["articles_inserted"],
         "articles_updated": written["articles_updated"],
         "links_new": written["links_inserted"],

@@ -10,6 +10,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from quote_pipeline.defs.fetching import api_refusal
 from quote_pipeline.defs.metadata import (
     OWNERS,
     counts_text,
@@ -156,13 +157,10 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition:
                     metadata={"pending_tickers": pending_value(pending)},
                     allow_retries=False,
                 ) from None
-            raise dg.Failure(
-                f"The FMP API refused the run before any fan-out: {exc}",
-                metadata={
-                    "kind": exc.kind.value,
-                    "requests_made": client.requests_made - requests_before,
-                },
-                allow_retries=False,
+            raise api_refusal(
+                exc,
+                "The FMP API refused the run before any fan-out",
+                api_requests=client.requests_made - requests_before,
             ) from None
         if fmp.endpoint_mode == "auto" and not use_batch:
             context.log.info(
@@ -203,11 +201,7 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition:
             )
             result.requests_made += batch.probe_requests
         except FMPError as exc:  # what no symbol survives: a refused key, an endpoint
-            raise dg.Failure(
-                f"The FMP API refused the run: {exc}",
-                metadata={"kind": exc.kind.value},
-                allow_retries=False,
-            ) from None
+            raise api_refusal(exc) from None
         transient = [f for f in result.failures if f.kind in TRANSIENT_FAILURE_KINDS]
         if (
             not result.quotes
