@@ -7,10 +7,13 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
+from quote_pipeline.sandbox.corporate import dividend_spec, split_spec
 from quote_pipeline.sandbox.server import (
+    GATED_ENDPOINTS,
     FaultConfig,
     SandboxConfig,
     SandboxServer,
@@ -21,8 +24,13 @@ from quote_pipeline.sandbox.server import (
 DESCRIPTION = (
     "Serve an FMP-compatible API on a loopback port with deterministic data and optional "
     "faults. Prints 'FMP sandbox listening on URL' once bound; stops on SIGINT/SIGTERM. "
+    "Endpoints under /stable: quote-short, batch-quote-short, profile, splits, dividends, "
+    "historical-price-eod/{full,non-split-adjusted,dividend-adjusted}, historical-chart/5min, "
+    "news/stock, news/stock-latest. Daily history is consistent with the splits and "
+    "dividends: 'full' is split-adjusted as of the sandbox clock, so moving the clock past an "
+    "ex-date re-bases earlier days. "
     "XBIGPRICE and XDUSTPRICE are priced at the limits of exactness (15 integer digits with "
-    "8 decimals; 0.00001234)."
+    "8 decimals; 0.00001234) and never have splits or dividends."
 )
 
 
@@ -54,6 +62,62 @@ def _clock(raw: str) -> datetime:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return moment
+
+
+def _day(raw: str, what: str) -> date:
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} {raw!r} is not a YYYY-MM-DD date") from None
+
+
+def _decimal(raw: str, what: str) -> Decimal:
+    try:
+        return Decimal(raw)
+    except ArithmeticError:
+        raise argparse.ArgumentTypeError(f"{what} {raw!r} is not a number") from None
+
+
+def _split(raw: str) -> tuple[str, date, Decimal, Decimal]:
+    """``SYM:YYYY-MM-DD:NUM:DEN``, e.g. AAPL:2020-08-31:4:1 or GE:2021-08-02:1:8."""
+    parts = raw.split(":")
+    if len(parts) != 4:
+        raise argparse.ArgumentTypeError(f"expected SYM:YYYY-MM-DD:NUM:DEN, got {raw!r}")
+    symbol, day, numerator, denominator = parts
+    try:
+        return split_spec(
+            symbol,
+            _day(day, "ex-date"),
+            _decimal(numerator, "numerator"),
+            _decimal(denominator, "denominator"),
+        )
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _dividend(raw: str) -> tuple[str, date, Decimal]:
+    """``SYM:YYYY-MM-DD:AMOUNT``, e.g. KO:2026-09-15:0.51."""
+    parts = raw.split(":")
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected SYM:YYYY-MM-DD:AMOUNT, got {raw!r}")
+    symbol, day, amount = parts
+    try:
+        return dividend_spec(symbol, _day(day, "ex-date"), _decimal(amount, "amount"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _gate(raw: str) -> tuple[str, list[str]]:
+    """``ENDPOINT:SYM[,SYM]``, e.g. dividends:PG,KO."""
+    endpoint, sep, symbols = raw.partition(":")
+    endpoint = endpoint.strip().lower()
+    if not sep or not _symbols(symbols):
+        raise argparse.ArgumentTypeError(f"expected ENDPOINT:SYM[,SYM], got {raw!r}")
+    if endpoint not in GATED_ENDPOINTS:
+        raise argparse.ArgumentTypeError(
+            f"unknown endpoint {endpoint!r}; use one of {', '.join(GATED_ENDPOINTS)}"
+        )
+    return endpoint, _symbols(symbols)
 
 
 def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,12 +164,57 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
         )
     parser.add_argument("--hang-seconds", type=float, default=30.0)
     parser.add_argument(
+        "--inactive",
+        type=_symbols,
+        action="extend",
+        default=[],
+        metavar="SYM,SYM",
+        help="symbols whose /stable/profile says isActivelyTrading: false",
+    )
+    parser.add_argument(
+        "--gate",
+        type=_gate,
+        action="append",
+        default=[],
+        metavar="ENDPOINT:SYM[,SYM]",
+        help=(
+            "answer 402 (plain text, as FMP's free plan does) for these symbols on that "
+            f"endpoint only; repeatable. ENDPOINT is one of {', '.join(GATED_ENDPOINTS)} "
+            "('eod' is all three daily variants)"
+        ),
+    )
+    parser.add_argument(
+        "--split",
+        type=_split,
+        action="append",
+        default=[],
+        metavar="SYM:YYYY-MM-DD:NUM:DEN",
+        help=(
+            "inject a split (4:1 forward, 1:10 reverse); repeatable. A symbol given any "
+            "--split has exactly those splits instead of its generated ones. Listed by "
+            "/stable/splits, and applied by 'full', once the clock reaches the ex-date"
+        ),
+    )
+    parser.add_argument(
+        "--dividend",
+        type=_dividend,
+        action="append",
+        default=[],
+        metavar="SYM:YYYY-MM-DD:AMOUNT",
+        help=(
+            "inject a dividend (ex-date, amount per share as traded then); repeatable. A "
+            "symbol given any --dividend has exactly those instead of its generated ones. "
+            "Listed from 14 days before the ex-date (its declaration)"
+        ),
+    )
+    parser.add_argument(
         "--clock",
         type=_clock,
         default=None,
         metavar="ISO8601",
         help=(
-            "freeze the sandbox's 'now' (forming 5-minute bar, end of daily history, quota day) "
+            "freeze the sandbox's 'now' (forming 5-minute bar, end of daily history, which "
+            "splits and dividends are known and adjusted for, quota day) "
             "at this time with offset, e.g. 2026-11-24T15:42:30-05:00; "
             "POST /_sandbox/clock changes it later. Default: the real time"
         ),
@@ -120,6 +229,14 @@ def add_sandbox_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_sandbox_arguments(parser)
     parser.set_defaults(func=run_sandbox)
     return parser
+
+
+def _merged_gates(gates: list[tuple[str, list[str]]]) -> dict[str, list[str]]:
+    """Repeated --gate options for one endpoint add up."""
+    merged: dict[str, list[str]] = {}
+    for endpoint, symbols in gates:
+        merged.setdefault(endpoint, []).extend(symbols)
+    return merged
 
 
 def config_from_args(args: argparse.Namespace) -> SandboxConfig:
@@ -138,6 +255,8 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         hang_seconds=args.hang_seconds,
         plan_gated_symbols=args.plan_gated_symbols,
         server_error_symbols=args.server_error_symbols,
+        inactive_symbols=args.inactive,
+        endpoint_gated_symbols=_merged_gates(args.gate),
     )
     return SandboxConfig(
         api_key=args.api_key,
@@ -147,6 +266,8 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         latency_ms=args.latency_ms,
         faults=faults,
         clock=args.clock,
+        splits=tuple(args.split),
+        dividends=tuple(args.dividend),
     )
 
 

@@ -7,6 +7,7 @@ import hashlib
 import math
 import warnings
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -139,12 +140,27 @@ def _signed(*parts: object) -> float:
     return 2.0 * _unit(*parts) - 1.0
 
 
+def decimal_text(value: Decimal) -> str:
+    """Plain decimal notation, trailing zeros dropped but one kept, as FMP writes floats.
+
+    Lives here (not in the server) so the pure data modules can format numbers inside strings,
+    like a profile's "164.08-260.1" range, exactly as the JSON encoder writes them.
+    """
+    if not value.is_finite():
+        raise ValueError(f"cannot encode {value} as JSON")
+    text = format(value.normalize(), "f")
+    if "." not in text:
+        text += ".0"
+    return text
+
+
 def _quantize(value: float, places: int) -> Decimal:
     """Round a positive float to ``places`` decimals, never below one quantum."""
     quantum = Decimal(1).scaleb(-places)
     return max(Decimal(value).quantize(quantum, rounding=ROUND_HALF_EVEN), quantum)
 
 
+@functools.lru_cache(maxsize=65_536)
 def symbol_kind(symbol: str) -> SymbolKind:
     """Classify a symbol; independent of the seed so tests can rely on it."""
     sym = symbol.upper()
@@ -171,6 +187,7 @@ def reference_range(symbol: str) -> tuple[float, float] | None:
     return REFERENCE_PRICES.get(sym) or REFERENCE_PRICES.get(sym.replace(".", "-"))
 
 
+@functools.lru_cache(maxsize=65_536)  # every bar asks; the hash is the cost
 def _base_price(symbol: str, seed: int) -> float:
     kind = symbol_kind(symbol)
     u = _unit("base", seed, symbol)
@@ -190,6 +207,7 @@ def _is_heavy(symbol: str, seed: int) -> bool:
     return _unit("heavy", seed, symbol) < 1 / 3
 
 
+@functools.lru_cache(maxsize=65_536)
 def _base_volume(symbol: str, seed: int) -> float:
     u = _unit("volume", seed, symbol)
     if reference_range(symbol) is not None and symbol_kind(symbol) == "stock":
@@ -276,6 +294,7 @@ _DAILY_WAVES = ((23, 0.05), (71, 0.08), (251, 0.15), (997, 0.25))
 _DAILY_SWING = sum(amplitude for _, amplitude in _DAILY_WAVES)  # the most they move log(price)
 
 
+@functools.lru_cache(maxsize=65_536)
 def _daily_swing_scale(symbol: str) -> float:
     """How much of the daily waves a symbol gets: all of them unless it has a reference range.
 
@@ -289,16 +308,22 @@ def _daily_swing_scale(symbol: str) -> float:
     return min(1.0, math.log(known[1] / known[0]) / (2 * _DAILY_SWING))
 
 
+@functools.lru_cache(maxsize=65_536)
+def _wave_phases(symbol: str, seed: int) -> tuple[float, ...]:
+    """The phase of each of the _DAILY_WAVES for ``symbol`` (cached: every bar needs them)."""
+    return tuple(2 * math.pi * _unit("dphase", k, seed, symbol) for k in range(len(_DAILY_WAVES)))
+
+
 def _level(symbol: str, day: date, seed: int) -> float:
     # A sum of slow sines gives trends of weeks to years while staying O(1) per date.
     t = day.toordinal()
     total = 0.0
-    for k, (period, amplitude) in enumerate(_DAILY_WAVES):
-        phase = 2 * math.pi * _unit("dphase", k, seed, symbol)
+    for (period, amplitude), phase in zip(_DAILY_WAVES, _wave_phases(symbol, seed), strict=True):
         total += amplitude * math.sin(2 * math.pi * t / period + phase)
     return max(_base_price(symbol, seed), 0.05) * math.exp(_daily_swing_scale(symbol) * total)
 
 
+@functools.lru_cache(maxsize=65_536)  # each bar's open needs the previous close again
 def _daily_close(symbol: str, day: date, seed: int) -> Decimal:
     return _quantize(
         _level(symbol, day, seed) * (1 + 0.012 * _signed("close", seed, symbol, day)), 2
@@ -354,14 +379,28 @@ def _daily_bar(symbol: str, cal: _Calendar, i: int, seed: int) -> dict[str, Any]
 
 
 def simulated_daily_bars(
-    symbol: str, start: date, end: date, *, seed: int = 0
+    symbol: str,
+    start: date,
+    end: date,
+    *,
+    seed: int = 0,
+    as_of: date | None = None,
+    injected_splits: Iterable[tuple[str, date, Decimal | int, Decimal | int]] = (),
 ) -> list[dict[str, Any]]:
-    """Daily bars on NYSE sessions in [start, end], newest first."""
-    sym = symbol.upper()
-    cal = _nyse(end)
-    lo = bisect_left(cal.sessions, start)
-    hi = bisect_right(cal.sessions, end)
-    return [_daily_bar(sym, cal, i, seed) for i in range(hi - 1, lo - 1, -1)]
+    """Daily bars on NYSE sessions in [start, end], newest first, as ``historical-price-eod/full``
+    serves them: split-adjusted as of ``as_of``.
+
+    A split counts once ``as_of`` is on or after its ex-date; ``as_of`` None means the real
+    New York date, which is what a sandbox following real time serves (and, once every split of
+    the symbol is past, the same as any later clock). For a symbol without splits these are
+    the economic bars, whatever ``as_of`` is. ``injected_splits`` is SandboxConfig.splits.
+    """
+    # corporate builds on this module's bar generator, so it is imported when first needed.
+    from quote_pipeline.sandbox.corporate import split_adjusted_daily_bars
+
+    return split_adjusted_daily_bars(
+        symbol, start, end, seed=seed, as_of=as_of, injected_splits=injected_splits
+    )
 
 
 def _intraday_path(symbol: str, cal: _Calendar, i: int, seed: int, n_bars: int) -> list[float]:

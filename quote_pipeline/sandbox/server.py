@@ -11,7 +11,7 @@ import re
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -19,8 +19,21 @@ from typing import Any
 
 from aiohttp import web
 
+from quote_pipeline.sandbox.corporate import (
+    MAX_ACTION_ROWS,
+    DividendSpec,
+    SplitSpec,
+    company_profile,
+    normalize_dividends,
+    normalize_splits,
+    simulated_dividend_adjusted_bars,
+    simulated_dividends,
+    simulated_raw_daily_bars,
+    simulated_splits,
+)
 from quote_pipeline.sandbox.market import (
     NEW_YORK,
+    decimal_text,
     simulated_daily_bars,
     simulated_intraday_bars,
     simulated_quote,
@@ -60,6 +73,7 @@ LEGACY_MESSAGE = (
 # FMP answers an out-of-range news page with a plain-text 400 (a JSON parser throws on it).
 NEWS_PAGE_MESSAGE = "Invalid page parameter: the page must be an integer between 0 and {max_page}."
 NEWS_LIMIT_MESSAGE = "Invalid limit parameter: the limit must be an integer."
+LIMIT_MESSAGE = NEWS_LIMIT_MESSAGE
 OTHER_ERROR_MESSAGE = (
     "Error processing the request for symbol '{symbol}': upstream data temporarily unavailable."
 )
@@ -67,11 +81,41 @@ OTHER_ERROR_MESSAGE = (
 QUOTE_PATH = "/stable/quote-short"
 BATCH_QUOTE_PATH = "/stable/batch-quote-short"
 EOD_PATH = "/stable/historical-price-eod/full"
+EOD_NON_SPLIT_ADJUSTED_PATH = "/stable/historical-price-eod/non-split-adjusted"
+EOD_DIVIDEND_ADJUSTED_PATH = "/stable/historical-price-eod/dividend-adjusted"
+EOD_PATHS = (EOD_PATH, EOD_NON_SPLIT_ADJUSTED_PATH, EOD_DIVIDEND_ADJUSTED_PATH)
 INTRADAY_PATH = "/stable/historical-chart/5min"
 NEWS_PATH = "/stable/news/stock"
 NEWS_LATEST_PATH = "/stable/news/stock-latest"
 NEWS_PATHS = (NEWS_PATH, NEWS_LATEST_PATH)
-API_PATHS = (QUOTE_PATH, BATCH_QUOTE_PATH, EOD_PATH, INTRADAY_PATH, *NEWS_PATHS)
+PROFILE_PATH = "/stable/profile"
+SPLITS_PATH = "/stable/splits"
+DIVIDENDS_PATH = "/stable/dividends"
+API_PATHS = (
+    QUOTE_PATH,
+    BATCH_QUOTE_PATH,
+    *EOD_PATHS,
+    INTRADAY_PATH,
+    *NEWS_PATHS,
+    PROFILE_PATH,
+    SPLITS_PATH,
+    DIVIDENDS_PATH,
+)
+# The short endpoint names FaultConfig.endpoint_gated_symbols (and --gate) take, and the paths
+# each gates. "eod" is the three daily variants at once; each also has a name of its own.
+GATED_ENDPOINTS: dict[str, tuple[str, ...]] = {
+    "quote": (QUOTE_PATH,),
+    "batch-quote": (BATCH_QUOTE_PATH,),
+    "eod": EOD_PATHS,
+    "eod-full": (EOD_PATH,),
+    "eod-non-split-adjusted": (EOD_NON_SPLIT_ADJUSTED_PATH,),
+    "eod-dividend-adjusted": (EOD_DIVIDEND_ADJUSTED_PATH,),
+    "intraday": (INTRADAY_PATH,),
+    "news": (NEWS_PATH,),
+    "profile": (PROFILE_PATH,),
+    "splits": (SPLITS_PATH,),
+    "dividends": (DIVIDENDS_PATH,),
+}
 # FMP's news/stock answers for AAPL when `symbols` is missing (the singular is ignored).
 NEWS_DEFAULT_SYMBOL = "AAPL"
 LEGACY_PREFIXES = ("/api/v3", "/api/v4")
@@ -95,14 +139,9 @@ _HTML_503 = (
 # --- exact JSON -------------------------------------------------------------------------
 
 
-def _decimal_text(value: Decimal) -> str:
-    """Plain decimal notation, trailing zeros dropped but one kept, as FMP writes floats."""
-    if not value.is_finite():
-        raise ValueError(f"cannot encode {value} as JSON")
-    text = format(value.normalize(), "f")
-    if "." not in text:
-        text += ".0"
-    return text
+# Plain decimal notation, trailing zeros dropped but one kept, as FMP writes floats (defined
+# next to the generators so they can format numbers inside strings the same way).
+_decimal_text = decimal_text
 
 
 def json_dumps(obj: Any) -> str:
@@ -128,6 +167,55 @@ def _symbol_set(symbols: Collection[str]) -> frozenset[str]:
     return frozenset(s.strip().upper() for s in symbols if s.strip())
 
 
+class GateMap(Mapping[str, frozenset[str]]):
+    """An immutable, hashable mapping of endpoint name (see GATED_ENDPOINTS) to upper-case
+    symbols, so a FaultConfig holding one stays hashable like the rest of the configuration."""
+
+    __slots__ = ("_items",)
+
+    def __init__(
+        self, items: Mapping[str, Collection[str]] | Iterable[tuple[str, Collection[str]]] = ()
+    ) -> None:
+        pairs = items.items() if isinstance(items, Mapping) else items
+        merged: dict[str, frozenset[str]] = {}
+        for name, symbols in pairs:
+            endpoint = str(name).strip().lower()
+            if endpoint not in GATED_ENDPOINTS:
+                raise ValueError(
+                    f"unknown endpoint {name!r} to gate; use one of {', '.join(GATED_ENDPOINTS)}"
+                )
+            merged[endpoint] = merged.get(endpoint, frozenset()) | _symbol_set(symbols)
+        self._items = merged
+
+    def __getitem__(self, key: str) -> frozenset[str]:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return self._items == {k: frozenset(v) for k, v in other.items()}
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._items.items()))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k!r}: {sorted(v)!r}" for k, v in self._items.items())
+        return f"GateMap({{{inner}}})"
+
+    def gates(self, path: str, symbol: str) -> bool:
+        """True if ``symbol`` is refused on the endpoint at ``path``."""
+        return any(
+            path in GATED_ENDPOINTS[name] and symbol in symbols
+            for name, symbols in self._items.items()
+        )
+
+
 @dataclass(frozen=True)
 class FaultConfig:
     """Which failures the sandbox injects; all draws are deterministic given the seed."""
@@ -149,6 +237,13 @@ class FaultConfig:
     server_error_symbols: Collection[str] = frozenset()
     # Length of the calls_per_minute window; only tests should want anything but 60.
     rate_window_seconds: float = 60.0
+    # These symbols' profiles say isActivelyTrading: false (delisted), nothing else changes.
+    inactive_symbols: Collection[str] = frozenset()
+    # FMP's free plan refuses some symbols on one endpoint and serves them on others (PG's
+    # dividends answer 402 while its profile works). Endpoint name (see GATED_ENDPOINTS) ->
+    # symbols that answer the plain-text 402 PLAN_GATED_MESSAGE there (and are left out of
+    # batch and news answers there).
+    endpoint_gated_symbols: Mapping[str, Collection[str]] = field(default_factory=GateMap)
 
     def __post_init__(self) -> None:
         for name in ("server_error_rate", "rate_limit_rate"):
@@ -169,8 +264,15 @@ class FaultConfig:
             "hang_symbols",
             "plan_gated_symbols",
             "server_error_symbols",
+            "inactive_symbols",
         ):
             object.__setattr__(self, name, _symbol_set(getattr(self, name)))
+        object.__setattr__(self, "endpoint_gated_symbols", GateMap(self.endpoint_gated_symbols))
+
+    def gated(self, path: str, symbol: str) -> bool:
+        """True if ``symbol`` is refused on ``path`` by endpoint_gated_symbols."""
+        gates = self.endpoint_gated_symbols
+        return isinstance(gates, GateMap) and gates.gates(path, symbol)
 
 
 def check_clock(moment: datetime | None) -> datetime | None:
@@ -192,6 +294,12 @@ class SandboxConfig:
 
     ``news_plan`` grants the news endpoints (FMP's Starter plan); ``premium`` (which
     includes Starter) grants them too, and also batch-quote-short.
+
+    ``splits`` ((symbol, ex_date, numerator, denominator), ...) and ``dividends`` ((symbol,
+    ex_date, amount), ...) inject corporate actions: a symbol named in one of them has exactly
+    those actions of that kind instead of its generated ones, in /stable/splits,
+    /stable/dividends, the three daily history endpoints and the profile alike. Decimal, int
+    or numeric-string amounts are taken; they are kept as Decimal tuples (hashable).
     """
 
     api_key: str = "sandbox-key"
@@ -204,11 +312,15 @@ class SandboxConfig:
     # Seconds (monotonic) for the calls_per_minute window. Tests pass a fake they advance,
     # so a window's sliding is checked without waiting for it in real time.
     rate_clock: Callable[[], float] = field(default=time.monotonic, compare=False, repr=False)
+    splits: tuple[SplitSpec, ...] = ()
+    dividends: tuple[DividendSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
             raise ValueError(f"latency_ms must be >= 0, got {self.latency_ms}")
         check_clock(self.clock)
+        object.__setattr__(self, "splits", normalize_splits(self.splits))
+        object.__setattr__(self, "dividends", normalize_dividends(self.dividends))
 
 
 # --- state ------------------------------------------------------------------------------
@@ -334,18 +446,27 @@ def _truncated(obj: Any) -> web.Response:
     )
 
 
-def _break_row(row: dict[str, Any], seed: int, symbol: str, price_field: str) -> dict[str, Any]:
-    """A row of ``symbol`` made wrong in one of a few ways real feeds have shown."""
+def _break_row(
+    row: dict[str, Any],
+    seed: int,
+    symbol: str,
+    price_field: str,
+    count_field: str = "volume",
+    bad_count: str = "1.2M",
+) -> dict[str, Any]:
+    """A row of ``symbol`` made wrong in one of a few ways real feeds have shown: a price that
+    is text or null, the count field (volume; a date where a row has no volume) missing or
+    text in the wrong format."""
     row = dict(row)
     variant = int(_draw(seed, "bad-shape", symbol) * 4)
     if variant == 0:
         row[price_field] = "n/a"
     elif variant == 1:
-        row.pop("volume", None)
+        row.pop(count_field, None)
     elif variant == 2:
         row[price_field] = None
     else:
-        row["volume"] = "1.2M"
+        row[count_field] = bad_count
     return row
 
 
@@ -400,10 +521,17 @@ def _is_known(symbol: str, state: _State) -> bool:
 # --- endpoint handlers ------------------------------------------------------------------
 
 
-def _single_symbol_fault(symbol: str, state: _State) -> web.Response | None:
+def _plan_gated_text() -> web.Response:
+    # FMP's per-endpoint refusal as measured: plain text, which a JSON parser throws on.
+    return web.Response(text=PLAN_GATED_MESSAGE, status=402, content_type="text/plain")
+
+
+def _single_symbol_fault(symbol: str, state: _State, path: str) -> web.Response | None:
     faults = state.config.faults
     if symbol in faults.plan_gated_symbols:
         return _error(PLAN_GATED_MESSAGE, 402)
+    if faults.gated(path, symbol):
+        return _plan_gated_text()
     if not _is_known(symbol, state):
         return _json([])
     if symbol in faults.error_body_symbols:
@@ -428,7 +556,7 @@ def _single_symbol(request: web.Request) -> str:
 
 def _quote(request: web.Request, state: _State) -> web.Response:
     symbol = _single_symbol(request)
-    fault = _single_symbol_fault(symbol, state)
+    fault = _single_symbol_fault(symbol, state, QUOTE_PATH)
     if fault is not None:
         return fault
     rows = [_quote_row(symbol, state)]
@@ -448,7 +576,9 @@ def _batch_quote(request: web.Request, state: _State) -> web.Response:
     rows = [
         _quote_row(s, state)
         for s in symbols
-        if _is_known(s, state) and s not in faults.plan_gated_symbols
+        if _is_known(s, state)
+        and s not in faults.plan_gated_symbols
+        and not faults.gated(BATCH_QUOTE_PATH, s)
     ]
     if any(s in faults.malformed_symbols for s in symbols):
         return _truncated(rows)
@@ -506,7 +636,11 @@ def _news(request: web.Request, state: _State, latest: bool) -> web.Response:
                 return _error(OTHER_ERROR_MESSAGE.format(symbol=symbol), 200)
         # Unknown and plan-gated symbols are left out, as batch requests leave them out.
         symbols = [
-            s for s in requested if _is_known(s, state) and s not in faults.plan_gated_symbols
+            s
+            for s in requested
+            if _is_known(s, state)
+            and s not in faults.plan_gated_symbols
+            and not faults.gated(NEWS_PATH, s)
         ]
     now = state.now().astimezone(NEW_YORK).replace(tzinfo=None)
     rows = news_page(
@@ -525,20 +659,22 @@ def _news(request: web.Request, state: _State, latest: bool) -> web.Response:
 
 
 def _history_rows(
-    request: web.Request, state: _State, intraday: bool
+    request: web.Request, state: _State, path: str
 ) -> tuple[str, list[dict[str, Any]]] | web.Response:
     symbol = _single_symbol(request)
     start = _parse_date(request.query.get("from"), "from")
     end = _parse_date(request.query.get("to"), "to")
-    fault = _single_symbol_fault(symbol, state)
+    fault = _single_symbol_fault(symbol, state, path)
     if fault is not None:
         return fault
     now = state.now()
     today = now.astimezone(NEW_YORK).date()
-    seed = state.config.seed
-    if intraday:
+    config = state.config
+    seed = config.seed
+    if path == INTRADAY_PATH:
         end = end or today
         rows = simulated_intraday_bars(symbol, start or end, end, seed=seed, now=now)
+        price_field = "close"
     else:
         # Future sessions have no bars yet; the default window is FMP's five years.
         end = min(end or today, today)
@@ -547,18 +683,90 @@ def _history_rows(
                 start = end.replace(year=end.year - 5)
             except ValueError:  # 29 February
                 start = end.replace(year=end.year - 5, day=28)
-        rows = simulated_daily_bars(symbol, start, end, seed=seed)
-    if symbol in state.config.faults.bad_shape_symbols:
-        rows = [_break_row(r, seed, symbol, "close") for r in rows]
+        if path == EOD_NON_SPLIT_ADJUSTED_PATH:
+            rows = simulated_raw_daily_bars(
+                symbol, start, end, seed=seed, injected_splits=config.splits
+            )
+        elif path == EOD_DIVIDEND_ADJUSTED_PATH:
+            rows = simulated_dividend_adjusted_bars(
+                symbol,
+                start,
+                end,
+                seed=seed,
+                as_of=today,
+                injected_splits=config.splits,
+                injected_dividends=config.dividends,
+            )
+        else:
+            rows = simulated_daily_bars(
+                symbol, start, end, seed=seed, as_of=today, injected_splits=config.splits
+            )
+        price_field = "close" if path == EOD_PATH else "adjClose"
+    if symbol in config.faults.bad_shape_symbols:
+        rows = [_break_row(r, seed, symbol, price_field) for r in rows]
     return symbol, rows
 
 
-def _history(request: web.Request, state: _State, intraday: bool) -> web.Response:
-    result = _history_rows(request, state, intraday)
+def _history(request: web.Request, state: _State, path: str) -> web.Response:
+    result = _history_rows(request, state, path)
     if isinstance(result, web.Response):
         return result
     symbol, rows = result
+    return _respond(symbol, rows, state)
+
+
+def _respond(symbol: str, rows: list[dict[str, Any]], state: _State) -> web.Response:
+    """``rows`` as JSON, or cut short for a malformed symbol."""
     return _truncated(rows) if symbol in state.config.faults.malformed_symbols else _json(rows)
+
+
+def _profile(request: web.Request, state: _State) -> web.Response:
+    symbol = _single_symbol(request)
+    fault = _single_symbol_fault(symbol, state, PROFILE_PATH)
+    if fault is not None:
+        return fault
+    config = state.config
+    row = company_profile(
+        symbol,
+        seed=config.seed,
+        inactive=symbol in config.faults.inactive_symbols,
+        generation=state.generation,
+        as_of=state.today(),
+        injected_splits=config.splits,
+        injected_dividends=config.dividends,
+    )
+    if symbol in config.faults.bad_shape_symbols:
+        row = _break_row(row, config.seed, symbol, "price")
+    return _respond(symbol, [row], state)
+
+
+def _corporate_actions(request: web.Request, state: _State, path: str) -> web.Response:
+    """/stable/splits and /stable/dividends: one symbol's actions known by the clock's date,
+    newest first, at most ``limit`` (FMP's cap: 1000)."""
+    symbol = _single_symbol(request)
+    limit = _int_param(request, "limit", MAX_ACTION_ROWS, LIMIT_MESSAGE)
+    fault = _single_symbol_fault(symbol, state, path)
+    if fault is not None:
+        return fault
+    config = state.config
+    if path == SPLITS_PATH:
+        rows = simulated_splits(
+            symbol, seed=config.seed, as_of=state.today(), injected=config.splits
+        )
+        price_field = "numerator"
+    else:
+        rows = simulated_dividends(
+            symbol,
+            seed=config.seed,
+            as_of=state.today(),
+            injected=config.dividends,
+            injected_splits=config.splits,
+        )
+        price_field = "dividend"
+    rows = rows[: max(0, min(limit, MAX_ACTION_ROWS))]
+    if symbol in config.faults.bad_shape_symbols:
+        rows = [_break_row(r, config.seed, symbol, price_field, "date", "08/31/2020") for r in rows]
+    return _respond(symbol, rows, state)
 
 
 async def _answer(request: web.Request, state: _State, symbols: list[str]) -> web.Response:
@@ -598,7 +806,11 @@ async def _answer(request: web.Request, state: _State, symbols: list[str]) -> we
             return _batch_quote(request, state)
         if path in NEWS_PATHS:
             return _news(request, state, latest=path == NEWS_LATEST_PATH)
-        return _history(request, state, intraday=path == INTRADAY_PATH)
+        if path == PROFILE_PATH:
+            return _profile(request, state)
+        if path in (SPLITS_PATH, DIVIDENDS_PATH):
+            return _corporate_actions(request, state, path)
+        return _history(request, state, path)
     except _BadRequest as exc:
         return _error(str(exc), 400)
     except _PlainBadRequest as exc:
@@ -855,7 +1067,10 @@ class SandboxServer:
 
 
 __all__ = [
+    "API_PATHS",
+    "GATED_ENDPOINTS",
     "FaultConfig",
+    "GateMap",
     "SandboxConfig",
     "SandboxServer",
     "build_app",
