@@ -6,6 +6,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
+AS_TRADED = "as_traded"
+"""Prices and volume as traded that day: what every daily bar fetched now is."""
+SPLIT_ADJUSTED = "split_adjusted"
+"""A row fetched from FMP's /full before revision 0004: split-adjusted as of its fetched_at."""
+PRICE_BASES = (AS_TRADED, SPLIT_ADJUSTED)
+
 
 @dataclass(frozen=True, slots=True)
 class DailyBar:
@@ -22,6 +28,7 @@ class DailyBar:
     change_percent: Decimal | None
     vwap: Decimal | None
     fetched_at: datetime  # when the response arrived (aware UTC)
+    price_basis: str = AS_TRADED  # see AS_TRADED / SPLIT_ADJUSTED
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,10 @@ from quote_pipeline.market_calendar import NEW_YORK, NEW_YORK_TZ
 from quote_pipeline.models import FailureKind, SymbolFailure
 from quote_pipeline.price_bars import DailyBar, IntradayBar
 
-DAILY_PATH = "/stable/historical-price-eod/full"
+# Unadjusted: a stored bar keeps its meaning when a split happens later (/full is
+# split-adjusted as of the day it answers, so rows fetched on either side of a split would
+# be on different scales). Its prices are named adjOpen…adjClose all the same.
+DAILY_PATH = "/stable/historical-price-eod/non-split-adjusted"
 INTRADAY_5MIN_PATH = "/stable/historical-chart/5min"
 
 BarT = TypeVar("BarT")
@@ -128,6 +131,20 @@ def _ohlcv(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# The unadjusted daily endpoint names its as-traded prices adjOpen…adjClose; the plain names
+# are accepted too, should a row carry them instead.
+_AS_TRADED_NAMES = {"open": "adjOpen", "high": "adjHigh", "low": "adjLow", "close": "adjClose"}
+
+
+def _daily_ohlcv(row: dict[str, Any]) -> dict[str, Any]:
+    if not any(field in row for field in _AS_TRADED_NAMES.values()) and any(
+        name in row for name in _AS_TRADED_NAMES
+    ):
+        return _ohlcv(row)
+    prices = {name: required_number(row, field) for name, field in _AS_TRADED_NAMES.items()}
+    return {**prices, "volume": whole_number(row, "volume")}
+
+
 def _rows(payload: Any) -> list[dict[str, Any]]:
     if not isinstance(payload, list):
         raise ValueError(f"expected a JSON list, got {type(payload).__name__}")
@@ -144,7 +161,8 @@ def _rejected(symbol: str, reasons: list[str], total: int) -> SymbolFailure:
 def parse_daily_rows(
     payload: Any, symbol: str, start: date, end: date, fetched_at: datetime
 ) -> SymbolHistory[DailyBar]:
-    """Validate an end-of-day response for ``symbol``; keep the rows dated ``start`` to ``end``.
+    """Validate an unadjusted end-of-day response for ``symbol``; keep the rows dated
+    ``start`` to ``end``, as traded (``price_basis`` ``as_traded``).
 
     Rows of another symbol, malformed rows and repeated dates are rejected (the first row of
     a date wins) and summed up in one failure record; the valid rows are kept.
@@ -175,7 +193,8 @@ def parse_daily_rows(
             bar = DailyBar(
                 symbol=symbol,
                 day=day,
-                **_ohlcv(row),
+                **_daily_ohlcv(row),
+                # Given by /full only (split-adjusted there): NULL for as-traded rows.
                 change=number(row, "change", required=False),
                 change_percent=number(row, "changePercent", required=False),
                 vwap=number(row, "vwap", required=False),

@@ -29,7 +29,14 @@ _IN_LIST_LIMIT = 1_000
 _T = TypeVar("_T")
 
 _PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
-_DAILY_UPDATE = (*_PRICE_COLUMNS, "change", "change_percent", "vwap", "fetched_at")
+_DAILY_UPDATE = (
+    *_PRICE_COLUMNS,
+    "change",
+    "change_percent",
+    "vwap",
+    "fetched_at",
+    "price_basis",
+)
 _INTRADAY_UPDATE = (*_PRICE_COLUMNS, "fetched_at")
 
 
@@ -46,6 +53,7 @@ def _daily_row(bar: DailyBar) -> dict[str, Any]:
         "change_percent": bar.change_percent,
         "vwap": bar.vwap,
         "fetched_at": bar.fetched_at,
+        "price_basis": bar.price_basis,
     }
 
 
@@ -225,6 +233,7 @@ def _daily_bar(row: Any) -> DailyBar:
         change_percent=row["change_percent"],
         vwap=row["vwap"],
         fetched_at=row["fetched_at"],
+        price_basis=row["price_basis"],
     )
 
 

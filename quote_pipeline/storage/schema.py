@@ -58,7 +58,15 @@ daily_prices = sa.Table(
     sa.Column("change_percent", ExactDecimal(), nullable=True, comment="Where the API gives it."),
     sa.Column("vwap", ExactDecimal(), nullable=True, comment="Where the API gives it."),
     sa.Column("fetched_at", UTCDateTime(), nullable=False, comment="When the API answered."),
-    comment="End-of-day OHLCV per ticker and NYSE session (the daily_prices asset).",
+    sa.Column(
+        "price_basis",
+        sa.String(16),
+        nullable=False,
+        comment="as_traded: prices and volume as traded that day (never change later); "
+        "split_adjusted: fetched before revision 0004 from /full, split-adjusted as of "
+        "fetched_at (re-based in daily_prices_adjusted, replaced by the next fetch of its range).",
+    ),
+    comment="End-of-day OHLCV per ticker and NYSE session, as traded (the daily_prices asset).",
 )
 
 intraday_bars = sa.Table(
@@ -197,4 +205,122 @@ daily_sentiment = sa.Table(
     sa.Column("neutral", sa.Integer(), nullable=False, comment="Articles labelled neutral."),
     sa.Column("updated_at", UTCDateTime(), nullable=False, comment="When this row was computed."),
     comment="News sentiment per ticker and New York day, recomputed from news_articles.",
+)
+
+# --- reference data and corporate actions (storage/corporate_actions.py) ------------------------
+
+company_profiles = sa.Table(
+    "company_profiles",
+    metadata,
+    sa.Column("ticker", sa.String(MAX_SYMBOL_LENGTH), primary_key=True, comment=TICKER),
+    sa.Column("company_name", sa.Text(), nullable=True),
+    sa.Column("exchange", sa.String(32), nullable=True, comment="Exchange short name (NASDAQ)."),
+    sa.Column("exchange_full_name", sa.Text(), nullable=True),
+    sa.Column("currency", sa.String(8), nullable=True, comment="Trading currency (ISO 4217)."),
+    sa.Column("country", sa.String(8), nullable=True),
+    sa.Column("sector", sa.Text(), nullable=True),
+    sa.Column("industry", sa.Text(), nullable=True),
+    sa.Column("market_cap", ExactDecimal(), nullable=True, comment="Exact, in `currency`."),
+    sa.Column("is_etf", sa.Boolean(), nullable=True),
+    sa.Column("is_fund", sa.Boolean(), nullable=True),
+    sa.Column("is_adr", sa.Boolean(), nullable=True),
+    sa.Column(
+        "is_actively_trading", sa.Boolean(), nullable=True, comment="As the API last said it."
+    ),
+    sa.Column("ipo_date", sa.Date(), nullable=True),
+    sa.Column("cik", sa.String(16), nullable=True, comment="SEC CIK, zero-padded text."),
+    sa.Column("isin", sa.String(16), nullable=True),
+    sa.Column("cusip", sa.String(16), nullable=True),
+    sa.Column("website", sa.Text(), nullable=True),
+    sa.Column("description", sa.Text(), nullable=True),
+    sa.Column(
+        "status",
+        sa.String(16),
+        nullable=False,
+        comment="active; not_trading (the API says isActivelyTrading false); gone (the API "
+        "stopped answering with a profile). Rows are flagged, never deleted.",
+    ),
+    sa.Column(
+        "missing_since",
+        UTCDateTime(),
+        nullable=True,
+        comment="First refresh that got no profile (status gone); NULL while answered.",
+    ),
+    sa.Column("fetched_at", UTCDateTime(), nullable=False, comment="When the API last answered."),
+    comment="What each tracked company is: name, exchange, sector, identifiers (the "
+    "company_profiles asset).",
+)
+
+stock_splits = sa.Table(
+    "stock_splits",
+    metadata,
+    sa.Column("ticker", sa.String(MAX_SYMBOL_LENGTH), primary_key=True, comment=TICKER),
+    sa.Column("ex_date", sa.Date(), primary_key=True, comment="First day traded on the new basis."),
+    sa.Column("numerator", ExactDecimal(), nullable=False, comment="New shares (4 in 4:1)."),
+    sa.Column("denominator", ExactDecimal(), nullable=False, comment="Old shares (1 in 4:1)."),
+    sa.Column("split_type", sa.String(32), nullable=True, comment="As the API names it."),
+    sa.Column("fetched_at", UTCDateTime(), nullable=False, comment="When the API last listed it."),
+    comment="Stock splits per ticker; a reverse split has numerator < denominator.",
+)
+
+dividends = sa.Table(
+    "dividends",
+    metadata,
+    sa.Column("ticker", sa.String(MAX_SYMBOL_LENGTH), primary_key=True, comment=TICKER),
+    sa.Column("ex_date", sa.Date(), primary_key=True, comment="Ex-dividend date."),
+    sa.Column("dividend", ExactDecimal(), nullable=False, comment="Per share, as declared."),
+    sa.Column("adj_dividend", ExactDecimal(), nullable=True, comment="Split-adjusted by the API."),
+    sa.Column("record_date", sa.Date(), nullable=True),
+    sa.Column("payment_date", sa.Date(), nullable=True),
+    sa.Column("declaration_date", sa.Date(), nullable=True),
+    sa.Column("frequency", sa.String(32), nullable=True, comment="Quarterly, Semi-Annual, …"),
+    sa.Column("fetched_at", UTCDateTime(), nullable=False, comment="When the API last listed it."),
+    comment="Cash dividends per ticker and ex-date; empty dates from the API are NULL.",
+)
+
+daily_prices_adjusted = sa.Table(
+    "daily_prices_adjusted",
+    metadata,
+    sa.Column("ticker", sa.String(MAX_SYMBOL_LENGTH), primary_key=True, comment=TICKER),
+    sa.Column("date", sa.Date(), primary_key=True, comment="NYSE session (New York date)."),
+    sa.Column("adj_open", ExactDecimal(), nullable=False, comment="Exact, 8 decimal places."),
+    sa.Column("adj_high", ExactDecimal(), nullable=False),
+    sa.Column("adj_low", ExactDecimal(), nullable=False),
+    sa.Column("adj_close", ExactDecimal(), nullable=False),
+    sa.Column("adj_volume", sa.BigInteger(), nullable=False, comment="Shares, split-adjusted."),
+    sa.Column(
+        "split_factor",
+        ExactDecimal(),
+        nullable=False,
+        comment="Product of the ratios of later splits: prices are divided by it.",
+    ),
+    sa.Column(
+        "dividend_factor",
+        ExactDecimal(),
+        nullable=False,
+        comment="Product of (1 - dividend / previous close) of later dividends (12 places).",
+    ),
+    sa.Column(
+        "raw_fetched_at",
+        UTCDateTime(),
+        nullable=False,
+        comment="fetched_at of the daily_prices row it was computed from.",
+    ),
+    comment="Split- and dividend-adjusted OHLCV (CRSP-style backward adjustment), derived from "
+    "daily_prices, stock_splits and dividends without any API call.",
+)
+
+price_adjustment_state = sa.Table(
+    "price_adjustment_state",
+    metadata,
+    sa.Column("ticker", sa.String(MAX_SYMBOL_LENGTH), primary_key=True, comment=TICKER),
+    sa.Column(
+        "actions_fingerprint",
+        sa.String(64),
+        nullable=False,
+        comment="Hash of the splits and dividends the ticker's adjusted rows were computed with.",
+    ),
+    sa.Column("computed_at", UTCDateTime(), nullable=False, comment="Last full computation."),
+    comment="Which corporate actions each ticker's adjusted history reflects: a change "
+    "rewrites that ticker's whole adjusted history.",
 )

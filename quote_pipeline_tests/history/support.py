@@ -125,7 +125,16 @@ def served(sandbox: SandboxServer, path: str, symbol: str, first: date, last: da
         timeout=10,
     )
     response.raise_for_status()
-    return json.loads(response.text, parse_float=Decimal)
+    return [plain_names(row) for row in json.loads(response.text, parse_float=Decimal)]
+
+
+# The unadjusted daily endpoint names its as-traded prices adjOpen…adjClose (as FMP does).
+AS_TRADED_NAMES = {"adjOpen": "open", "adjHigh": "high", "adjLow": "low", "adjClose": "close"}
+
+
+def plain_names(row: dict[str, Any]) -> dict[str, Any]:
+    """A served daily row with its prices under the plain names (open … close)."""
+    return {AS_TRADED_NAMES.get(key, key): value for key, value in row.items()}
 
 
 def history_requests(sandbox: SandboxServer, *, intraday: bool = False) -> Counter[str]:

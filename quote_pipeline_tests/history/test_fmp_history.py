@@ -28,6 +28,7 @@ from quote_pipeline.market_calendar import sessions_between
 from quote_pipeline.models import FailureKind
 from quote_pipeline.sandbox import FaultConfig, SandboxServer
 from quote_pipeline_tests.conftest import SANDBOX_KEY, SandboxFactory
+from quote_pipeline_tests.history.support import plain_names
 
 FETCHED = datetime(2026, 11, 25, 22, 0, tzinfo=UTC)
 
@@ -59,7 +60,7 @@ def served(sandbox: SandboxServer, path: str, **params: str) -> list[dict[str, A
         sandbox.url + path, params={**params, "apikey": SANDBOX_KEY}, timeout=10
     )
     response.raise_for_status()
-    return json.loads(response.text, parse_float=Decimal)
+    return [plain_names(row) for row in json.loads(response.text, parse_float=Decimal)]
 
 
 # --- New York wall time -------------------------------------------------------------------------
@@ -241,7 +242,9 @@ def test_one_request_per_symbol_for_a_whole_range(sandbox: SandboxServer) -> Non
         first["close"],
         first["volume"],
     )
-    assert bar.vwap == first["vwap"] and bar.change == first["change"]
+    # As traded: the endpoint gives no change or vwap, and none is made up.
+    assert "vwap" not in first and (bar.vwap, bar.change) == (None, None)
+    assert bar.price_basis == "as_traded"
     (logged,) = sandbox.stats()["requests"][-1:]
     assert logged["path"] == DAILY_PATH and logged["symbols"] == ["AAPL"]
 

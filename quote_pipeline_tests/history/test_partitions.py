@@ -126,6 +126,7 @@ def test_a_backfill_gives_each_session_its_own_figures(
                     **{k: Decimal("10") for k in ("open", "high", "low", "close")},
                     "volume": 1,
                     "fetched_at": datetime(2026, 11, 25, tzinfo=UTC),
+                    "price_basis": "as_traded",
                 }
             ],
         )

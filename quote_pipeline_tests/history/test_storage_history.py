@@ -149,7 +149,9 @@ def test_intraday_upsert_completes_a_forming_bar(engine: Engine) -> None:
 
 def insert_raw(engine: Engine, **row: object) -> None:
     with engine.begin() as conn:
-        conn.execute(sa.insert(daily_prices), [{"fetched_at": T0, **row}])
+        conn.execute(
+            sa.insert(daily_prices), [{"fetched_at": T0, "price_basis": "as_traded", **row}]
+        )
 
 
 def test_consistency_compares_exact_decimals(engine: Engine) -> None:

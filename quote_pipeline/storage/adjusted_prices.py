@@ -1,0 +1,468 @@
+"""``daily_prices_adjusted``: derived from ``daily_prices``, ``stock_splits`` and ``dividends``
+in the database, with no API call (the arithmetic is :mod:`quote_pipeline.adjustments`).
+
+One refresh brings the whole table up to date in one transaction, doing only the work the
+changes need:
+
+- a ticker whose applicable corporate actions changed (a new split or dividend, a corrected
+  one, an ex-date that has now passed) has its whole adjusted history rewritten — every
+  earlier day's factors changed;
+- a ticker whose actions did not change gets only its new or re-fetched rows (a raw row
+  whose ``fetched_at`` differs from the one the adjusted row was computed from); if one of
+  them lies before the ticker's latest ex-date (a backfill of older history, whose closes a
+  dividend factor may use) the ticker is rewritten instead;
+- adjusted rows whose raw row is gone are deleted.
+
+So the daily close adds one row per ticker, and a split announced today re-bases that one
+ticker's history, without fetching anything again.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from quote_pipeline.adjustments import (
+    AdjustedDay,
+    CorporateActions,
+    RawDay,
+    adjust_history,
+    as_traded,
+    effective_actions,
+)
+from quote_pipeline.compat import batched
+from quote_pipeline.market_calendar import NEW_YORK
+from quote_pipeline.storage.corporate_actions import read_dividends, read_splits
+from quote_pipeline.storage.repository import dialect_insert, transaction
+from quote_pipeline.storage.schema import (
+    daily_prices,
+    daily_prices_adjusted,
+    price_adjustment_state,
+)
+
+DEFAULT_CHUNK_ROWS = 5_000
+_IN_LIST_LIMIT = 1_000
+_ADJUSTED_COLUMNS = (
+    "adj_open",
+    "adj_high",
+    "adj_low",
+    "adj_close",
+    "adj_volume",
+    "split_factor",
+    "dividend_factor",
+    "raw_fetched_at",
+)
+
+
+@dataclass
+class AdjustmentSummary:
+    """What one refresh of ``daily_prices_adjusted`` did."""
+
+    tickers: int = 0  # tickers with stored daily rows
+    rebased: list[str] = field(default_factory=list)  # whole history rewritten
+    extended: list[str] = field(default_factory=list)  # only new or re-fetched rows
+    rows_written: int = 0
+    rows_deleted: int = 0
+    statements: int = 0
+    why_rebased: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Stale:
+    ticker: str
+    day: date
+
+
+def _raw_query() -> sa.Select[Any]:
+    c = daily_prices.c
+    return sa.select(
+        c.ticker, c.date, c.open, c.high, c.low, c.close, c.volume, c.price_basis, c.fetched_at
+    )
+
+
+def _raw_day(row: Any) -> RawDay:
+    return RawDay(
+        day=row.date,
+        open=row.open,
+        high=row.high,
+        low=row.low,
+        close=row.close,
+        volume=row.volume,
+        price_basis=row.price_basis,
+        fetched_on=row.fetched_at.astimezone(NEW_YORK).date(),
+    )
+
+
+def _adjusted_row(day: AdjustedDay, raw_fetched_at: datetime) -> dict[str, Any]:
+    return {
+        "ticker": day.symbol,
+        "date": day.day,
+        "adj_open": day.adj_open,
+        "adj_high": day.adj_high,
+        "adj_low": day.adj_low,
+        "adj_close": day.adj_close,
+        "adj_volume": day.adj_volume,
+        "split_factor": day.split_factor,
+        "dividend_factor": day.dividend_factor,
+        "raw_fetched_at": raw_fetched_at,
+    }
+
+
+def _stale_rows(conn: Connection) -> list[_Stale]:
+    """Raw rows without an adjusted row, or re-fetched since theirs was computed."""
+    d, a = daily_prices.c, daily_prices_adjusted.c
+    query = (
+        sa.select(d.ticker, d.date)
+        .select_from(
+            daily_prices.outerjoin(
+                daily_prices_adjusted, sa.and_(a.ticker == d.ticker, a.date == d.date)
+            )
+        )
+        .where(sa.or_(a.ticker.is_(None), a.raw_fetched_at != d.fetched_at))
+    )
+    return [_Stale(ticker, day) for ticker, day in conn.execute(query)]
+
+
+def _orphans(conn: Connection) -> list[_Stale]:
+    """Adjusted rows whose raw row is gone."""
+    d, a = daily_prices.c, daily_prices_adjusted.c
+    query = (
+        sa.select(a.ticker, a.date)
+        .select_from(
+            daily_prices_adjusted.outerjoin(
+                daily_prices, sa.and_(a.ticker == d.ticker, a.date == d.date)
+            )
+        )
+        .where(d.ticker.is_(None))
+    )
+    return [_Stale(ticker, day) for ticker, day in conn.execute(query)]
+
+
+def _tickers_with_rows(conn: Connection) -> list[str]:
+    return list(conn.scalars(sa.select(daily_prices.c.ticker).distinct()))
+
+
+def _upsert(conn: Connection, rows: list[dict[str, Any]], chunk_rows: int) -> int:
+    if not rows:
+        return 0
+    insert = dialect_insert(conn, daily_prices_adjusted)
+    statement = insert.on_conflict_do_update(
+        index_elements=["ticker", "date"],
+        set_={c: insert.excluded[c] for c in _ADJUSTED_COLUMNS},
+    )
+    sent = 0
+    for chunk in batched(rows, chunk_rows):
+        conn.execute(statement, list(chunk))
+        sent += 1
+    return sent
+
+
+def _read_raw(conn: Connection, ticker: str, days: Iterable[date] | None = None) -> Iterator[Any]:
+    query = _raw_query().where(daily_prices.c.ticker == ticker).order_by(daily_prices.c.date)
+    if days is not None:
+        query = query.where(daily_prices.c.date.in_(list(days)))
+    return iter(conn.execute(query))
+
+
+def refresh_adjusted_prices(
+    engine: Engine,
+    *,
+    as_of: date,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    now: datetime | None = None,
+) -> AdjustmentSummary:
+    """Bring ``daily_prices_adjusted`` up to date with the stored rows and the corporate
+    actions that have happened by ``as_of`` (a New York date, normally today). One
+    transaction: a reader sees the old adjusted history or the new one, never a mix."""
+    computed_at = now or datetime.now(UTC)
+    summary = AdjustmentSummary()
+    with engine.begin() as conn:
+        splits = read_splits(conn)
+        dividends = read_dividends(conn)
+        tickers = _tickers_with_rows(conn)
+        summary.tickers = len(tickers)
+        state = {
+            row.ticker: row.actions_fingerprint
+            for row in conn.execute(sa.select(price_adjustment_state))
+        }
+        actions: dict[str, CorporateActions] = {
+            t: effective_actions(splits.get(t, []), dividends.get(t, []), as_of) for t in tickers
+        }
+        stale: defaultdict[str, list[date]] = defaultdict(list)
+        for row in _stale_rows(conn):
+            stale[row.ticker].append(row.day)
+        orphans: defaultdict[str, list[date]] = defaultdict(list)
+        for row in _orphans(conn):
+            orphans[row.ticker].append(row.day)
+
+        rebase: dict[str, str] = {}
+        for ticker in tickers:
+            latest_ex = actions[ticker].latest_ex_date
+            if ticker not in state:
+                rebase[ticker] = "first computation"
+            elif state[ticker] != actions[ticker].fingerprint():
+                rebase[ticker] = "corporate actions changed"
+            elif latest_ex is not None and any(
+                day < latest_ex for day in stale.get(ticker, []) + orphans.get(ticker, [])
+            ):
+                rebase[ticker] = "rows before the latest ex-date changed"
+
+        # Tickers that have no raw row any more lose their adjusted rows and state.
+        gone = sorted(set(state) - set(tickers))
+        for chunk in batched(gone, _IN_LIST_LIMIT):
+            summary.rows_deleted += conn.execute(
+                sa.delete(daily_prices_adjusted).where(daily_prices_adjusted.c.ticker.in_(chunk))
+            ).rowcount
+            conn.execute(
+                sa.delete(price_adjustment_state).where(price_adjustment_state.c.ticker.in_(chunk))
+            )
+
+        pending: list[dict[str, Any]] = []
+        for ticker in sorted(rebase):
+            raw_rows = list(_read_raw(conn, ticker))
+            summary.rows_deleted += conn.execute(
+                sa.delete(daily_prices_adjusted).where(daily_prices_adjusted.c.ticker == ticker)
+            ).rowcount
+            adjusted = adjust_history(ticker, [_raw_day(r) for r in raw_rows], actions[ticker])
+            pending += [
+                _adjusted_row(day, raw.fetched_at)
+                for day, raw in zip(adjusted, raw_rows, strict=True)
+            ]
+            summary.rebased.append(ticker)
+            summary.why_rebased[ticker] = rebase[ticker]
+            if len(pending) >= chunk_rows:
+                summary.statements += _upsert(conn, pending, chunk_rows)
+                summary.rows_written += len(pending)
+                pending = []
+        insert = dialect_insert(conn, price_adjustment_state)
+        if rebase:
+            conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["ticker"],
+                    set_={
+                        "actions_fingerprint": insert.excluded.actions_fingerprint,
+                        "computed_at": insert.excluded.computed_at,
+                    },
+                ),
+                [
+                    {
+                        "ticker": t,
+                        "actions_fingerprint": actions[t].fingerprint(),
+                        "computed_at": computed_at,
+                    }
+                    for t in sorted(rebase)
+                ],
+            )
+
+        for ticker in sorted(set(stale) - set(rebase)):
+            # Every stale day is on or after the latest ex-date: both factors are 1 there,
+            # so each row is computed alone.
+            for days in batched(sorted(stale[ticker]), _IN_LIST_LIMIT):
+                raw_rows = list(_read_raw(conn, ticker, days))
+                adjusted = adjust_history(ticker, [_raw_day(r) for r in raw_rows], actions[ticker])
+                pending += [
+                    _adjusted_row(day, raw.fetched_at)
+                    for day, raw in zip(adjusted, raw_rows, strict=True)
+                ]
+            summary.extended.append(ticker)
+            if len(pending) >= chunk_rows:
+                summary.statements += _upsert(conn, pending, chunk_rows)
+                summary.rows_written += len(pending)
+                pending = []
+        summary.statements += _upsert(conn, pending, chunk_rows)
+        summary.rows_written += len(pending)
+
+        for ticker in sorted(set(orphans) - set(rebase)):
+            for days in batched(sorted(orphans[ticker]), _IN_LIST_LIMIT):
+                summary.rows_deleted += conn.execute(
+                    sa.delete(daily_prices_adjusted).where(
+                        daily_prices_adjusted.c.ticker == ticker,
+                        daily_prices_adjusted.c.date.in_(list(days)),
+                    )
+                ).rowcount
+    return summary
+
+
+# --- reads and checks ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AdjustedRow:
+    ticker: str
+    day: date
+    adj_open: Decimal
+    adj_high: Decimal
+    adj_low: Decimal
+    adj_close: Decimal
+    adj_volume: int
+    split_factor: Decimal
+    dividend_factor: Decimal
+
+
+def read_adjusted_prices(
+    bind: Engine | Connection,
+    symbols: Iterable[str] | None = None,
+    start: date | None = None,
+    end: date | None = None,
+) -> list[AdjustedRow]:
+    """Stored adjusted rows (all, or of ``symbols``, dated ``start`` to ``end``), in order."""
+    a = daily_prices_adjusted.c
+    query = sa.select(daily_prices_adjusted).order_by(a.ticker, a.date)
+    if symbols is not None:
+        query = query.where(a.ticker.in_(list(symbols)))
+    if start is not None:
+        query = query.where(a.date >= start)
+    if end is not None:
+        query = query.where(a.date <= end)
+    with transaction(bind) as conn:
+        return [
+            AdjustedRow(
+                r.ticker,
+                r.date,
+                r.adj_open,
+                r.adj_high,
+                r.adj_low,
+                r.adj_close,
+                r.adj_volume,
+                r.split_factor,
+                r.dividend_factor,
+            )
+            for r in conn.execute(query)
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """How well ``daily_prices_adjusted`` covers ``daily_prices``."""
+
+    raw_rows: int
+    missing: int  # raw rows without an adjusted row
+    outdated: int  # adjusted rows computed from an older fetch of their raw row
+    examples: list[str]
+
+
+def adjusted_coverage(bind: Engine | Connection, *, example_limit: int = 10) -> Coverage:
+    d, a = daily_prices.c, daily_prices_adjusted.c
+    with transaction(bind) as conn:
+        raw_rows = int(conn.scalar(sa.select(sa.func.count()).select_from(daily_prices)) or 0)
+        query = (
+            sa.select(d.ticker, d.date, a.ticker.is_(None).label("missing"))
+            .select_from(
+                daily_prices.outerjoin(
+                    daily_prices_adjusted, sa.and_(a.ticker == d.ticker, a.date == d.date)
+                )
+            )
+            .where(sa.or_(a.ticker.is_(None), a.raw_fetched_at != d.fetched_at))
+            .order_by(d.ticker, d.date)
+        )
+        missing = outdated = 0
+        examples: list[str] = []
+        for ticker, day, is_missing in conn.execute(query):
+            if is_missing:
+                missing += 1
+            else:
+                outdated += 1
+            if len(examples) < example_limit:
+                examples.append(f"{ticker} {day}: {'missing' if is_missing else 'outdated'}")
+    return Coverage(raw_rows, missing, outdated, examples)
+
+
+@dataclass(frozen=True, slots=True)
+class SplitJump:
+    """The adjusted move across one split's ex-date against what the raw move explains."""
+
+    ticker: str
+    ex_date: date
+    previous_day: date
+    adjusted_move: Decimal  # adj_close(ex) / adj_close(previous)
+    explained_move: Decimal  # raw close move x split ratio / (1 - same-day dividend yield)
+
+    @property
+    def relative_gap(self) -> Decimal:
+        return abs(self.adjusted_move / self.explained_move - 1)
+
+
+def split_jumps(bind: Engine | Connection, *, as_of: date) -> list[SplitJump]:
+    """For every applicable split with stored sessions on both sides of its ex-date: the
+    adjusted day-over-day move there and the move the raw closes and the split explain.
+
+    They differ only by rounding when the adjusted history reflects the split; a stale
+    adjusted history shows the split's whole ratio as a jump (a fake 75 % crash for 4:1).
+    """
+    with transaction(bind) as conn:
+        splits = read_splits(conn)
+        dividends = read_dividends(conn)
+        jumps: list[SplitJump] = []
+        for ticker, ticker_splits in sorted(splits.items()):
+            actions = effective_actions(ticker_splits, dividends.get(ticker, []), as_of)
+            by_date: dict[date, Decimal] = {}
+            for split in actions.splits:
+                by_date[split.ex_date] = by_date.get(split.ex_date, Decimal(1)) * (
+                    split.numerator / split.denominator
+                )
+            for ex_date, ratio in sorted(by_date.items()):
+                jump = _jump(conn, ticker, ex_date, ratio, actions)
+                if jump is not None:
+                    jumps.append(jump)
+    return jumps
+
+
+def _jump(
+    conn: Connection,
+    ticker: str,
+    ex_date: date,
+    ratio: Decimal,
+    actions: CorporateActions,
+) -> SplitJump | None:
+    d, a = daily_prices.c, daily_prices_adjusted.c
+    previous = conn.scalar(
+        sa.select(sa.func.max(d.date)).where(d.ticker == ticker, d.date < ex_date)
+    )
+    if previous is None:
+        return None
+    previous = previous if isinstance(previous, date) else date.fromisoformat(str(previous))
+    raw = {
+        r.date: as_traded(_raw_day(r), actions.splits)
+        for r in conn.execute(
+            _raw_query().where(d.ticker == ticker, d.date.in_([previous, ex_date]))
+        )
+    }
+    adjusted = dict(
+        conn.execute(
+            sa.select(a.date, a.adj_close).where(
+                a.ticker == ticker, a.date.in_([previous, ex_date])
+            )
+        ).all()
+    )
+    if len(raw) < 2 or len(adjusted) < 2 or ex_date not in raw:
+        return None
+    explained = raw[ex_date].close * ratio / raw[previous].close
+    for event in actions.dividends:
+        if event.ex_date == ex_date:
+            explained /= 1 - event.dividend / raw[previous].close
+    return SplitJump(
+        ticker=ticker,
+        ex_date=ex_date,
+        previous_day=previous,
+        adjusted_move=adjusted[ex_date] / adjusted[previous],
+        explained_move=explained,
+    )
+
+
+__all__ = [
+    "AdjustedRow",
+    "AdjustmentSummary",
+    "Coverage",
+    "SplitJump",
+    "adjusted_coverage",
+    "read_adjusted_prices",
+    "refresh_adjusted_prices",
+    "split_jumps",
+]
