@@ -39,6 +39,7 @@ from quote_pipeline.adjustments import (
 )
 from quote_pipeline.compat import batched
 from quote_pipeline.market_calendar import NEW_YORK
+from quote_pipeline.price_bars import SPLIT_ADJUSTED
 from quote_pipeline.storage.corporate_actions import read_dividends, read_splits
 from quote_pipeline.storage.repository import dialect_insert, transaction
 from quote_pipeline.storage.schema import (
@@ -96,7 +97,10 @@ def _raw_day(row: Any) -> RawDay:
         close=row.close,
         volume=row.volume,
         price_basis=row.price_basis,
-        fetched_on=row.fetched_at.astimezone(NEW_YORK).date(),
+        # Only a legacy row needs its fetch day (and the time-zone conversion costs).
+        fetched_on=row.fetched_at.astimezone(NEW_YORK).date()
+        if row.price_basis == SPLIT_ADJUSTED
+        else None,
     )
 
 
@@ -153,13 +157,15 @@ def _upsert(conn: Connection, rows: list[dict[str, Any]], chunk_rows: int) -> in
     if not rows:
         return 0
     insert = dialect_insert(conn, daily_prices_adjusted)
+    # RETURNING makes SQLAlchemy send multi-row VALUES pages ("insertmanyvalues"); without
+    # it psycopg2's executemany costs a round trip per row.
     statement = insert.on_conflict_do_update(
         index_elements=["ticker", "date"],
         set_={c: insert.excluded[c] for c in _ADJUSTED_COLUMNS},
-    )
+    ).returning(daily_prices_adjusted.c.ticker)
     sent = 0
     for chunk in batched(rows, chunk_rows):
-        conn.execute(statement, list(chunk))
+        conn.execute(statement, list(chunk)).all()
         sent += 1
     return sent
 
