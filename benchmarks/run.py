@@ -752,7 +752,12 @@ def backfill_case(
         rows = count_rows(url, "daily_prices")
         with open_instance(env) as instance:
             runs = len(instance.get_runs())
-    eod = stats["by_endpoint"].get("/stable/historical-price-eod/full", 0)
+    # Whichever daily endpoint the measured code asks (/full before revision 0004).
+    eod = sum(
+        count
+        for path, count in stats["by_endpoint"].items()
+        if path.startswith("/stable/historical-price-eod/")
+    )
     concurrency = client_concurrency(tree)
     return Measurement(
         case="backfill_1y_500",
@@ -802,6 +807,106 @@ def news_case(
         rows=articles,
         tickers=tickers,
         notes={"links": links, "exit_code": run.exit_code, "timed_out": run.timed_out},
+    )
+
+
+def corporate_actions_case(
+    tree: CodeTree, database_url: str | None, *, timeout_seconds: float, tickers: int = 500
+) -> Measurement:
+    """A profiles + corporate-actions refresh of ``tickers`` (one request per ticker per
+    endpoint, three endpoints; the sandbox at 50 ms), from the command line."""
+    with tempfile.TemporaryDirectory(prefix="qp-bench-") as tmp:
+        workdir = Path(tmp)
+        url = fresh_database(workdir, database_url, tickers, tree)
+        with sandbox_process("--latency-ms", "50") as base_url:
+            env = dagster_env(workdir, base_url, url, tree=tree)
+            command = [
+                str(BIN / "dagster"), "asset", "materialize", "-m", "quote_pipeline.definitions",
+                "--select", "company_profiles,stock_splits,dividends",
+            ]  # fmt: skip
+            run = run_cli(command, env, cwd=tree.root, timeout_seconds=timeout_seconds)
+            stats = sandbox_stats(base_url)
+        rows = {t: count_rows(url, t) for t in ("company_profiles", "stock_splits", "dividends")}
+    concurrency = client_concurrency(tree)
+    return Measurement(
+        case="corporate_actions_500",
+        target="(reported) 3 requests per ticker",
+        wall_seconds=run.wall_seconds,
+        met=run.exit_code == 0 and stats["requests_total"] == 3 * tickers,
+        cpu_seconds=run.cpu_seconds,
+        peak_rss_mb=run.peak_rss_mb,
+        api_requests=stats["requests_total"],
+        rows=sum(rows.values()),
+        tickers=tickers,
+        limit_seconds=3 * tickers * 0.05 / concurrency if concurrency else None,
+        notes={**rows, "by_endpoint": stats["by_endpoint"], "exit_code": run.exit_code},
+    )
+
+
+def seed_five_years(url: str, tickers: int) -> tuple[int, str]:
+    """Five years of as-traded daily rows for ``tickers`` symbols, written straight through
+    the storage layer (the sandbox's own generator; not measured). Returns the row count and
+    a symbol without splits, which the measured re-basing gives one."""
+    from datetime import UTC, date, datetime
+
+    from quote_pipeline.fmp.history import parse_daily_rows
+    from quote_pipeline.sandbox.corporate import simulated_raw_daily_bars
+    from quote_pipeline.storage import create_db_engine
+    from quote_pipeline.storage.history import replace_daily_prices
+
+    engine = create_db_engine(url)
+    first, last = date(2021, 11, 1), date(2026, 10, 30)
+    fetched = datetime(2026, 10, 31, tzinfo=UTC)
+    rows = 0
+    for name in symbols(tickers):
+        served = simulated_raw_daily_bars(name, first, last)
+        history = parse_daily_rows(served, name, first, last, fetched)
+        rows += replace_daily_prices(engine, [name], first, last, history.bars).rows_written
+    return rows, symbols(tickers)[0]
+
+
+def rebase_case(
+    tree: CodeTree, database_url: str | None, *, timeout_seconds: float, tickers: int = 500
+) -> Measurement:
+    """Re-basing five years of ``tickers`` after one new split: the first derivation of
+    daily_prices_adjusted, then one split added, then the measured re-materialization (no
+    API call). Both from the command line, as the automation sensor's runs are."""
+    with tempfile.TemporaryDirectory(prefix="qp-bench-") as tmp:
+        workdir = Path(tmp)
+        url = fresh_database(workdir, database_url, tickers, tree)
+        rows, symbol = seed_five_years(url, tickers)
+        env = dagster_env(workdir, "http://127.0.0.1:9", url, tree=tree)
+        command = [
+            str(BIN / "dagster"), "asset", "materialize", "-m", "quote_pipeline.definitions",
+            "--select", "daily_prices_adjusted",
+        ]  # fmt: skip
+        first = run_cli(command, env, cwd=tree.root, timeout_seconds=timeout_seconds)
+        with plain_engine(url).begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO stock_splits (ticker, ex_date, numerator, denominator, "
+                    "split_type, fetched_at) VALUES (:t, :d, :n, :m, 'stock-split', :f)"
+                ),
+                {"t": symbol, "d": "2024-06-10", "n": "4", "m": "1", "f": "2026-10-31 00:00:00"},
+            )
+        rebase = run_cli(command, env, cwd=tree.root, timeout_seconds=timeout_seconds)
+        adjusted = count_rows(url, "daily_prices_adjusted")
+    return Measurement(
+        case="rebase_5y_500_one_split",
+        target="(reported) 0 requests, one ticker rewritten",
+        wall_seconds=rebase.wall_seconds,
+        met=first.exit_code == 0 and rebase.exit_code == 0 and adjusted == rows,
+        cpu_seconds=rebase.cpu_seconds,
+        peak_rss_mb=rebase.peak_rss_mb,
+        api_requests=0,
+        rows=adjusted,
+        tickers=tickers,
+        notes={
+            "first_derivation_seconds": round(first.wall_seconds, 2),
+            "first_derivation_cpu_seconds": round(first.cpu_seconds, 2),
+            "raw_rows": rows,
+            "exit_codes": [first.exit_code, rebase.exit_code],
+        },
     )
 
 
@@ -936,6 +1041,12 @@ def all_cases(options: Options, postgres_url: str | None) -> dict[str, Case]:
             tree, database_url, timeout_seconds=timeout, tickers=options.count(500)
         ),
         "sentiment_20k_articles": lambda tree: sentiment_case(),
+        "corporate_actions_500": lambda tree: corporate_actions_case(
+            tree, database_url, timeout_seconds=timeout, tickers=options.count(500)
+        ),
+        "rebase_5y_500_one_split": lambda tree: rebase_case(
+            tree, database_url, timeout_seconds=timeout, tickers=options.count(500)
+        ),
     }  # fmt: skip
     if postgres_url:
         cases["upsert_50k_postgres"] = lambda tree: upsert_case("upsert_50k_postgres", postgres_url)

@@ -63,6 +63,19 @@ REFRESH_NEWS_POLICY = RunPolicy(
     max_runtime_seconds=30 * 60,
 )
 
+REFRESH_PROFILES_POLICY = RunPolicy(
+    job="refresh_company_profiles",
+    assets=frozenset({"company_profiles"}),
+    # One request per ticker, weekly: 500 tickers take a minute or two.
+    max_runtime_seconds=30 * 60,
+)
+REFRESH_CORPORATE_ACTIONS_POLICY = RunPolicy(
+    job="refresh_corporate_actions",
+    assets=frozenset({"stock_splits", "dividends"}),
+    # Two requests per ticker (splits, dividends), daily after the close.
+    max_runtime_seconds=30 * 60,
+)
+
 # The order decides which job a run that materializes assets of several is counted as: the
 # quote refresh first, since it is the one whose runs must never overlap.
 POLICIES: tuple[RunPolicy, ...] = (
@@ -70,6 +83,8 @@ POLICIES: tuple[RunPolicy, ...] = (
     DAILY_PRICES_POLICY,
     INTRADAY_BARS_POLICY,
     REFRESH_NEWS_POLICY,
+    REFRESH_PROFILES_POLICY,
+    REFRESH_CORPORATE_ACTIONS_POLICY,
 )
 
 

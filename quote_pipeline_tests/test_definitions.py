@@ -32,6 +32,10 @@ def test_every_domain_folder_contributes_its_definitions(loaded: dg.Definitions)
         "intraday_bars",
         "news_articles",
         "daily_sentiment",
+        "company_profiles",
+        "stock_splits",
+        "dividends",
+        "daily_prices_adjusted",
     }
     assert {s.name for s in loaded.schedules or []} == {
         "refresh_quotes_hourly",
@@ -39,11 +43,15 @@ def test_every_domain_folder_contributes_its_definitions(loaded: dg.Definitions)
         "daily_prices_after_close",
         "intraday_bars_every_5_minutes",
         "refresh_news_every_30_minutes",
+        "company_profiles_weekly",
+        "corporate_actions_after_close",
     }
     assert {s.name for s in loaded.sensors or []} == {
         "retry_pending_quotes",
         "retry_pending_daily_prices",
         "news_sentiment_automation",
+        "profiles_for_new_tickers",
+        "adjusted_prices_automation",
     }
     assert set(loaded.resources or {}) == {"database", "fmp", "io_manager"}
 

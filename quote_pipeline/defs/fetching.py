@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import dagster as dg
@@ -19,6 +20,7 @@ from quote_pipeline.defs.resources import DatabaseResource, FMPResource
 from quote_pipeline.fetch_engine import FetchReport, GroupHandler, RequestFunction
 from quote_pipeline.fmp import FMPError
 from quote_pipeline.storage import list_tickers
+from quote_pipeline.storage.fetch_state import quota_hold
 
 T = TypeVar("T")
 
@@ -100,3 +102,15 @@ def fail_unless_complete(
             metadata=metadata,
             allow_retries=False,
         )
+
+
+def unless_quota_held(
+    database: DatabaseResource, request: dg.RunRequest | dg.SkipReason
+) -> dg.RunRequest | dg.SkipReason:
+    """A schedule's request, unless an exhausted API quota is remembered: then the tick says
+    why, and until when, and no run starts only to fail."""
+    if isinstance(request, dg.RunRequest) and (
+        hold := quota_hold(database.get_engine(), None, datetime.now(UTC))
+    ):
+        return dg.SkipReason(f"Skipped: {hold.message()}")
+    return request

@@ -432,9 +432,11 @@ def build_daily_prices(partitions: dg.TimeWindowPartitionsDefinition) -> dg.Asse
         fmp: FMPResource,
         database: DatabaseResource,
     ) -> dg.MaterializeResult:
-        """Daily open, high, low, close and volume (change and vwap where given) of every
-        tracked ticker, one partition per NYSE session (weekends, holidays and one-off
-        closures are no partitions; early closes are).
+        """Daily open, high, low, close and volume of every tracked ticker **as traded**
+        (FMP's non-split-adjusted endpoint: a stored row never changes meaning when a split
+        happens later; the split- and dividend-adjusted series is `daily_prices_adjusted`),
+        one partition per NYSE session (weekends, holidays and one-off closures are no
+        partitions; early closes are).
 
         A run over a partition range asks the API once per ticker for the whole range,
         through the fetch engine: tickers are fetched concurrently in groups, and each group

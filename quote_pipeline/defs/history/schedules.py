@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from quote_pipeline.defs.fetching import unless_quota_held
 from quote_pipeline.defs.history.jobs import DAILY_PRICES_JOB, INTRADAY_BARS_JOB
 from quote_pipeline.defs.metadata import OWNERS
 from quote_pipeline.defs.resources import DatabaseResource
@@ -16,7 +17,6 @@ from quote_pipeline.market_calendar import (
     session_hours,
 )
 from quote_pipeline.run_policy import code_version_tags
-from quote_pipeline.storage.fetch_state import quota_hold
 
 # An hour after the regular close (three after an early one): time for the closing auction
 # prints to settle into the API's end-of-day bar.
@@ -29,17 +29,6 @@ INTRADAY_AFTER_CLOSE = timedelta(minutes=5)
 
 def _tick(context: dg.ScheduleEvaluationContext) -> datetime:
     return context.scheduled_execution_time or datetime.now(UTC)
-
-
-def _unless_quota_held(
-    database: DatabaseResource, request: dg.RunRequest | dg.SkipReason
-) -> dg.RunRequest | dg.SkipReason:
-    """No run while an exhausted API quota is remembered: the tick says why, and until when."""
-    if isinstance(request, dg.RunRequest) and (
-        hold := quota_hold(database.get_engine(), None, datetime.now(UTC))
-    ):
-        return dg.SkipReason(f"Skipped: {hold.message()}")
-    return request
 
 
 def daily_prices_request(tick: datetime) -> dg.RunRequest | dg.SkipReason:
@@ -107,7 +96,7 @@ def build_history_schedules(
     ) -> dg.RunRequest | dg.SkipReason:
         """Materialize the day's `daily_prices` partition at 17:00 New York time on NYSE
         sessions (weekday holidays are skipped, early closes included)."""
-        return _unless_quota_held(database, daily_prices_request(_tick(context)))
+        return unless_quota_held(database, daily_prices_request(_tick(context)))
 
     @dg.schedule(
         job_name=INTRADAY_BARS_JOB,
@@ -128,6 +117,6 @@ def build_history_schedules(
     ) -> dg.RunRequest | dg.SkipReason:
         """Refresh today's 5-minute bars every 5 minutes while the NYSE is open, and until 5
         minutes after the close so the last bar is stored complete; holidays are skipped."""
-        return _unless_quota_held(database, intraday_bars_request(_tick(context)))
+        return unless_quota_held(database, intraday_bars_request(_tick(context)))
 
     return [daily_prices_after_close, intraday_bars_every_5_minutes]

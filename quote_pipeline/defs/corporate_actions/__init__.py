@@ -1,0 +1,1 @@
+"""Corporate actions (splits, dividends) and the adjusted daily history derived from them."""

@@ -1,0 +1,1 @@
+"""Reference data: what each tracked company is (name, exchange, sector, identifiers)."""
