@@ -737,7 +737,8 @@ def bulk_load_floor_seconds(engine: sa.Engine, quotes: list[Any]) -> float:
 def backfill_case(
     tree: CodeTree, database_url: str | None, *, timeout_seconds: float, tickers: int = 500
 ) -> Measurement:
-    first, last = "2025-01-01", "2025-12-31"
+    # NYSE sessions: the partitions are sessions only (2025-01-01 is a holiday).
+    first, last = "2025-01-02", "2025-12-31"
     with tempfile.TemporaryDirectory(prefix="qp-bench-") as tmp:
         workdir = Path(tmp)
         url = fresh_database(workdir, database_url, tickers, tree)

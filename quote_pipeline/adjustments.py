@@ -6,12 +6,14 @@ The convention (CRSP-style backward adjustment; the README states it for users):
   with ``ex_date > d``; prices are divided by it, volume multiplied;
 - dividend factor of day *d* = product over dividends with ``ex_date > d`` of
   ``1 - dividend / close_raw(p)``, where *p* is the last stored session before the ex-date,
-  with the dividend as declared and the close as traded; prices are multiplied by it.
+  with the dividend as declared and the close as traded (divided by the ratio of any split
+  after *p* and on or before the ex-date, so both are per the same share); prices are
+  multiplied by it.
 
 Only actions that have happened count: ``ex_date <= as_of`` (a split announced for next week
 does not re-base today's history; it does on its ex-date). A split whose ratio is not
-positive or is exactly 1, and a dividend that would take the factor to zero or below, are
-left out (the asset checks report them) rather than corrupt a whole history.
+positive or is exactly 1 (reported by the ``split_ratio_valid`` check), and a dividend that
+would take the factor to zero or below, are left out rather than corrupt a whole history.
 
 Arithmetic is exact: factors are products of rationals kept as Decimals with 60 significant
 digits (far beyond any stored digit), and each adjusted price is rounded once, half to even,
@@ -150,6 +152,19 @@ def _relabel(day: RawDay) -> RawDay:
     return RawDay(day.day, day.open, day.high, day.low, day.close, day.volume, AS_TRADED)
 
 
+def dividend_factor_of(event: Dividend, previous: RawDay, splits: Sequence[StockSplit]) -> Decimal:
+    """``1 - dividend / close`` for ``event``, ``previous`` the last stored session before its
+    ex-date (as traded). A split between that session and the ex-date (or on the ex-date)
+    puts the close on the old share basis while the dividend is per new share: the close is
+    divided by those splits' ratios first, so a gap in the stored days or a split on the
+    dividend's own ex-date changes nothing."""
+    close = previous.close
+    for split in splits:
+        if previous.day < split.ex_date <= event.ex_date:
+            close = _EXACT.divide(close, _ratio(split))
+    return _EXACT.subtract(_ONE, _EXACT.divide(event.dividend, close))
+
+
 def adjust_history(
     symbol: str, days: Sequence[RawDay], actions: CorporateActions
 ) -> list[AdjustedDay]:
@@ -169,7 +184,7 @@ def adjust_history(
         index = bisect_left(dates, event.ex_date) - 1
         if index < 0:
             continue  # no stored session before it: no stored day it applies to
-        factor = _EXACT.subtract(_ONE, _EXACT.divide(event.dividend, raw[index].close))
+        factor = dividend_factor_of(event, raw[index], actions.splits)
         if factor <= 0:
             continue  # a dividend worth the whole price is a data error, not an adjustment
         ratio, dividend = step.get(event.ex_date, (_ONE, _ONE))
@@ -233,6 +248,7 @@ __all__ = [
     "RawDay",
     "adjust_history",
     "as_traded",
+    "dividend_factor_of",
     "effective_actions",
     "legacy_factor",
 ]

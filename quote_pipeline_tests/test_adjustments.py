@@ -141,3 +141,17 @@ def test_a_dividend_without_an_earlier_stored_session_or_worth_the_price_is_skip
     dividends = [dividend(DAYS[1], "3"), dividend(DAYS[4], "999")]
     adjusted = adjust_history("ABC", rows, effective_actions([], dividends, DAYS[-1]))
     assert all(a.dividend_factor == 1 for a in adjusted)
+
+
+def test_a_dividend_on_a_split_day_is_per_new_share_and_gaps_change_nothing() -> None:
+    # A 2:1 split and a 1.00 dividend on the same ex-date: 100 -> 49 is no loss (2 x 49 + 2).
+    rows = history(DAYS[:4], ["100", "100", "49", "49"])
+    actions = effective_actions([split(DAYS[2], 2, 1)], [dividend(DAYS[2], "1")], DAYS[-1])
+    adjusted = adjust_history("ABC", rows, actions)
+    assert adjusted[1].dividend_factor == Decimal("0.98")
+    assert [a.adj_close for a in adjusted] == [Decimal("49")] * 4
+    assert as_tuples(adjusted) == reference(rows, actions.splits, actions.dividends)
+    # The split on day 2, the dividend on day 3, day 2 not stored: the same factor.
+    rows = history([DAYS[0], DAYS[1], DAYS[3]], ["100", "100", "49"])
+    gap = effective_actions([split(DAYS[2], 2, 1)], [dividend(DAYS[3], "1")], DAYS[-1])
+    assert adjust_history("ABC", rows, gap)[0].dividend_factor == Decimal("0.98")

@@ -4,7 +4,7 @@ daily_prices_adjusted kept current by declarative automation."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -127,6 +127,7 @@ def test_splits_inside_a_backfill_adjust_exactly_by_the_convention(
     assert checks["covers_every_daily_price"].passed
     assert checks["continuous_across_splits"].passed
     assert checks["continuous_across_splits"].metadata["splits_checked"].value == 2
+    assert checks["splits_seen_in_raw_prices"].passed
 
 
 def test_a_split_after_the_backfill_rebases_it_by_automation_without_fetching_history(
@@ -272,6 +273,9 @@ def test_profiles_are_written_flagged_never_deleted_and_fetched_for_new_tickers(
     (request,) = data.run_requests
     only = request.run_config["ops"]["company_profiles"]["config"]["only_symbols"]
     assert only == ["MSFT", "NOPE"]
+    # One run per set and day: the same set asked again tomorrow, not every minute.
+    today = datetime.now(NEW_YORK).date()
+    assert (request.run_key or "").startswith(f"profiles_for_new_tickers:{today}:")
     run = run_job(
         defs, dagster_instance, "refresh_company_profiles", company_profiles={"only_symbols": only}
     )
@@ -339,4 +343,4 @@ def test_the_schedules_are_weekly_and_after_the_close_and_stopped_by_default(
     assert daily.job_name == "refresh_corporate_actions"
     sensor = defs.get_sensor_def("adjusted_prices_automation")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert timedelta(seconds=sensor.minimum_interval_seconds or 0) <= timedelta(minutes=1)
+    assert sensor.minimum_interval_seconds == 30

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -214,11 +215,13 @@ def _parse_events(
     payload: Any,
     symbol: str,
     build: Callable[[dict[str, Any], str], _EventT],
+    merge: Callable[[_EventT, _EventT], _EventT] | None = None,
 ) -> SymbolResult[list[_EventT]]:
     """Validate each row with ``build``; keep the valid ones, sum up the rest in one failure.
 
-    Rows of another symbol, malformed rows and repeated ex-dates (the first valid row of a
-    date wins) are rejected. The kept events are sorted by ex-date, oldest first.
+    Rows of another symbol and malformed rows are rejected. A repeated ex-date is ``merge``d
+    into the first row of that date, or rejected without ``merge`` (the first valid row of a
+    date wins). The kept events are sorted by ex-date, oldest first.
     """
     if not isinstance(payload, list):
         return _unusable(symbol, f"expected a JSON list, got {type(payload).__name__}")
@@ -232,7 +235,11 @@ def _parse_events(
             _check_symbol(row, symbol, required=False)
             event = build(row, symbol)
             if event.ex_date in seen:
-                raise ValueError(f"{event.ex_date} appears twice")
+                if merge is None:
+                    raise ValueError(f"{event.ex_date} appears twice")
+                (at,) = [i for i, e in enumerate(kept) if e.ex_date == event.ex_date]
+                kept[at] = merge(kept[at], event)
+                continue
         except ValueError as exc:
             reasons.append(f"{_row_label(row, index)}: {exc}")
             continue
@@ -282,7 +289,18 @@ def parse_dividends(payload: Any, symbol: str) -> SymbolResult[list[Dividend]]:
     ``date`` (the ex-date) and ``dividend`` are required; the other dates may be ``""``
     (None), but a malformed one rejects its row rather than being guessed at.
     """
-    return _parse_events(payload, symbol, _dividend)
+    return _parse_events(payload, symbol, _dividend, _same_ex_date)
+
+
+def _same_ex_date(first: Dividend, second: Dividend) -> Dividend:
+    """A regular and a special dividend going ex on one day are one payment of their sum
+    (the table is keyed by ex-date); the first row's dates and frequency are kept."""
+    adjusted = (
+        None
+        if first.adj_dividend is None or second.adj_dividend is None
+        else first.adj_dividend + second.adj_dividend
+    )
+    return replace(first, dividend=first.dividend + second.dividend, adj_dividend=adjusted)
 
 
 # --- requests --------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from quote_pipeline.adjustments import (
     RawDay,
     adjust_history,
     as_traded,
+    dividend_factor_of,
     effective_actions,
 )
 from quote_pipeline.compat import batched
@@ -198,15 +199,20 @@ def refresh_adjusted_prices(
             row.ticker: row.actions_fingerprint
             for row in conn.execute(sa.select(price_adjustment_state))
         }
-        actions: dict[str, CorporateActions] = {
-            t: effective_actions(splits.get(t, []), dividends.get(t, []), as_of) for t in tickers
-        }
         stale: defaultdict[str, list[date]] = defaultdict(list)
         for row in _stale_rows(conn):
             stale[row.ticker].append(row.day)
         orphans: defaultdict[str, list[date]] = defaultdict(list)
         for row in _orphans(conn):
             orphans[row.ticker].append(row.day)
+        # On PostgreSQL each statement sees what committed before it: a ticker whose first
+        # rows landed after the query above is among the stale ones. It is done next time
+        # if not now, never a KeyError.
+        tickers = sorted(set(tickers) | set(stale))
+        summary.tickers = len(tickers)
+        actions: dict[str, CorporateActions] = {
+            t: effective_actions(splits.get(t, []), dividends.get(t, []), as_of) for t in tickers
+        }
 
         rebase: dict[str, str] = {}
         for ticker in tickers:
@@ -285,7 +291,7 @@ def refresh_adjusted_prices(
         summary.statements += _upsert(conn, pending, chunk_rows)
         summary.rows_written += len(pending)
 
-        for ticker in sorted(set(orphans) - set(rebase)):
+        for ticker in sorted(set(orphans) - set(rebase) - set(gone)):
             for days in batched(sorted(orphans[ticker]), _IN_LIST_LIMIT):
                 summary.rows_deleted += conn.execute(
                     sa.delete(daily_prices_adjusted).where(
@@ -380,6 +386,26 @@ def adjusted_coverage(bind: Engine | Connection, *, example_limit: int = 10) -> 
     return Coverage(raw_rows, missing, outdated, examples)
 
 
+def tickers_behind_actions(bind: Engine | Connection, *, as_of: date) -> list[str]:
+    """Tickers whose adjusted history was computed with other corporate actions than those
+    stored now (a split stored but not yet applied, or one since withdrawn)."""
+    with transaction(bind) as conn:
+        splits, dividends = read_splits(conn), read_dividends(conn)
+        state = dict(
+            conn.execute(
+                sa.select(
+                    price_adjustment_state.c.ticker, price_adjustment_state.c.actions_fingerprint
+                )
+            ).all()
+        )
+    return sorted(
+        ticker
+        for ticker, fingerprint in state.items()
+        if effective_actions(splits.get(ticker, []), dividends.get(ticker, []), as_of).fingerprint()
+        != fingerprint
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class SplitJump:
     """The adjusted move across one split's ex-date against what the raw move explains."""
@@ -389,6 +415,14 @@ class SplitJump:
     previous_day: date
     adjusted_move: Decimal  # adj_close(ex) / adj_close(previous)
     explained_move: Decimal  # raw close move x split ratio / (1 - same-day dividend yield)
+    raw_move: Decimal  # close(ex) / close(previous), as traded
+
+    @property
+    def split_seen_in_raw_prices(self) -> bool:
+        """Whether the as-traded closes moved by about the split's ratio: the day's move
+        net of the split within a halving or doubling. A split the prices do not show is
+        likely wrong (or dated wrong), and its adjustment would invent a jump."""
+        return Decimal("0.5") <= self.explained_move <= Decimal(2)
 
     @property
     def relative_gap(self) -> Decimal:
@@ -452,13 +486,16 @@ def _jump(
     explained = raw[ex_date].close * ratio / raw[previous].close
     for event in actions.dividends:
         if event.ex_date == ex_date:
-            explained /= 1 - event.dividend / raw[previous].close
+            factor = dividend_factor_of(event, raw[previous], actions.splits)
+            if factor > 0:  # one the adjustment left out, too
+                explained /= factor
     return SplitJump(
         ticker=ticker,
         ex_date=ex_date,
         previous_day=previous,
         adjusted_move=adjusted[ex_date] / adjusted[previous],
         explained_move=explained,
+        raw_move=raw[ex_date].close / raw[previous].close,
     )
 
 
@@ -471,4 +508,5 @@ __all__ = [
     "read_adjusted_prices",
     "refresh_adjusted_prices",
     "split_jumps",
+    "tickers_behind_actions",
 ]

@@ -516,9 +516,7 @@ def _launch_from_the_shell(stack: DagsterStack, *args: str) -> dg.DagsterRun:
     job = args[args.index("-j") + 1]
     with stack.instance() as instance:
         # The automation sensor may launch daily_prices_adjusted meanwhile: not this run.
-        (run,) = [
-            r for r in instance.get_runs() if r.run_id not in before and r.job_name == job
-        ]
+        (run,) = [r for r in instance.get_runs() if r.run_id not in before and r.job_name == job]
     return run
 
 

@@ -453,10 +453,12 @@ def test_bad_dividend_rows_are_rejected_and_the_good_ones_kept() -> None:
     result = parse_dividends(payload, "KO")
     assert result.value is not None
     assert [d.ex_date for d in result.value] == [date(2022, 11, 30), date(2024, 6, 14)]
-    assert result.value[1].dividend == Decimal("0.485")  # the first row of a date wins
+    # A second row of a date is a second payment that day: summed, the first row's dates kept.
+    assert result.value[1].dividend == Decimal("0.985")
+    assert result.value[1].record_date == date(2024, 6, 14)
     kind, message = failure_of(result)
     assert kind is FailureKind.BAD_RESPONSE
-    assert message.startswith("7 of 9 rows rejected: 2024-03-14: paymentDate must be YYYY-MM-DD")
+    assert message.startswith("6 of 9 rows rejected: 2024-03-14: paymentDate must be YYYY-MM-DD")
 
 
 def test_every_row_rejected_still_answers_with_an_empty_list() -> None:
@@ -576,3 +578,25 @@ def test_a_restricted_endpoint_stops_the_run() -> None:
     engine = FetchEngine(client, RetryBudget(extra_passes=0))
     with pytest.raises(FMPEndpointRestrictedError):
         engine.fetch(["AAPL", "MSFT"], splits_request(client))
+
+
+def test_a_regular_and_a_special_dividend_on_one_ex_date_are_one_payment_of_their_sum() -> None:
+    payload = decoded(
+        """[
+        {"symbol":"COST","date":"2024-01-11","recordDate":"2024-01-12","paymentDate":"2024-01-26",
+         "declarationDate":"2023-12-14","adjDividend":15,"dividend":15,"yield":0.6,
+         "frequency":"Special"},
+        {"symbol":"COST","date":"2024-01-11","recordDate":"","paymentDate":"",
+         "declarationDate":"","adjDividend":1.02,"dividend":1.02,"yield":0.6,
+         "frequency":"Quarterly"}
+        ]"""
+    )
+    result = parse_dividends(payload, "COST")
+    assert result.failure is None  # a clean answer: it replaces the stored rows
+    (only,) = result.value or []
+    assert (only.ex_date, only.dividend, only.adj_dividend) == (
+        date(2024, 1, 11),
+        Decimal("16.02"),
+        Decimal("16.02"),
+    )
+    assert only.record_date == date(2024, 1, 12)

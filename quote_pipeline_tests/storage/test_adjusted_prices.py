@@ -22,6 +22,7 @@ from quote_pipeline.storage.adjusted_prices import (
     read_adjusted_prices,
     refresh_adjusted_prices,
     split_jumps,
+    tickers_behind_actions,
 )
 from quote_pipeline.storage.corporate_actions import replace_dividends, replace_splits
 from quote_pipeline.storage.history import read_daily_prices, replace_daily_prices
@@ -637,3 +638,27 @@ def test_split_jumps_show_a_stale_history_as_the_splits_whole_ratio(engine: Engi
     assert abs(fresh.explained_move - expected_move) < Decimal("1e-20")
     # Before the ex-date the split does not apply: no jump to check.
     assert split_jumps(engine, as_of=DAYS[9]) == []
+
+
+def test_a_split_the_raw_prices_do_not_show_is_flagged_and_a_stale_ticker_named(
+    engine: Engine,
+) -> None:
+    # Flat closes and a 4:1 split on DAYS[5]: continuous by construction, but not in the
+    # prices (the split is wrong or misdated), which the other check says.
+    store_days(engine, history("FLAT", DAYS[:10], ["25"] * 10, fetched_at=fetched(DAYS[9])))
+    store_days(engine, history("REAL", DAYS[:20], CLOSES[:20], fetched_at=fetched(DAYS[19])))
+    set_splits(engine, "FLAT", [split("FLAT", DAYS[5], 4, 1)], DAYS[9])
+    set_splits(engine, "REAL", [split("REAL", DAYS[10], 4, 1)], DAYS[19])
+    refresh_adjusted_prices(engine, as_of=DAYS[19])
+    jumps = {j.ticker: j for j in split_jumps(engine, as_of=DAYS[19])}
+    assert not jumps["FLAT"].split_seen_in_raw_prices
+    assert jumps["REAL"].split_seen_in_raw_prices
+    assert all(j.relative_gap < Decimal("1e-6") for j in jumps.values())
+    assert tickers_behind_actions(engine, as_of=DAYS[19]) == []
+    # A split stored but not yet applied: the ticker is named until the next refresh.
+    set_splits(
+        engine, "REAL", [split("REAL", DAYS[10], 4, 1), split("REAL", DAYS[15], 2, 1)], DAYS[19]
+    )
+    assert tickers_behind_actions(engine, as_of=DAYS[19]) == ["REAL"]
+    refresh_adjusted_prices(engine, as_of=DAYS[19])
+    assert tickers_behind_actions(engine, as_of=DAYS[19]) == []

@@ -42,7 +42,12 @@ def reference(
         for d in dividends:
             if d.ex_date > row.day:
                 previous = max(day for day in days if day < d.ex_date)
-                dividend_factor *= 1 - Fraction(d.dividend) / closes[previous]
+                # The close per the dividend's share: splits after it, up to the ex-date.
+                close = closes[previous]
+                for s in splits:
+                    if previous < s.ex_date <= d.ex_date:
+                        close /= Fraction(s.numerator) / Fraction(s.denominator)
+                dividend_factor *= 1 - Fraction(d.dividend) / close
         factor = dividend_factor / split_factor
         volume = Fraction(row.volume) * split_factor
         whole = round(volume)  # Python rounds half to even

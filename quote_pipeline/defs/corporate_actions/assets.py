@@ -29,7 +29,7 @@ from quote_pipeline.defs.resources import DatabaseResource, FMPResource
 from quote_pipeline.fetch_engine import RequestFunction, SymbolResult
 from quote_pipeline.fmp.client import FMPClient
 from quote_pipeline.fmp.reference import dividends_request, splits_request
-from quote_pipeline.market_calendar import NEW_YORK
+from quote_pipeline.market_calendar import NEW_YORK, NEW_YORK_TZ
 from quote_pipeline.price_bars import SPLIT_ADJUSTED
 from quote_pipeline.storage import schema as tables
 from quote_pipeline.storage.adjusted_prices import refresh_adjusted_prices
@@ -43,6 +43,8 @@ from quote_pipeline.storage.repository import transaction
 
 GROUP = "corporate_actions"
 PRICE_HISTORY_GROUP = "price_history"
+# After the corporate-actions schedule (17:30 New York) has had time to finish.
+DAILY_CATCH_UP_CRON = "0 19 * * 1-5"
 
 
 def _recent_rows(database: DatabaseResource, table: sa.Table, limit: int = 10) -> list[dict]:
@@ -177,6 +179,35 @@ def build_corporate_action_assets() -> list[dg.AssetsDefinition]:
     ]
 
 
+def adjusted_prices_condition() -> dg.AutomationCondition:
+    """When the adjusted_prices_automation sensor materializes daily_prices_adjusted.
+
+    - After any daily_prices partition or corporate-action table is materialized (eager).
+      Missing daily_prices partitions — most of the history, usually — do not hold it back;
+      never-fetched splits or dividends do: an "adjusted" history without them would be the
+      raw one under another name.
+    - And once every weekday evening after the corporate-actions schedule, so that an update
+      the eager condition could not see (committed while it was running, or by a run that
+      failed after writing most tickers) waits a day at most. A refresh with nothing to do
+      is a couple of queries.
+    """
+    actions_fetched = ~dg.AutomationCondition.any_deps_match(
+        dg.AutomationCondition.missing()
+    ).allow(dg.AssetSelection.assets("stock_splits", "dividends"))
+    eager = (
+        dg.AutomationCondition.eager()
+        .without(~dg.AutomationCondition.any_deps_missing())
+        .with_label("eager_allow_missing_partitions")
+    )
+    evening = (
+        dg.AutomationCondition.cron_tick_passed(DAILY_CATCH_UP_CRON, cron_timezone=NEW_YORK_TZ)
+        & ~dg.AutomationCondition.in_progress()
+    )
+    return ((eager | evening.with_label("weekday_evening_catch_up")) & actions_fetched).with_label(
+        "after_daily_prices_or_corporate_actions"
+    )
+
+
 class AdjustedPricesConfig(dg.Config):
     chunk_rows: int = Field(default=5_000, ge=1, description="Rows per bulk insert statement.")
 
@@ -195,12 +226,7 @@ def legacy_rows(database: DatabaseResource) -> int:
     kinds={"sql", "table"},
     metadata=table_metadata(tables.daily_prices_adjusted),
     check_specs=ADJUSTED_CHECK_SPECS,
-    # Declarative automation: after any daily_prices partition or corporate-action table is
-    # materialized (the corporate_actions_automation sensor evaluates it). Missing daily_prices
-    # partitions — most of the history, usually — must not hold it back.
-    automation_condition=dg.AutomationCondition.eager()
-    .without(~dg.AutomationCondition.any_deps_missing())
-    .with_label("eager_allow_missing"),
+    automation_condition=adjusted_prices_condition(),
 )
 def daily_prices_adjusted(
     context: dg.AssetExecutionContext, config: AdjustedPricesConfig, database: DatabaseResource

@@ -11,8 +11,8 @@ from quote_pipeline.market_calendar import NEW_YORK_TZ
 from quote_pipeline.run_policy import code_version_tags
 
 CORPORATE_ACTIONS_SCHEDULE = "corporate_actions_after_close"
-# After the daily bars (17:00): a split effective tomorrow is listed by then, and the
-# adjusted history is re-based before the next session opens.
+# After the daily bars (17:00): a split that went ex today is listed by then, and the
+# adjusted history is re-based the same evening (an action applies from its ex-date on).
 CORPORATE_ACTIONS_CRON = "30 17 * * 1-5"
 
 

@@ -1,6 +1,7 @@
 """Profiles weekly, and for a ticker as soon as it is tracked."""
 
 import hashlib
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -9,7 +10,7 @@ from quote_pipeline.defs.metadata import OWNERS, names_summary
 from quote_pipeline.defs.reference_data.jobs import REFRESH_PROFILES
 from quote_pipeline.defs.resources import DatabaseResource
 from quote_pipeline.defs.settings import ScheduleOptions
-from quote_pipeline.market_calendar import NEW_YORK_TZ
+from quote_pipeline.market_calendar import NEW_YORK, NEW_YORK_TZ
 from quote_pipeline.run_policy import code_version_tags
 from quote_pipeline.storage.corporate_actions import tickers_without_profile
 
@@ -58,8 +59,8 @@ def build_new_tickers_sensor(options: ScheduleOptions | None = None) -> dg.Senso
         default_status=status,
         description=(
             "Fetch the profile of each newly tracked ticker (every tracked ticker without a "
-            "stored profile), one run per new set: a ticker the API cannot answer is not "
-            "asked again until the set changes or the weekly refresh runs."
+            "stored profile), one run per new set and day: a ticker the API cannot answer is "
+            "asked again the next day."
         ),
     )
     def profiles_for_new_tickers(
@@ -68,10 +69,12 @@ def build_new_tickers_sensor(options: ScheduleOptions | None = None) -> dg.Senso
         missing = tickers_without_profile(database.get_engine())
         if not missing:
             return dg.SkipReason("Every tracked ticker has a profile.")
-        # The same set twice is one run (Dagster skips a repeated run key).
+        # The same set twice on one day is one run (Dagster skips a repeated run key): a
+        # ticker the API cannot answer is asked again the next day, not every minute.
         digest = hashlib.sha256(",".join(missing).encode()).hexdigest()[:16]
+        day = datetime.now(UTC).astimezone(NEW_YORK).date()
         request = dg.RunRequest(
-            run_key=f"{NEW_TICKERS_SENSOR}:{digest}",
+            run_key=f"{NEW_TICKERS_SENSOR}:{day}:{digest}",
             run_config={"ops": {"company_profiles": {"config": {"only_symbols": missing}}}},
             tags={"quote_pipeline/new_tickers": names_summary(missing, limit=5)},
         )
