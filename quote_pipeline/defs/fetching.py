@@ -15,10 +15,12 @@ from typing import Any, TypeVar
 
 import dagster as dg
 
-from quote_pipeline.defs.metadata import counts_text
+from quote_pipeline.defs.metadata import OWNERS, counts_text
 from quote_pipeline.defs.resources import DatabaseResource, FMPResource
 from quote_pipeline.fetch_engine import FetchReport, GroupHandler, RequestFunction
 from quote_pipeline.fmp import FMPError
+from quote_pipeline.market_calendar import NEW_YORK_TZ
+from quote_pipeline.run_policy import code_version_tags
 from quote_pipeline.storage import list_tickers
 from quote_pipeline.storage.fetch_state import quota_hold
 
@@ -114,3 +116,33 @@ def unless_quota_held(
     ):
         return dg.SkipReason(f"Skipped: {hold.message()}")
     return request
+
+
+def build_fetch_schedule(
+    name: str,
+    *,
+    cron_schedule: str,
+    job_name: str,
+    description: str,
+    default_status: dg.DefaultScheduleStatus,
+) -> dg.ScheduleDefinition:
+    """A New York-time schedule of a job that fetches from the API: one run per tick (its
+    run key the tick's date), skipped in words while an exhausted quota is remembered."""
+    @dg.schedule(
+        name=name,
+        cron_schedule=cron_schedule,
+        execution_timezone=NEW_YORK_TZ,
+        job_name=job_name,
+        default_status=default_status,
+        owners=OWNERS,
+        tags=code_version_tags(),
+        description=description,
+    )
+    def fetch_schedule(
+        context: dg.ScheduleEvaluationContext, database: DatabaseResource
+    ) -> dg.RunRequest | dg.SkipReason:
+        tick = context.scheduled_execution_time
+        key = f"{name}:{tick:%Y-%m-%d}" if tick else None
+        return unless_quota_held(database, dg.RunRequest(run_key=key))
+
+    return fetch_schedule

@@ -5,13 +5,12 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from quote_pipeline.defs.fetching import unless_quota_held
-from quote_pipeline.defs.metadata import OWNERS, names_summary
+from quote_pipeline.defs.fetching import build_fetch_schedule, unless_quota_held
+from quote_pipeline.defs.metadata import names_summary
 from quote_pipeline.defs.reference_data.jobs import REFRESH_PROFILES
 from quote_pipeline.defs.resources import DatabaseResource
 from quote_pipeline.defs.settings import ScheduleOptions
-from quote_pipeline.market_calendar import NEW_YORK, NEW_YORK_TZ
-from quote_pipeline.run_policy import code_version_tags
+from quote_pipeline.market_calendar import NEW_YORK
 from quote_pipeline.storage.corporate_actions import tickers_without_profile
 
 PROFILES_SCHEDULE = "company_profiles_weekly"
@@ -21,30 +20,17 @@ NEW_TICKERS_SENSOR = "profiles_for_new_tickers"
 
 
 def build_profiles_schedule(options: ScheduleOptions | None = None) -> dg.ScheduleDefinition:
-    options = options or ScheduleOptions()
-
-    @dg.schedule(
-        name=PROFILES_SCHEDULE,
+    return build_fetch_schedule(
+        PROFILES_SCHEDULE,
         cron_schedule=PROFILES_CRON,
-        execution_timezone=NEW_YORK_TZ,
         job_name=REFRESH_PROFILES,
-        default_status=options.default_status,
-        owners=OWNERS,
-        tags=code_version_tags(),
+        default_status=(options or ScheduleOptions()).default_status,
         description=(
             "Refresh every tracked company's profile on Saturdays at 07:00 New York time "
             "(one request per ticker). Stopped by default, like every schedule that spends "
             "API calls."
         ),
     )
-    def company_profiles_weekly(
-        context: dg.ScheduleEvaluationContext, database: DatabaseResource
-    ) -> dg.RunRequest | dg.SkipReason:
-        tick = context.scheduled_execution_time
-        key = f"{PROFILES_SCHEDULE}:{tick:%Y-%m-%d}" if tick else None
-        return unless_quota_held(database, dg.RunRequest(run_key=key))
-
-    return company_profiles_weekly
 
 
 def build_new_tickers_sensor(options: ScheduleOptions | None = None) -> dg.SensorDefinition:
