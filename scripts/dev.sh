@@ -32,5 +32,5 @@ for arg in "$@"; do
     if [ "$previous" = "-p" ] || [ "$previous" = "--port" ]; then port="$arg"; fi
     previous="$arg"
 done
-echo "Lineage with every group open: http://127.0.0.1:${port}/asset-groups?expanded=global@global:quotes,global@global:price_history" >&2
+echo "Lineage with every group open: http://127.0.0.1:${port}/asset-groups?expanded=global@global:quotes,global@global:price_history,global@global:news,global@global:reference_data,global@global:corporate_actions" >&2
 exec .venv/bin/dagster dev -w workspace.yaml "$@"
