@@ -116,7 +116,8 @@ def effective_actions(
     return CorporateActions(tuple(applied_splits), tuple(applied_dividends))
 
 
-def _ratio(split: StockSplit) -> Decimal:
+def split_ratio(split: StockSplit) -> Decimal:
+    """``numerator / denominator`` to the adjustment's precision (60 digits)."""
     return _EXACT.divide(split.numerator, split.denominator)
 
 
@@ -128,7 +129,7 @@ def legacy_factor(day: RawDay, splits: Sequence[StockSplit]) -> Decimal:
     factor = _ONE
     for split in splits:
         if day.day < split.ex_date <= day.fetched_on:
-            factor = _EXACT.multiply(factor, _ratio(split))
+            factor = _EXACT.multiply(factor, split_ratio(split))
     return factor
 
 
@@ -161,7 +162,7 @@ def dividend_factor_of(event: Dividend, previous: RawDay, splits: Sequence[Stock
     close = previous.close
     for split in splits:
         if previous.day < split.ex_date <= event.ex_date:
-            close = _EXACT.divide(close, _ratio(split))
+            close = _EXACT.divide(close, split_ratio(split))
     return _EXACT.subtract(_ONE, _EXACT.divide(event.dividend, close))
 
 
@@ -179,7 +180,7 @@ def adjust_history(
     step: dict[date, tuple[Decimal, Decimal]] = {}
     for split in actions.splits:
         ratio, dividend = step.get(split.ex_date, (_ONE, _ONE))
-        step[split.ex_date] = (_EXACT.multiply(ratio, _ratio(split)), dividend)
+        step[split.ex_date] = (_EXACT.multiply(ratio, split_ratio(split)), dividend)
     for event in actions.dividends:
         index = bisect_left(dates, event.ex_date) - 1
         if index < 0:
@@ -251,4 +252,5 @@ __all__ = [
     "dividend_factor_of",
     "effective_actions",
     "legacy_factor",
+    "split_ratio",
 ]

@@ -128,6 +128,7 @@ def build_fetch_schedule(
 ) -> dg.ScheduleDefinition:
     """A New York-time schedule of a job that fetches from the API: one run per tick (its
     run key the tick's date), skipped in words while an exhausted quota is remembered."""
+
     @dg.schedule(
         name=name,
         cron_schedule=cron_schedule,

@@ -37,12 +37,19 @@ from quote_pipeline.adjustments import (
     as_traded,
     dividend_factor_of,
     effective_actions,
+    split_ratio,
 )
 from quote_pipeline.compat import batched
 from quote_pipeline.market_calendar import NEW_YORK
 from quote_pipeline.price_bars import SPLIT_ADJUSTED
 from quote_pipeline.storage.corporate_actions import read_dividends, read_splits
-from quote_pipeline.storage.repository import dialect_insert, transaction
+from quote_pipeline.storage.repository import (
+    IN_LIST_LIMIT,
+    as_date,
+    count_rows,
+    dialect_insert,
+    transaction,
+)
 from quote_pipeline.storage.schema import (
     daily_prices,
     daily_prices_adjusted,
@@ -50,7 +57,6 @@ from quote_pipeline.storage.schema import (
 )
 
 DEFAULT_CHUNK_ROWS = 5_000
-_IN_LIST_LIMIT = 1_000
 _ADJUSTED_COLUMNS = (
     "adj_open",
     "adj_high",
@@ -120,11 +126,12 @@ def _adjusted_row(day: AdjustedDay, raw_fetched_at: datetime) -> dict[str, Any]:
     }
 
 
-def _stale_rows(conn: Connection) -> list[_Stale]:
-    """Raw rows without an adjusted row, or re-fetched since theirs was computed."""
+def _stale_query() -> sa.Select[Any]:
+    """Raw rows without an adjusted row (``missing``), or re-fetched since theirs was
+    computed: what a refresh writes and what the coverage check counts."""
     d, a = daily_prices.c, daily_prices_adjusted.c
-    query = (
-        sa.select(d.ticker, d.date)
+    return (
+        sa.select(d.ticker, d.date, a.ticker.is_(None).label("missing"))
         .select_from(
             daily_prices.outerjoin(
                 daily_prices_adjusted, sa.and_(a.ticker == d.ticker, a.date == d.date)
@@ -132,7 +139,10 @@ def _stale_rows(conn: Connection) -> list[_Stale]:
         )
         .where(sa.or_(a.ticker.is_(None), a.raw_fetched_at != d.fetched_at))
     )
-    return [_Stale(ticker, day) for ticker, day in conn.execute(query)]
+
+
+def _stale_rows(conn: Connection) -> list[_Stale]:
+    return [_Stale(ticker, day) for ticker, day, _ in conn.execute(_stale_query())]
 
 
 def _orphans(conn: Connection) -> list[_Stale]:
@@ -228,7 +238,7 @@ def refresh_adjusted_prices(
 
         # Tickers that have no raw row any more lose their adjusted rows and state.
         gone = sorted(set(state) - set(tickers))
-        for chunk in batched(gone, _IN_LIST_LIMIT):
+        for chunk in batched(gone, IN_LIST_LIMIT):
             summary.rows_deleted += conn.execute(
                 sa.delete(daily_prices_adjusted).where(daily_prices_adjusted.c.ticker.in_(chunk))
             ).rowcount
@@ -276,7 +286,7 @@ def refresh_adjusted_prices(
         for ticker in sorted(set(stale) - set(rebase)):
             # Every stale day is on or after the latest ex-date: both factors are 1 there,
             # so each row is computed alone.
-            for days in batched(sorted(stale[ticker]), _IN_LIST_LIMIT):
+            for days in batched(sorted(stale[ticker]), IN_LIST_LIMIT):
                 raw_rows = list(_read_raw(conn, ticker, days))
                 adjusted = adjust_history(ticker, [_raw_day(r) for r in raw_rows], actions[ticker])
                 pending += [
@@ -292,7 +302,7 @@ def refresh_adjusted_prices(
         summary.rows_written += len(pending)
 
         for ticker in sorted(set(orphans) - set(rebase) - set(gone)):
-            for days in batched(sorted(orphans[ticker]), _IN_LIST_LIMIT):
+            for days in batched(sorted(orphans[ticker]), IN_LIST_LIMIT):
                 summary.rows_deleted += conn.execute(
                     sa.delete(daily_prices_adjusted).where(
                         daily_prices_adjusted.c.ticker == ticker,
@@ -361,19 +371,10 @@ class Coverage:
 
 
 def adjusted_coverage(bind: Engine | Connection, *, example_limit: int = 10) -> Coverage:
-    d, a = daily_prices.c, daily_prices_adjusted.c
+    d = daily_prices.c
     with transaction(bind) as conn:
-        raw_rows = int(conn.scalar(sa.select(sa.func.count()).select_from(daily_prices)) or 0)
-        query = (
-            sa.select(d.ticker, d.date, a.ticker.is_(None).label("missing"))
-            .select_from(
-                daily_prices.outerjoin(
-                    daily_prices_adjusted, sa.and_(a.ticker == d.ticker, a.date == d.date)
-                )
-            )
-            .where(sa.or_(a.ticker.is_(None), a.raw_fetched_at != d.fetched_at))
-            .order_by(d.ticker, d.date)
-        )
+        raw_rows = count_rows(conn, daily_prices)
+        query = _stale_query().order_by(d.ticker, d.date)
         missing = outdated = 0
         examples: list[str] = []
         for ticker, day, is_missing in conn.execute(query):
@@ -444,9 +445,7 @@ def split_jumps(bind: Engine | Connection, *, as_of: date) -> list[SplitJump]:
             actions = effective_actions(ticker_splits, dividends.get(ticker, []), as_of)
             by_date: dict[date, Decimal] = {}
             for split in actions.splits:
-                by_date[split.ex_date] = by_date.get(split.ex_date, Decimal(1)) * (
-                    split.numerator / split.denominator
-                )
+                by_date[split.ex_date] = by_date.get(split.ex_date, Decimal(1)) * split_ratio(split)
             for ex_date, ratio in sorted(by_date.items()):
                 jump = _jump(conn, ticker, ex_date, ratio, actions)
                 if jump is not None:
@@ -467,7 +466,7 @@ def _jump(
     )
     if previous is None:
         return None
-    previous = previous if isinstance(previous, date) else date.fromisoformat(str(previous))
+    previous = as_date(previous)
     raw = {
         r.date: as_traded(_raw_day(r), actions.splits)
         for r in conn.execute(

@@ -18,20 +18,21 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
 
 from quote_pipeline.compat import batched
 from quote_pipeline.reference_data import CompanyProfile, Dividend, StockSplit
-from quote_pipeline.storage.repository import dialect_insert, transaction
+from quote_pipeline.storage.repository import (
+    IN_LIST_LIMIT,
+    Bind,
+    dialect_insert,
+    transaction,
+)
 from quote_pipeline.storage.schema import company_profiles, dividends, stock_splits, tickers
-
-Bind = Engine | Connection
 
 ACTIVE = "active"
 NOT_TRADING = "not_trading"
 GONE = "gone"
 
-_IN_LIST_LIMIT = 1_000
 _PROFILE_FIELDS = (
     "company_name",
     "exchange",
@@ -92,7 +93,7 @@ def write_profiles(
                 [_profile_row(p) for p in profiles],
             )
         newly_gone: list[str] = []
-        for chunk in batched(sorted(set(gone)), _IN_LIST_LIMIT):
+        for chunk in batched(sorted(set(gone)), IN_LIST_LIMIT):
             newly_gone += conn.scalars(
                 sa.update(company_profiles)
                 .where(
@@ -204,7 +205,7 @@ def _replace_actions(
     result = ActionsWrite()
     with transaction(bind) as conn:
         stored: defaultdict[str, dict[Any, tuple[Any, ...]]] = defaultdict(dict)
-        for chunk in batched(sorted(answers), _IN_LIST_LIMIT):
+        for chunk in batched(sorted(answers), IN_LIST_LIMIT):
             for row in conn.execute(sa.select(table).where(table.c.ticker.in_(chunk))):
                 mapping = dict(row._mapping)
                 stored[mapping["ticker"]][mapping["ex_date"]] = _comparable(mapping)
@@ -221,7 +222,7 @@ def _replace_actions(
             result.rows_removed += len(set(stored.get(ticker, {})) - set(fresh))
             replaced.append(ticker)
             rows += [{**row, "fetched_at": fetched_at} for row in answer]
-        for chunk in batched(replaced, _IN_LIST_LIMIT):
+        for chunk in batched(replaced, IN_LIST_LIMIT):
             conn.execute(sa.delete(table).where(table.c.ticker.in_(chunk)))
         if rows:
             conn.execute(sa.insert(table), rows)
@@ -283,11 +284,6 @@ def read_dividends(bind: Bind, symbols: Iterable[str] | None = None) -> dict[str
     return dict(found)
 
 
-def count_rows(bind: Bind, table: sa.Table) -> int:
-    with transaction(bind) as conn:
-        return int(conn.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
-
-
 __all__ = [
     "ACTIVE",
     "GONE",
@@ -295,7 +291,6 @@ __all__ = [
     "ActionsWrite",
     "ProfileCounts",
     "ProfileWrite",
-    "count_rows",
     "profile_counts",
     "read_dividends",
     "read_profiles",

@@ -16,12 +16,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from quote_pipeline.compat import batched
 from quote_pipeline.models import SymbolFailure
-from quote_pipeline.storage.repository import dialect_insert, transaction
+from quote_pipeline.storage.repository import IN_LIST_LIMIT, dialect_insert, transaction
 from quote_pipeline.storage.schema import api_quota_state, symbol_retries
 
 PENDING = "pending"
 GIVEN_UP = "given_up"
-_IN_LIST_LIMIT = 1_000
 _MESSAGE_LIMIT = 500
 
 # --- symbols to ask again ----------------------------------------------------------------------
@@ -106,7 +105,7 @@ def record_failed_symbols(
     with transaction(bind) as conn:
         known = {
             row.ticker: row
-            for chunk in batched(sorted(by_symbol), _IN_LIST_LIMIT)
+            for chunk in batched(sorted(by_symbol), IN_LIST_LIMIT)
             for row in conn.execute(
                 sa.select(symbol_retries).where(
                     symbol_retries.c.dataset == dataset, symbol_retries.c.ticker.in_(chunk)
@@ -149,7 +148,7 @@ def clear_symbols(bind: Engine | Connection, dataset: str, tickers: Iterable[str
     """Forget the listed symbols of ``dataset`` (they got their data). Returns how many."""
     cleared = 0
     with transaction(bind) as conn:
-        for chunk in batched(sorted(set(tickers)), _IN_LIST_LIMIT):
+        for chunk in batched(sorted(set(tickers)), IN_LIST_LIMIT):
             cleared += conn.execute(
                 sa.delete(symbol_retries).where(
                     symbol_retries.c.dataset == dataset, symbol_retries.c.ticker.in_(chunk)

@@ -19,12 +19,10 @@ from sqlalchemy.engine import Connection, Engine
 from quote_pipeline.compat import batched
 from quote_pipeline.price_bars import DailyBar, IntradayBar, bar_problem
 from quote_pipeline.storage.faults import crash_point
-from quote_pipeline.storage.repository import dialect_insert
+from quote_pipeline.storage.repository import IN_LIST_LIMIT, as_date, dialect_insert
 from quote_pipeline.storage.schema import daily_prices, intraday_bars
 
 DEFAULT_CHUNK_ROWS = 5_000
-# Bound the number of bind parameters in one IN (...) list (SQLite allows 32,766).
-_IN_LIST_LIMIT = 1_000
 
 _T = TypeVar("_T")
 
@@ -130,7 +128,7 @@ def replace_daily_prices(
         for symbol in sorted(wanted):
             by_start.setdefault(max(start, (starts or {}).get(symbol, start)), []).append(symbol)
         for first_day, group in by_start.items():
-            for chunk in batched(group, _IN_LIST_LIMIT):
+            for chunk in batched(group, IN_LIST_LIMIT):
                 result = conn.execute(
                     sa.delete(daily_prices).where(
                         daily_prices.c.ticker.in_(chunk),
@@ -328,7 +326,7 @@ def missing_sessions(
     start, end = sessions[0], sessions[-1]
     spans: dict[str, tuple[int, date, date]] = {}
     with engine.connect() as conn:
-        for chunk in batched(sorted(set(symbols)), _IN_LIST_LIMIT):
+        for chunk in batched(sorted(set(symbols)), IN_LIST_LIMIT):
             query = (
                 sa.select(
                     daily_prices.c.ticker,
@@ -340,7 +338,7 @@ def missing_sessions(
                 .group_by(daily_prices.c.ticker)
             )
             for ticker, count, first, last in conn.execute(query):
-                spans[ticker] = (count, _as_date(first), _as_date(last))
+                spans[ticker] = (count, as_date(first), as_date(last))
         missing: dict[str, list[date]] = {}
         for ticker, (count, first, last) in sorted(spans.items()):
             expected = sessions[bisect_left(sessions, first) : bisect_right(sessions, last)]
@@ -368,12 +366,7 @@ def daily_rows_by_day(engine: Engine, start: date, end: date) -> dict[date, int]
         .group_by(daily_prices.c.date)
     )
     with engine.connect() as conn:
-        return {_as_date(day): count for day, count in conn.execute(query)}
-
-
-def _as_date(value: Any) -> date:
-    # SQLite hands aggregates of a DATE column back as text.
-    return value if isinstance(value, date) else date.fromisoformat(str(value))
+        return {as_date(day): count for day, count in conn.execute(query)}
 
 
 __all__ = [

@@ -20,18 +20,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from quote_pipeline.compat import batched
 from quote_pipeline.models import normalize_symbols
-from quote_pipeline.storage.repository import dialect_insert, transaction
+from quote_pipeline.storage.repository import IN_LIST_LIMIT, Bind, dialect_insert, transaction
 from quote_pipeline.storage.schema import daily_sentiment, news_article_tickers, news_articles
 
 NEW_YORK = ZoneInfo("America/New_York")
 SENTIMENT_LABELS = ("positive", "negative", "neutral")
 DEFAULT_CHUNK_ROWS = 1_000
-# Bound the number of bind parameters in one IN (...) list (SQLite allows 32,766).
-_IN_LIST_LIMIT = 1_000
 # Rows fetched at a time by the full rebuild's read (a server-side cursor on PostgreSQL).
 _READ_BATCH = 10_000
 
@@ -48,8 +46,6 @@ _CONTENT_COLUMNS = (
 )
 
 _DAILY_VALUES = ("articles", "mean_sentiment", *SENTIMENT_LABELS, "updated_at")
-
-Bind = Engine | Connection
 
 
 # --- values in and out -----------------------------------------------------------------------
@@ -169,7 +165,7 @@ def write_news(
         # Which urls are stored already (and when they said they were published), to tell
         # inserts from updates and to find the day an updated article leaves.
         before: dict[str, datetime] = {}
-        for urls in batched(rows, _IN_LIST_LIMIT):
+        for urls in batched(rows, IN_LIST_LIMIT):
             query = sa.select(news_articles.c.url, news_articles.c.published_at).where(
                 news_articles.c.url.in_(urls)
             )
@@ -202,7 +198,7 @@ def write_news(
 
         updated = written & before.keys()
         affected = {(ticker, new_york_date(published[url])) for url, ticker in new_links}
-        for urls in batched(sorted(updated), _IN_LIST_LIMIT):
+        for urls in batched(sorted(updated), IN_LIST_LIMIT):
             query = sa.select(news_article_tickers.c.url, news_article_tickers.c.ticker).where(
                 news_article_tickers.c.url.in_(urls)
             )
@@ -311,7 +307,7 @@ def _replace_pairs(
         by_day.setdefault(day, set()).add(ticker)
     for day, tickers in sorted(by_day.items()):
         start, end = new_york_day_bounds(day)
-        for chunk in batched(sorted(tickers), _IN_LIST_LIMIT):
+        for chunk in batched(sorted(tickers), IN_LIST_LIMIT):
             conn.execute(
                 sa.delete(daily_sentiment).where(
                     daily_sentiment.c.day == day, daily_sentiment.c.ticker.in_(chunk)
@@ -364,7 +360,7 @@ def newest_published(bind: Bind, tickers: Sequence[str]) -> dict[str, datetime]:
     case); tickers without news are absent. What a fetch can start from."""
     newest: dict[str, datetime] = {}
     with transaction(bind) as conn:
-        for chunk in batched(sorted(set(tickers)), _IN_LIST_LIMIT):
+        for chunk in batched(sorted(set(tickers)), IN_LIST_LIMIT):
             query = (
                 sa.select(news_article_tickers.c.ticker, sa.func.max(news_articles.c.published_at))
                 .join_from(news_article_tickers, news_articles)

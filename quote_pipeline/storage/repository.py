@@ -7,7 +7,7 @@ import io
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +18,12 @@ from sqlalchemy.engine import Connection, Engine
 from quote_pipeline.models import Quote, normalize_symbols
 from quote_pipeline.storage.faults import crash_point
 from quote_pipeline.storage.schema import quote_snapshots, stocks, tickers
+
+Bind = Engine | Connection
+"""An engine (a transaction of its own) or a connection (the caller's transaction)."""
+
+# Bind parameters in one IN (...) list, well under SQLite's limit of 32,766.
+IN_LIST_LIMIT = 1_000
 
 
 @contextmanager
@@ -39,6 +45,17 @@ def dialect_insert(conn: Connection, table: sa.Table) -> Any:
     if name == "sqlite":
         return sqlite.insert(table)
     raise NotImplementedError(f"no upsert for the {name} dialect (use PostgreSQL or SQLite)")
+
+
+def count_rows(bind: Bind, table: sa.Table) -> int:
+    """How many rows ``table`` holds."""
+    with transaction(bind) as conn:
+        return int(conn.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
+
+
+def as_date(value: Any) -> date:
+    """A DATE value as a date: SQLite hands aggregates of a DATE column back as text."""
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
 # --- tickers -------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from quote_pipeline.storage.corporate_actions import (
     ACTIVE,
     GONE,
     NOT_TRADING,
-    count_rows,
     profile_counts,
     read_dividends,
     read_profiles,
@@ -28,6 +27,7 @@ from quote_pipeline.storage.corporate_actions import (
     tickers_without_profile,
     write_profiles,
 )
+from quote_pipeline.storage.repository import count_rows
 from quote_pipeline.storage.schema import company_profiles, dividends, stock_splits
 
 T1 = datetime(2026, 11, 20, 21, 5, 7, 123456, tzinfo=UTC)

@@ -35,11 +35,10 @@ from quote_pipeline.storage import schema as tables
 from quote_pipeline.storage.adjusted_prices import refresh_adjusted_prices
 from quote_pipeline.storage.corporate_actions import (
     ActionsWrite,
-    count_rows,
     replace_dividends,
     replace_splits,
 )
-from quote_pipeline.storage.repository import transaction
+from quote_pipeline.storage.repository import count_rows, transaction
 
 GROUP = "corporate_actions"
 PRICE_HISTORY_GROUP = "price_history"

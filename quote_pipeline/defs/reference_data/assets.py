@@ -24,11 +24,11 @@ from quote_pipeline.models import FailureKind
 from quote_pipeline.reference_data import CompanyProfile
 from quote_pipeline.storage import schema as tables
 from quote_pipeline.storage.corporate_actions import (
-    count_rows,
     profile_counts,
     tickers_without_profile,
     write_profiles,
 )
+from quote_pipeline.storage.repository import count_rows
 
 GROUP = "reference_data"
 PROFILES_EXIST = "profiles_exist_for_every_ticker"
