@@ -47,6 +47,25 @@ def dialect_insert(conn: Connection, table: sa.Table) -> Any:
     raise NotImplementedError(f"no upsert for the {name} dialect (use PostgreSQL or SQLite)")
 
 
+def copy_csv(
+    conn: Connection, table_name: str, buffer: io.StringIO, columns: Sequence[str] = ()
+) -> None:
+    """PostgreSQL ``COPY table FROM STDIN`` of CSV rows (an empty unquoted field is NULL),
+    inside the connection's transaction: one stream instead of a statement per row."""
+    buffer.seek(0)
+    target = f"{table_name} ({', '.join(columns)})" if columns else table_name
+    copy = f"COPY {target} FROM STDIN WITH (FORMAT csv)"
+    # The driver's cursor shares the connection, so COPY runs inside this transaction.
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.copy_expert(copy, buffer)
+    except conn.dialect.dbapi.Error as exc:  # type: ignore[union-attr]
+        # Raised like every other statement's error, so callers catch one kind.
+        raise sa.exc.DBAPIError.instance(copy, None, exc, conn.dialect.dbapi.Error) from exc  # type: ignore[union-attr]
+    finally:
+        cursor.close()
+
+
 def count_rows(bind: Bind, table: sa.Table) -> int:
     """How many rows ``table`` holds."""
     with transaction(bind) as conn:
@@ -215,17 +234,7 @@ def _write_quotes_postgresql(
         row = (q.symbol, str(q.price), q.volume, change, q.quoted_at.isoformat(),
                q.fetched_at.isoformat(), updated)  # fmt: skip
         writer.writerow(row)
-    buffer.seek(0)
-    # The driver's cursor shares the connection, so COPY runs inside this transaction.
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    copy = "COPY quote_stage FROM STDIN WITH (FORMAT csv)"
-    try:
-        cursor.copy_expert(copy, buffer)
-    except conn.dialect.dbapi.Error as exc:  # type: ignore[union-attr]
-        # Raised like every other statement's error, so callers catch one kind.
-        raise sa.exc.DBAPIError.instance(copy, None, exc, conn.dialect.dbapi.Error) from exc  # type: ignore[union-attr]
-    finally:
-        cursor.close()
+    copy_csv(conn, "quote_stage", buffer)
 
     stock_columns = ["ticker", "price", "volume", "change", "quoted_at", "updated_at"]
     insert_stock = postgresql.insert(stocks).from_select(

@@ -324,3 +324,65 @@ price_adjustment_state = sa.Table(
     comment="Which corporate actions each ticker's adjusted history reflects: a change "
     "rewrites that ticker's whole adjusted history.",
 )
+
+# The statistics of daily_metrics, in the order they are stored: floats (double precision),
+# NULL until their window has enough sessions. Shared with migration 0005's docs and the reader.
+METRIC_COMMENTS: dict[str, str] = {
+    "return_1d": "adj_close / previous stored session's adj_close - 1.",
+    "log_return_1d": "ln(adj_close / previous stored session's adj_close).",
+    "sma_20": "Mean adj_close of the last 20 sessions, including the day.",
+    "sma_50": "Mean adj_close of the last 50 sessions, including the day.",
+    "sma_200": "Mean adj_close of the last 200 sessions, including the day.",
+    "ema_12": "pandas ewm(span=12, adjust=False) of adj_close, from the first stored session.",
+    "ema_26": "pandas ewm(span=26, adjust=False) of adj_close, from the first stored session.",
+    "macd": "ema_12 - ema_26.",
+    "macd_signal": "pandas ewm(span=9, adjust=False) of macd.",
+    "volatility_20": "Sample standard deviation (ddof=1) of the last 20 log returns x sqrt(252).",
+    "rsi_14": "Wilder's RSI, 0-100 (gains and losses smoothed with ewm(alpha=1/14)).",
+    "drawdown": "adj_close / running max adj_close of the stored history - 1 (<= 0).",
+    "high_52w": "Highest adj_high of the last 252 sessions (fewer while fewer are stored).",
+    "low_52w": "Lowest adj_low of the last 252 sessions (fewer while fewer are stored).",
+}
+# What an appended day continues from (the recursions' last values), kept on every row so
+# that a computation can resume at any day and equal a full one.
+METRIC_STATE_COMMENTS: dict[str, str] = {
+    "rsi_avg_gain": "Wilder-smoothed average gain (the RSI's state).",
+    "rsi_avg_loss": "Wilder-smoothed average loss (the RSI's state).",
+    "peak_close": "Running max adj_close up to the day (the drawdown's reference).",
+}
+
+daily_metrics = sa.Table(
+    "daily_metrics",
+    metadata,
+    sa.Column("ticker", sa.String(MAX_SYMBOL_LENGTH), primary_key=True, comment=TICKER),
+    sa.Column("date", sa.Date(), primary_key=True, comment="NYSE session (New York date)."),
+    *(
+        sa.Column(name, sa.Double(), nullable=True, comment=comment)
+        for name, comment in {**METRIC_COMMENTS, **METRIC_STATE_COMMENTS}.items()
+    ),
+    sa.Column(
+        "adjusted_fetched_at",
+        UTCDateTime(),
+        nullable=False,
+        comment="raw_fetched_at of the daily_prices_adjusted row it was computed from.",
+    ),
+    comment="Daily statistics per ticker and session from daily_prices_adjusted: returns, "
+    "moving averages, MACD, volatility, RSI, drawdown, 52-week range. Floats (statistics, "
+    "not prices); NULL until a window has enough sessions.",
+)
+
+daily_metrics_state = sa.Table(
+    "daily_metrics_state",
+    metadata,
+    sa.Column("ticker", sa.String(MAX_SYMBOL_LENGTH), primary_key=True, comment=TICKER),
+    sa.Column(
+        "adjustment_computed_at",
+        UTCDateTime(),
+        nullable=False,
+        comment="price_adjustment_state.computed_at of the adjusted history the metrics "
+        "were computed from: when it moves (a re-based history), the ticker is recomputed "
+        "in full.",
+    ),
+    sa.Column("computed_at", UTCDateTime(), nullable=False, comment="Last computation."),
+    comment="Which adjusted history each ticker's daily_metrics reflect.",
+)

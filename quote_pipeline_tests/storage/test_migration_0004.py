@@ -22,13 +22,13 @@ from quote_pipeline.storage.schema_migrations import (
     _hand_over,
     _migration_lock,
     current_revision,
-    head_revision,
     upgrade,
 )
 from quote_pipeline_tests.conftest import drop_all_tables
 from quote_pipeline_tests.storage import legacy_schema
 
 BEFORE = "0003"
+AFTER = "0004"
 NOW = datetime(2026, 11, 25, 15, 42, 30, 123456, tzinfo=UTC)
 NEW_YORK = timezone(timedelta(hours=-5))
 INT64_MAX = 2**63 - 1
@@ -249,9 +249,9 @@ def test_the_upgrade_keeps_every_row_and_labels_daily_rows_split_adjusted(
     before = read_rows(old_engine)
     assert [len(rows) for rows in before.values()] == [len(ROWS[name]) for name in OLD_TABLES]
 
-    upgrade(old_engine)
+    upgrade(old_engine, AFTER)
 
-    assert current_revision(old_engine) == head_revision()
+    assert current_revision(old_engine) == AFTER
     assert read_rows(old_engine) == before
     assert price_bases(old_engine) == {
         (row["ticker"], row["date"]): SPLIT_ADJUSTED for row in ROWS["daily_prices"]

@@ -1,0 +1,183 @@
+"""Daily research metrics of one ticker's adjusted history, with pandas and numpy.
+
+No Dagster, no database: a frame of sessions in, a frame of metrics out. The statistics are
+floats (float64), not prices: they are stored as double precision and documented as such.
+
+A computation can start at any session and continue the stored one exactly:
+
+- windowed statistics (moving averages, volatility, 52-week range) are computed window by
+  window (numpy sliding windows), not as running sums, so a window's value depends only on
+  the sessions in it — the ``LOOKBACK_SESSIONS`` before the start are all it needs;
+- recursive ones (EMAs, MACD signal, Wilder's averages, the running peak) continue from the
+  previous session's stored values (``MetricsSeed``): pandas ``ewm(adjust=False)`` keeps no
+  other state, so seeding it with the last value gives the same numbers as a full run.
+
+So appending a day costs a window, not the history, and equals recomputing everything.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+
+SMA_WINDOWS = (20, 50, 200)
+VOLATILITY_WINDOW = 20
+RSI_PERIOD = 14
+RANGE_WINDOW = 252  # sessions in a year: the 52-week high and low
+TRADING_DAYS_PER_YEAR = 252
+# The longest window: the sessions before a start that a resumed computation reads.
+LOOKBACK_SESSIONS = RANGE_WINDOW
+
+METRIC_COLUMNS = (
+    "return_1d",
+    "log_return_1d",
+    "sma_20",
+    "sma_50",
+    "sma_200",
+    "ema_12",
+    "ema_26",
+    "macd",
+    "macd_signal",
+    "volatility_20",
+    "rsi_14",
+    "drawdown",
+    "high_52w",
+    "low_52w",
+)
+# The recursions' state, stored on every row so that any session can be resumed from.
+STATE_COLUMNS = ("rsi_avg_gain", "rsi_avg_loss", "peak_close")
+INPUT_COLUMNS = ("adj_high", "adj_low", "adj_close")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSeed:
+    """The stored metrics of the session before a resumed computation (NaN where NULL)."""
+
+    ema_12: float
+    ema_26: float
+    macd_signal: float
+    rsi_avg_gain: float
+    rsi_avg_loss: float
+    peak_close: float
+
+    @classmethod
+    def from_row(cls, row: Any) -> MetricsSeed:
+        """From a ``daily_metrics`` row (NULL read as NaN)."""
+
+        def value(name: str) -> float:
+            v = getattr(row, name)
+            return math.nan if v is None else float(v)
+
+        return cls(*(value(name) for name in cls.__slots__))
+
+
+def _windowed(values: np.ndarray, window: int, reduce: str, **kwargs: Any) -> np.ndarray:
+    """``reduce`` (mean, std, max, min) of each full window ending at each position; NaN
+    where fewer than ``window`` values precede, or where the window holds a NaN."""
+    out = np.full(len(values), np.nan)
+    if len(values) >= window:
+        windows = sliding_window_view(values, window)
+        out[window - 1 :] = getattr(windows, reduce)(axis=1, **kwargs)
+    return out
+
+
+def _range(values: np.ndarray, window: int, reduce: str) -> np.ndarray:
+    """max/min over the last ``window`` values, or all of them while fewer are there."""
+    series = pd.Series(values)
+    rolling = series.rolling(window, min_periods=1)
+    return (rolling.max() if reduce == "max" else rolling.min()).to_numpy()
+
+
+def _ewm(values: np.ndarray, *, seed: float | None, **params: float) -> np.ndarray:
+    """pandas ``ewm(adjust=False).mean()``; continued from ``seed`` (the previous session's
+    value) when given — the recursion keeps no other state, so this equals a full run."""
+    if seed is None:
+        return pd.Series(values).ewm(adjust=False, **params).mean().to_numpy()
+    seeded = np.concatenate(([seed], values))
+    return pd.Series(seeded).ewm(adjust=False, **params).mean().to_numpy()[1:]
+
+
+def _rsi(avg_gain: np.ndarray, avg_loss: np.ndarray) -> np.ndarray:
+    """100 - 100 / (1 + RS); 100 when nothing was lost, 50 when nothing moved at all."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rsi = 100.0 - 100.0 / (1.0 + avg_gain / avg_loss)
+    rsi = np.where((avg_loss == 0) & (avg_gain > 0), 100.0, rsi)
+    return np.where((avg_loss == 0) & (avg_gain == 0), 50.0, rsi)
+
+
+def compute_daily_metrics(
+    history: pd.DataFrame, *, start: int = 0, seed: MetricsSeed | None = None
+) -> pd.DataFrame:
+    """Metrics of the sessions ``history[start:]``.
+
+    ``history``: one ticker's sessions in date order, columns ``adj_high``, ``adj_low``,
+    ``adj_close`` (float64). Rows before ``start`` are context only: the whole history
+    before it, or at least its last ``LOOKBACK_SESSIONS`` sessions (the windows are never
+    longer, and "NULL until n sessions" is then long settled). ``seed`` is the stored
+    metrics row of session ``start - 1``, required when ``start > 0``.
+
+    Returns ``history[start:]``'s index with ``METRIC_COLUMNS`` and ``STATE_COLUMNS``.
+    """
+    if start and seed is None:
+        raise ValueError("a computation that starts after the first session needs its seed")
+    close = history["adj_close"].to_numpy(dtype="float64")
+    high = history["adj_high"].to_numpy(dtype="float64")
+    low = history["adj_low"].to_numpy(dtype="float64")
+    # Within the frame, position i has i sessions before it (or LOOKBACK_SESSIONS and more,
+    # beyond every threshold below).
+    position = np.arange(len(close))
+
+    previous = np.concatenate(([np.nan], close[:-1]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where((close > 0) & (previous > 0), close / previous, np.nan)
+        log_return = np.log(ratio)
+    metrics: dict[str, np.ndarray] = {"return_1d": ratio - 1.0, "log_return_1d": log_return}
+    for window in SMA_WINDOWS:
+        metrics[f"sma_{window}"] = _windowed(close, window, "mean")
+    # The first session has no return: a 20-return window needs 21 sessions.
+    metrics["volatility_20"] = _windowed(log_return, VOLATILITY_WINDOW, "std", ddof=1) * math.sqrt(
+        TRADING_DAYS_PER_YEAR
+    )
+    metrics["high_52w"] = _range(high, RANGE_WINDOW, "max")
+    metrics["low_52w"] = _range(low, RANGE_WINDOW, "min")
+    frame = pd.DataFrame({name: values[start:] for name, values in metrics.items()})
+
+    # Recursive metrics from `start` on, continuing the seed.
+    new_close = close[start:]
+    ema_12 = _ewm(new_close, seed=seed.ema_12 if seed else None, span=12)
+    ema_26 = _ewm(new_close, seed=seed.ema_26 if seed else None, span=26)
+    macd = ema_12 - ema_26
+    delta = close[start:] - previous[start:]
+    gain = np.where(np.isnan(delta), np.nan, np.clip(delta, 0.0, None))
+    loss = np.where(np.isnan(delta), np.nan, np.clip(-delta, 0.0, None))
+    avg_gain = _ewm(gain, seed=seed.rsi_avg_gain if seed else None, alpha=1 / RSI_PERIOD)
+    avg_loss = _ewm(loss, seed=seed.rsi_avg_loss if seed else None, alpha=1 / RSI_PERIOD)
+    running_peak = np.maximum.accumulate(new_close) if len(new_close) else new_close
+    peak = np.fmax(running_peak, seed.peak_close) if seed else running_peak
+    frame["ema_12"] = ema_12
+    frame["ema_26"] = ema_26
+    frame["macd"] = macd
+    frame["macd_signal"] = _ewm(macd, seed=seed.macd_signal if seed else None, span=9)
+    rsi = _rsi(avg_gain, avg_loss)
+    frame["rsi_14"] = np.where(position[start:] >= RSI_PERIOD, rsi, np.nan)
+    frame["drawdown"] = new_close / peak - 1.0
+    frame["rsi_avg_gain"] = avg_gain
+    frame["rsi_avg_loss"] = avg_loss
+    frame["peak_close"] = peak
+    frame.index = history.index[start:]
+    return frame[list(METRIC_COLUMNS + STATE_COLUMNS)]
+
+
+__all__ = [
+    "INPUT_COLUMNS",
+    "LOOKBACK_SESSIONS",
+    "METRIC_COLUMNS",
+    "STATE_COLUMNS",
+    "MetricsSeed",
+    "compute_daily_metrics",
+]

@@ -1,0 +1,459 @@
+"""``daily_metrics``: research statistics of ``daily_prices_adjusted``, kept up to date
+incrementally (the arithmetic is :mod:`quote_pipeline.analytics`).
+
+One refresh brings the whole table up to date in one transaction, doing only the work the
+changes need:
+
+- a ticker whose adjusted history was re-based since its metrics were computed (a new split
+  or dividend: ``price_adjustment_state.computed_at`` moved), or whose metrics were never
+  computed, is recomputed in full;
+- any other ticker resumes at its earliest adjusted row without a current metrics row (new,
+  re-fetched, or removed), reading only the ``LOOKBACK_SESSIONS`` sessions before it and the
+  stored metrics of the session before it — so the daily close costs a window per ticker;
+- metrics of tickers without adjusted rows any more are deleted.
+
+Rows are deleted and bulk-written (COPY on PostgreSQL), never updated row by row.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from quote_pipeline.analytics import (
+    LOOKBACK_SESSIONS,
+    METRIC_COLUMNS,
+    STATE_COLUMNS,
+    MetricsSeed,
+    compute_daily_metrics,
+)
+from quote_pipeline.compat import batched
+from quote_pipeline.storage.repository import (
+    IN_LIST_LIMIT,
+    Bind,
+    as_date,
+    copy_csv,
+    count_rows,
+    dialect_insert,
+    transaction,
+)
+from quote_pipeline.storage.schema import (
+    daily_metrics,
+    daily_metrics_state,
+    daily_prices_adjusted,
+    price_adjustment_state,
+)
+
+# Tickers whose sessions are read and computed together: bounds memory on a full
+# recomputation (~1,260 sessions each over five years).
+DEFAULT_TICKERS_PER_BATCH = 100
+_STORED_COLUMNS = ("ticker", "date", *METRIC_COLUMNS, *STATE_COLUMNS, "adjusted_fetched_at")
+
+FIRST_COMPUTATION = "first computation"
+REBASED = "adjusted history re-based"
+
+
+@dataclass
+class MetricsSummary:
+    """What one refresh of ``daily_metrics`` did."""
+
+    tickers: int = 0  # tickers with adjusted rows
+    recomputed: list[str] = field(default_factory=list)  # whole history
+    why_recomputed: dict[str, str] = field(default_factory=dict)
+    extended: list[str] = field(default_factory=list)  # resumed at a later session
+    rows_written: int = 0
+    rows_deleted: int = 0
+
+
+def _float(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[Any]:
+    """An exact-decimal column read as float64, correctly rounded on both backends: cast by
+    PostgreSQL; on SQLite (where it is text) parsed by Python, not by SQLite's own atof."""
+    if dialect == "postgresql":
+        return sa.cast(column, sa.Double()).label(column.name)
+    return sa.type_coerce(column, sa.String()).label(column.name)
+
+
+def _adjusted_columns(conn: Connection) -> list[sa.ColumnElement[Any]]:
+    a = daily_prices_adjusted.c
+    dialect = conn.dialect.name
+    return [
+        a.ticker,
+        a.date,
+        _float(a.adj_high, dialect),
+        _float(a.adj_low, dialect),
+        _float(a.adj_close, dialect),
+        a.raw_fetched_at,
+    ]
+
+
+def _frame(rows: Iterable[Any]) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        list(rows), columns=["ticker", "date", "adj_high", "adj_low", "adj_close", "fetched_at"]
+    )
+    for column in ("adj_high", "adj_low", "adj_close"):
+        frame[column] = frame[column].astype("float64")
+    frame["date"] = frame["date"].map(as_date)
+    return frame
+
+
+def _read_full(conn: Connection, tickers: Sequence[str]) -> pd.DataFrame:
+    a = daily_prices_adjusted.c
+    query = (
+        sa.select(*_adjusted_columns(conn)).where(a.ticker.in_(tickers)).order_by(a.ticker, a.date)
+    )
+    return _frame(conn.execute(query))
+
+
+def _read_resumed(conn: Connection, tickers: Sequence[str], start: date) -> pd.DataFrame:
+    """Every adjusted row from ``start`` on, and the ``LOOKBACK_SESSIONS`` before it."""
+    a = daily_prices_adjusted.c
+    columns = _adjusted_columns(conn)
+    ranked = (
+        sa.select(
+            *columns,
+            sa.func.row_number()
+            .over(partition_by=a.ticker, order_by=a.date.desc())
+            .label("sessions_back"),
+        )
+        .where(a.ticker.in_(tickers), a.date < start)
+        .subquery()
+    )
+    context = sa.select(*(ranked.c[c.name] for c in columns)).where(
+        ranked.c.sessions_back <= LOOKBACK_SESSIONS
+    )
+    later = sa.select(*columns).where(a.ticker.in_(tickers), a.date >= start)
+    union = sa.union_all(context, later).subquery()
+    query = sa.select(union).order_by(union.c.ticker, union.c.date)
+    return _frame(conn.execute(query))
+
+
+def _seeds(conn: Connection, tickers: Sequence[str], start: date) -> dict[str, tuple[date, Any]]:
+    """Each ticker's stored metrics row of its last session before ``start``."""
+    m = daily_metrics.c
+    latest = (
+        sa.select(m.ticker, sa.func.max(m.date).label("date"))
+        .where(m.ticker.in_(tickers), m.date < start)
+        .group_by(m.ticker)
+        .subquery()
+    )
+    query = sa.select(daily_metrics).join(
+        latest, sa.and_(m.ticker == latest.c.ticker, m.date == latest.c.date)
+    )
+    return {row.ticker: (as_date(row.date), row) for row in conn.execute(query)}
+
+
+def _resume_points(conn: Connection) -> dict[str, date]:
+    """Per ticker, the earliest session whose metrics are missing, computed from another fetch
+    of its adjusted row, or left over from a removed adjusted row."""
+    a, m = daily_prices_adjusted.c, daily_metrics.c
+    stale = (
+        sa.select(a.ticker, sa.func.min(a.date))
+        .select_from(
+            daily_prices_adjusted.outerjoin(
+                daily_metrics, sa.and_(m.ticker == a.ticker, m.date == a.date)
+            )
+        )
+        .where(sa.or_(m.ticker.is_(None), m.adjusted_fetched_at != a.raw_fetched_at))
+        .group_by(a.ticker)
+    )
+    orphaned = (
+        sa.select(m.ticker, sa.func.min(m.date))
+        .select_from(
+            daily_metrics.outerjoin(
+                daily_prices_adjusted, sa.and_(m.ticker == a.ticker, m.date == a.date)
+            )
+        )
+        .where(a.ticker.is_(None))
+        .group_by(m.ticker)
+    )
+    points: dict[str, date] = {}
+    for ticker, day in [*conn.execute(stale), *conn.execute(orphaned)]:
+        day = as_date(day)
+        points[ticker] = min(day, points.get(ticker, day))
+    return points
+
+
+def _metrics_rows(
+    ticker_rows: pd.DataFrame, *, start: int = 0, seed: MetricsSeed | None = None
+) -> pd.DataFrame:
+    metrics = compute_daily_metrics(ticker_rows, start=start, seed=seed)
+    written = ticker_rows.iloc[start:]
+    metrics.insert(0, "ticker", written["ticker"].to_numpy())
+    metrics.insert(1, "date", written["date"].to_numpy())
+    metrics["adjusted_fetched_at"] = written["fetched_at"].to_numpy()
+    return metrics
+
+
+def _write(conn: Connection, rows: pd.DataFrame) -> int:
+    """Bulk-insert metrics rows (their keys were deleted first, in this transaction)."""
+    if rows.empty:
+        return 0
+    rows = rows.replace([np.inf, -np.inf], np.nan)
+    if conn.dialect.name == "postgresql":
+        buffer = io.StringIO()
+        # Floats as repr (shortest round-trip text: PostgreSQL reads back the same double);
+        # NaN as an empty unquoted field: NULL.
+        rows.to_csv(buffer, header=False, index=False, na_rep="")
+        copy_csv(conn, daily_metrics.name, buffer, _STORED_COLUMNS)
+    else:
+        records = rows.astype(object).where(rows.notna(), None).to_dict("records")
+        conn.execute(sa.insert(daily_metrics), records)
+    return len(rows)
+
+
+def _delete_from(conn: Connection, tickers: Sequence[str], start: date | None = None) -> int:
+    deleted = 0
+    for chunk in batched(tickers, IN_LIST_LIMIT):
+        statement = sa.delete(daily_metrics).where(daily_metrics.c.ticker.in_(chunk))
+        if start is not None:
+            statement = statement.where(daily_metrics.c.date >= start)
+        deleted += conn.execute(statement).rowcount
+    return deleted
+
+
+def _by_ticker(frame: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
+    for ticker, rows in frame.groupby("ticker", sort=True):
+        yield str(ticker), rows.reset_index(drop=True)
+
+
+def refresh_daily_metrics(
+    engine: Engine,
+    *,
+    tickers_per_batch: int = DEFAULT_TICKERS_PER_BATCH,
+    now: datetime | None = None,
+) -> MetricsSummary:
+    """Bring ``daily_metrics`` up to date with ``daily_prices_adjusted``, in one transaction:
+    a reader sees the old metrics or the new ones, never a mix."""
+    computed_at = now or datetime.now(UTC)
+    summary = MetricsSummary()
+    with engine.begin() as conn:
+        adjusted_state = dict(
+            conn.execute(
+                sa.select(price_adjustment_state.c.ticker, price_adjustment_state.c.computed_at)
+            ).all()
+        )
+        metrics_state = dict(
+            conn.execute(
+                sa.select(
+                    daily_metrics_state.c.ticker, daily_metrics_state.c.adjustment_computed_at
+                )
+            ).all()
+        )
+        resume = _resume_points(conn)
+        with_rows = set(conn.scalars(sa.select(daily_prices_adjusted.c.ticker).distinct()))
+        # A ticker with adjusted rows but no adjustment state is mid-way through its first
+        # adjustment: the next refresh of daily_prices_adjusted completes it.
+        tickers = sorted(with_rows & set(adjusted_state))
+        summary.tickers = len(tickers)
+
+        with_metrics = set(metrics_state) | set(resume)
+        gone = sorted(with_metrics - set(tickers))
+        summary.rows_deleted += _delete_from(conn, gone)
+        for chunk in batched(gone, IN_LIST_LIMIT):
+            conn.execute(
+                sa.delete(daily_metrics_state).where(daily_metrics_state.c.ticker.in_(chunk))
+            )
+
+        full: dict[str, str] = {}
+        for ticker in tickers:
+            if ticker not in metrics_state:
+                full[ticker] = FIRST_COMPUTATION
+            elif metrics_state[ticker] != adjusted_state[ticker]:
+                full[ticker] = REBASED
+        by_start: defaultdict[date, list[str]] = defaultdict(list)
+        for ticker in tickers:
+            if ticker not in full and ticker in resume:
+                by_start[resume[ticker]].append(ticker)
+
+        for start, group in sorted(by_start.items()):
+            for chunk in batched(sorted(group), tickers_per_batch):
+                seeds = _seeds(conn, chunk, start)
+                rows = _read_resumed(conn, chunk, start)
+                computed: list[pd.DataFrame] = []
+                for ticker, ticker_rows in _by_ticker(rows):
+                    first_new = int(np.searchsorted(ticker_rows["date"].to_numpy(), start))
+                    if first_new == 0:  # nothing before the start: a full computation
+                        computed.append(_metrics_rows(ticker_rows))
+                    elif (
+                        ticker not in seeds
+                        or seeds[ticker][0] != ticker_rows["date"].iloc[first_new - 1]
+                    ):
+                        # No stored metrics for the session before (written concurrently,
+                        # or lost): resuming could not equal a full computation.
+                        full[ticker] = "no stored metrics to resume from"
+                        continue
+                    else:
+                        seed = MetricsSeed.from_row(seeds[ticker][1])
+                        computed.append(_metrics_rows(ticker_rows, start=first_new, seed=seed))
+                    summary.extended.append(ticker)
+                resumed = [t for t in chunk if t not in full]
+                summary.rows_deleted += _delete_from(conn, resumed, start)
+                if computed:
+                    summary.rows_written += _write(conn, pd.concat(computed, ignore_index=True))
+
+        for chunk in batched(sorted(full), tickers_per_batch):
+            summary.rows_deleted += _delete_from(conn, chunk)
+            rows = _read_full(conn, chunk)
+            computed = [_metrics_rows(ticker_rows) for _, ticker_rows in _by_ticker(rows)]
+            if computed:
+                summary.rows_written += _write(conn, pd.concat(computed, ignore_index=True))
+        summary.recomputed = sorted(full)
+        summary.why_recomputed = full
+        summary.extended.sort()
+
+        if full:
+            insert = dialect_insert(conn, daily_metrics_state)
+            conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["ticker"],
+                    set_={
+                        "adjustment_computed_at": insert.excluded.adjustment_computed_at,
+                        "computed_at": insert.excluded.computed_at,
+                    },
+                ),
+                [
+                    {
+                        "ticker": t,
+                        "adjustment_computed_at": adjusted_state[t],
+                        "computed_at": computed_at,
+                    }
+                    for t in sorted(full)
+                ],
+            )
+    return summary
+
+
+# --- reads and checks ----------------------------------------------------------------------------
+
+
+def read_daily_metrics(
+    bind: Bind,
+    symbols: Iterable[str] | None = None,
+    start: date | None = None,
+    end: date | None = None,
+) -> pd.DataFrame:
+    """Stored metrics (all, or of ``symbols``, dated ``start`` to ``end``) as a DataFrame in
+    (ticker, date) order: ``ticker``, ``date`` (datetime.date), ``METRIC_COLUMNS`` as float64
+    (NaN where NULL)."""
+    m = daily_metrics.c
+    query = sa.select(m.ticker, m.date, *(m[c] for c in METRIC_COLUMNS)).order_by(m.ticker, m.date)
+    if symbols is not None:
+        query = query.where(m.ticker.in_(list(symbols)))
+    if start is not None:
+        query = query.where(m.date >= start)
+    if end is not None:
+        query = query.where(m.date <= end)
+    with transaction(bind) as conn:
+        frame = pd.DataFrame(list(conn.execute(query)), columns=["ticker", "date", *METRIC_COLUMNS])
+    for column in METRIC_COLUMNS:
+        frame[column] = frame[column].astype("float64")
+    frame["date"] = frame["date"].map(as_date)
+    return frame
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsCoverage:
+    """How well ``daily_metrics`` covers ``daily_prices_adjusted``."""
+
+    adjusted_rows: int
+    missing: int  # adjusted rows without a metrics row
+    outdated: int  # metrics computed from another fetch of their adjusted row
+    behind: list[str]  # tickers whose adjusted history was re-based since
+    examples: list[str]
+
+
+def metrics_coverage(bind: Bind, *, example_limit: int = 10) -> MetricsCoverage:
+    a, m = daily_prices_adjusted.c, daily_metrics.c
+    query = (
+        sa.select(a.ticker, a.date, m.ticker.is_(None).label("missing"))
+        .select_from(
+            daily_prices_adjusted.outerjoin(
+                daily_metrics, sa.and_(m.ticker == a.ticker, m.date == a.date)
+            )
+        )
+        .where(sa.or_(m.ticker.is_(None), m.adjusted_fetched_at != a.raw_fetched_at))
+        .order_by(a.ticker, a.date)
+    )
+    s, p = daily_metrics_state.c, price_adjustment_state.c
+    behind_query = (
+        sa.select(s.ticker)
+        .join(price_adjustment_state, p.ticker == s.ticker)
+        .where(s.adjustment_computed_at != p.computed_at)
+        .order_by(s.ticker)
+    )
+    with transaction(bind) as conn:
+        adjusted_rows = count_rows(conn, daily_prices_adjusted)
+        missing = outdated = 0
+        examples: list[str] = []
+        for ticker, day, is_missing in conn.execute(query):
+            if is_missing:
+                missing += 1
+            else:
+                outdated += 1
+            if len(examples) < example_limit:
+                examples.append(f"{ticker} {day}: {'missing' if is_missing else 'outdated'}")
+        behind = list(conn.scalars(behind_query))
+    return MetricsCoverage(adjusted_rows, missing, outdated, behind, examples)
+
+
+@dataclass(frozen=True, slots=True)
+class OutOfRange:
+    """Rows whose statistic lies outside the range its definition allows."""
+
+    metric: str
+    rule: str
+    rows: int
+    examples: list[str]
+
+
+# Each statistic's allowed range, as SQL over daily_metrics (NULLs are not violations).
+_RANGE_RULES: dict[str, tuple[str, sa.ColumnElement[bool]]] = {
+    "volatility_20": ("volatility_20 >= 0", daily_metrics.c.volatility_20 < 0),
+    "rsi_14": (
+        "0 <= rsi_14 <= 100",
+        sa.or_(daily_metrics.c.rsi_14 < 0, daily_metrics.c.rsi_14 > 100),
+    ),
+    "drawdown": ("drawdown <= 0", daily_metrics.c.drawdown > 0),
+}
+
+
+def metrics_out_of_range(bind: Bind, metric: str, *, example_limit: int = 10) -> OutOfRange:
+    rule, violated = _RANGE_RULES[metric]
+    m = daily_metrics.c
+    with transaction(bind) as conn:
+        rows = int(
+            conn.scalar(sa.select(sa.func.count()).select_from(daily_metrics).where(violated)) or 0
+        )
+        examples = [
+            f"{ticker} {as_date(day)}: {value:.6g}"
+            for ticker, day, value in conn.execute(
+                sa.select(m.ticker, m.date, m[metric])
+                .where(violated)
+                .order_by(m.ticker, m.date)
+                .limit(example_limit)
+            )
+        ]
+    return OutOfRange(metric, rule, rows, examples)
+
+
+RANGE_CHECKED_METRICS = tuple(_RANGE_RULES)
+
+__all__ = [
+    "RANGE_CHECKED_METRICS",
+    "MetricsCoverage",
+    "MetricsSummary",
+    "OutOfRange",
+    "metrics_coverage",
+    "metrics_out_of_range",
+    "read_daily_metrics",
+    "refresh_daily_metrics",
+]
