@@ -9,13 +9,14 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
 
+from quote_pipeline.charts import ChartError
 from quote_pipeline.models import InvalidSymbolError
 from quote_pipeline.sandbox.command import add_sandbox_parser
 from quote_pipeline.storage import (
@@ -121,6 +122,54 @@ def cmd_news(args: argparse.Namespace) -> int:
         )
         print(frame.to_string(index=False))
     return 0
+
+
+def cmd_chart(args: argparse.Namespace) -> int:
+    """Write a candlestick PNG of a ticker's stored prices (no API call)."""
+    from quote_pipeline import charts
+    from quote_pipeline.market_calendar import NEW_YORK
+    from quote_pipeline.models import normalize_symbol
+
+    ticker = normalize_symbol(args.ticker)
+    if args.date is not None and not args.intraday:
+        raise ChartError("--date picks the session of an --intraday chart")
+    if args.intraday:
+        frame = charts.intraday_chart_frame(_engine(args), ticker, day=args.date)
+    else:
+        frame = charts.daily_chart_frame(_engine(args), ticker, days=args.days)
+    title = charts.chart_title(ticker, frame, intraday=args.intraday)
+    png = charts.render_candlestick(frame, title=title, width_px=args.width, height_px=args.height)
+    out = Path(args.out or (f"{ticker}-intraday.png" if args.intraday else f"{ticker}.png"))
+    try:
+        out.write_bytes(png)
+    except OSError as exc:
+        raise ChartError(f"cannot write {out}: {exc.strerror or exc}") from None
+    if args.intraday:
+        times = pd.DatetimeIndex(frame.index).tz_convert(NEW_YORK)
+        first, last = f"{times[0]:%Y-%m-%d %H:%M}", f"{times[-1]:%H:%M} New York time"
+        span = f"{len(frame)} bars {first}{charts.EN_DASH}{last}"
+    else:
+        span = f"{len(frame)} sessions {frame.index[0]}{charts.EN_DASH}{frame.index[-1]}"
+    size = f"{args.width}x{args.height}, {len(png) / 1000:.1f} kB"
+    print(f"wrote {out} ({size}): {span}")
+    return 0
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
+    return value
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -230,6 +279,33 @@ def build_parser() -> argparse.ArgumentParser:
     news.add_argument("--days", type=int, default=7, help="how far back (default 7)")
     news.set_defaults(func=cmd_news)
 
+    chart = commands.add_parser(
+        "chart", help="write a candlestick PNG of a ticker's stored prices (no API call)"
+    )
+    chart.add_argument("ticker", metavar="TICKER")
+    chart.add_argument(
+        "--days",
+        type=_positive_int,
+        default=120,
+        help="daily chart: the last DAYS stored sessions (default 120)",
+    )
+    chart.add_argument(
+        "--out", default=None, help="PNG path (default: ./TICKER.png, ./TICKER-intraday.png)"
+    )
+    chart.add_argument(
+        "--intraday", action="store_true", help="one session's 5-minute bars, New York time"
+    )
+    chart.add_argument(
+        "--date",
+        type=_iso_date,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="with --intraday: the New York session (default: the latest stored)",
+    )
+    chart.add_argument("--width", type=_positive_int, default=640, help="pixels (default 640)")
+    chart.add_argument("--height", type=_positive_int, default=400, help="pixels (default 400)")
+    chart.set_defaults(func=cmd_chart)
+
     db = commands.add_parser("db", help="the database schema: its revision and upgrades")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_upgrade = db_commands.add_parser(
@@ -262,6 +338,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DatabaseUrlError as exc:
         print(f"quote-pipeline: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ChartError as exc:
+        print(f"quote-pipeline: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     except (sa.exc.OperationalError, SchemaMigrationError) as exc:
         where = display_url(resolve_database_url(args.database_url))
         print(f"quote-pipeline: error: database {where}: {_one_line(exc)}", file=sys.stderr)
