@@ -36,6 +36,7 @@ def test_every_domain_folder_contributes_its_definitions(loaded: dg.Definitions)
         "stock_splits",
         "dividends",
         "daily_prices_adjusted",
+        "daily_metrics",
     }
     assert {s.name for s in loaded.schedules or []} == {
         "refresh_quotes_hourly",
@@ -52,6 +53,7 @@ def test_every_domain_folder_contributes_its_definitions(loaded: dg.Definitions)
         "news_sentiment_automation",
         "profiles_for_new_tickers",
         "adjusted_prices_automation",
+        "analytics_automation",
     }
     assert set(loaded.resources or {}) == {"database", "fmp", "io_manager"}
 
@@ -222,3 +224,17 @@ def test_resources_open_and_close_with_the_run(tmp_path: Path) -> None:
     assert first._pool is None  # type: ignore[attr-defined]  # closed with its run
     assert dg.materialize([probe_resources], resources=resources).success
     assert seen["client"] is not first  # a new run, a new client
+
+
+def test_freshness_policies_say_when_the_tables_are_due(loaded: dg.Definitions) -> None:
+    """Hourly in the trading day for stocks, by 18:00 New York for the daily bars; the
+    derived tables follow them by automation instead of carrying a policy of their own."""
+    graph = loaded.get_repository_def().asset_graph
+    stocks = graph.get(dg.AssetKey("stocks")).freshness_policy
+    daily = graph.get(dg.AssetKey("daily_prices")).freshness_policy
+    assert isinstance(stocks, dg.FreshnessPolicy) and isinstance(daily, dg.FreshnessPolicy)
+    assert (stocks.deadline_cron, stocks.timezone) == ("30 10-16 * * 1-5", "America/New_York")
+    assert stocks.lower_bound_delta.total_seconds() == 3600
+    assert (daily.deadline_cron, daily.timezone) == ("0 18 * * 1-5", "America/New_York")
+    for derived in ("daily_prices_adjusted", "daily_metrics"):
+        assert graph.get(dg.AssetKey(derived)).automation_condition is not None, derived

@@ -10,6 +10,7 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
+from quote_pipeline.defs.automation import weekday_catch_up
 from quote_pipeline.defs.corporate_actions.checks import (
     ADJUSTED_CHECK_SPECS,
     SPLIT_CHECK_SPECS,
@@ -29,7 +30,7 @@ from quote_pipeline.defs.resources import DatabaseResource, FMPResource
 from quote_pipeline.fetch_engine import RequestFunction, SymbolResult
 from quote_pipeline.fmp.client import FMPClient
 from quote_pipeline.fmp.reference import dividends_request, splits_request
-from quote_pipeline.market_calendar import NEW_YORK, NEW_YORK_TZ
+from quote_pipeline.market_calendar import NEW_YORK
 from quote_pipeline.price_bars import SPLIT_ADJUSTED
 from quote_pipeline.storage import schema as tables
 from quote_pipeline.storage.adjusted_prices import refresh_adjusted_prices
@@ -198,11 +199,7 @@ def adjusted_prices_condition() -> dg.AutomationCondition:
         .without(~dg.AutomationCondition.any_deps_missing())
         .with_label("eager_allow_missing_partitions")
     )
-    evening = (
-        dg.AutomationCondition.cron_tick_passed(DAILY_CATCH_UP_CRON, cron_timezone=NEW_YORK_TZ)
-        & ~dg.AutomationCondition.in_progress()
-    )
-    return ((eager | evening.with_label("weekday_evening_catch_up")) & actions_fetched).with_label(
+    return ((eager | weekday_catch_up(DAILY_CATCH_UP_CRON)) & actions_fetched).with_label(
         "after_daily_prices_or_corporate_actions"
     )
 

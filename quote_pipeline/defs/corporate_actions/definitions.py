@@ -3,6 +3,7 @@ and daily_prices_adjusted with the automation sensor that keeps it current."""
 
 import dagster as dg
 
+from quote_pipeline.defs.automation import derived_tables_sensor
 from quote_pipeline.defs.corporate_actions.assets import (
     build_corporate_action_assets,
     daily_prices_adjusted,
@@ -24,18 +25,11 @@ def corporate_actions_definitions() -> dg.Definitions:
             jobs=[build_corporate_actions_job()],
             schedules=[build_corporate_actions_schedule(settings.schedules)],
             sensors=[
-                # Runs by default: it launches only daily_prices_adjusted (a database
-                # computation, no API call), after daily_prices or a corporate-action table
-                # changed.
-                dg.AutomationConditionSensorDefinition(
+                derived_tables_sensor(
                     AUTOMATION_SENSOR,
-                    target=dg.AssetSelection.assets(daily_prices_adjusted),
-                    default_status=dg.DefaultSensorStatus.RUNNING,
-                    minimum_interval_seconds=30,
-                    description=(
-                        "Re-derive daily_prices_adjusted after daily_prices, stock_splits or "
-                        "dividends are materialized (declarative automation). Calls no API."
-                    ),
+                    [daily_prices_adjusted],
+                    "Re-derive daily_prices_adjusted after daily_prices, stock_splits or "
+                    "dividends are materialized (declarative automation). Calls no API.",
                 )
             ],
         )

@@ -410,6 +410,15 @@ def _session_metadata(
     }
 
 
+# Each session's bars by 18:00 New York (the schedule runs at 17:00): a materialization since
+# 16:00 that weekday. Dagster evaluates it per asset, not per partition (a backfill of an old
+# range counts), and a cron cannot name NYSE holidays: the no_missing_sessions check, on the
+# NYSE calendar, is what proves every session is stored.
+DAILY_PRICES_FRESHNESS = dg.FreshnessPolicy.cron(
+    deadline_cron="0 18 * * 1-5", lower_bound_delta=timedelta(hours=2), timezone=NEW_YORK_TZ
+)
+
+
 def build_daily_prices(partitions: dg.TimeWindowPartitionsDefinition) -> dg.AssetsDefinition:
     """The ``daily_prices`` asset over ``partitions``."""
 
@@ -425,6 +434,7 @@ def build_daily_prices(partitions: dg.TimeWindowPartitionsDefinition) -> dg.Asse
         kinds={"api", "sql", "table"},
         check_specs=daily_check_specs,
         metadata=table_metadata(tables.daily_prices),
+        freshness_policy=DAILY_PRICES_FRESHNESS,
     )
     def daily_prices(
         context: dg.AssetExecutionContext,

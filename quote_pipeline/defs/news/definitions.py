@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from quote_pipeline.defs.automation import derived_tables_sensor
 from quote_pipeline.defs.metadata import beta_parameters_accepted
 from quote_pipeline.defs.news.assets import daily_sentiment, news_articles
 from quote_pipeline.defs.news.jobs import build_refresh_news_job
@@ -18,18 +19,11 @@ def news_definitions() -> dg.Definitions:
             jobs=[build_refresh_news_job()],
             schedules=[build_news_schedule(settings.schedules)],
             sensors=[
-                # Dagster's default automation sensor is stopped by default; this one runs:
-                # it launches only daily_sentiment (a database aggregation, no API call),
-                # after news_articles changed.
-                dg.AutomationConditionSensorDefinition(
+                derived_tables_sensor(
                     "news_sentiment_automation",
-                    target=dg.AssetSelection.assets(daily_sentiment),
-                    default_status=dg.DefaultSensorStatus.RUNNING,
-                    minimum_interval_seconds=30,
-                    description=(
-                        "Rebuild daily_sentiment after news_articles changes (declarative "
-                        "automation: its eager condition). Calls no API."
-                    ),
+                    [daily_sentiment],
+                    "Rebuild daily_sentiment after news_articles changes (declarative "
+                    "automation: its eager condition). Calls no API.",
                 )
             ],
         )

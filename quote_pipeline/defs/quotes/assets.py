@@ -4,7 +4,7 @@ import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -24,6 +24,7 @@ from quote_pipeline.defs.metadata import (
 from quote_pipeline.defs.resources import DatabaseResource, FMPResource
 from quote_pipeline.defs.retries import pending_summary
 from quote_pipeline.fmp import FMPError, QuoteFetchResult, fetch_quotes, probe
+from quote_pipeline.market_calendar import NEW_YORK_TZ
 from quote_pipeline.models import TRANSIENT_FAILURE_KINDS, FailureKind, Quote, SymbolFailure
 from quote_pipeline.storage import count_stocks, list_tickers, write_quotes
 from quote_pipeline.storage import schema as tables
@@ -363,6 +364,15 @@ STOCKS = dg.AssetKey("stocks")
 QUOTE_SNAPSHOTS = dg.AssetKey("quote_snapshots")
 
 
+# Expected every hour of the trading day: by hh:30 New York, a refresh since (hh-1):30, from
+# 10:30 to 16:30 on weekdays (the hourly schedule runs at minute 1). A cron cannot name NYSE
+# holidays or early closes: the calendar-aware `freshness` check stays the authority there,
+# and this policy reads "stale" on a holiday afternoon.
+STOCKS_FRESHNESS = dg.FreshnessPolicy.cron(
+    deadline_cron="30 10-16 * * 1-5", lower_bound_delta=timedelta(hours=1), timezone=NEW_YORK_TZ
+)
+
+
 def _table_specs() -> list[dg.AssetSpec]:
     # Built here, not at module level: the defs autoloader would load a module-level
     # AssetSpec as an asset of its own, beside the multi-asset that materializes it.
@@ -376,6 +386,7 @@ def _table_specs() -> list[dg.AssetSpec]:
         dg.AssetSpec(
             STOCKS,
             metadata=table_metadata(tables.stocks),
+            freshness_policy=STOCKS_FRESHNESS,
             description=(
                 "The latest price, volume and change of every tracked ticker, one row per "
                 "ticker. Rows are validated (price > 0, volume ≥ 0) and upserted in one bulk "

@@ -1,0 +1,1 @@
+"""Research analytics: daily_metrics and its candlestick charts."""
