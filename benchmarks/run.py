@@ -17,8 +17,11 @@ PostgreSQL), with the stocks tables on PostgreSQL. `refresh_400_straggler` mater
 quote assets (`dagster asset materialize`) with one of 400 symbols hanging 45 s on every
 request, default retry settings, and polls the stocks table while it runs: the 399 good rows
 should be committed within 90 s of the CLI's
-start and the run should end within 180 s. Every CLI run is killed after --timeout-seconds
-(default 900) and then reported as timed out.
+start and the run should end within 180 s. `daily_metrics_5y_500` (data on PostgreSQL)
+materializes daily_metrics over five years of 500 tickers from scratch, then again after one
+new session for every ticker (incremental); its targets (<= 30 s, <= 3 s) are on the asset's
+own computation (its `compute_seconds` metadata), the CLI's figures reported beside them.
+Every CLI run is killed after --timeout-seconds (default 900) and then reported as timed out.
 
     .venv/bin/python -m benchmarks.run                   # every case, a table and JSON
     .venv/bin/python -m benchmarks.run --cases refresh_5000,upsert_50k_postgres
@@ -54,7 +57,7 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -75,7 +78,7 @@ MATERIALIZE_QUOTES = [
     "--select", "tickers,raw_quotes,stocks,quote_snapshots",
 ]  # fmt: skip
 DEFAULT_TIMEOUT_SECONDS = 900.0
-POSTGRES_CASES = ("upsert_50k_postgres", "refresh_5000_pg_instance")
+POSTGRES_CASES = ("upsert_50k_postgres", "refresh_5000_pg_instance", "daily_metrics_5y_500")
 
 
 @dataclass
@@ -844,20 +847,23 @@ def corporate_actions_case(
     )
 
 
+# The sessions seed_five_years writes (the last one a Friday), and when they were fetched.
+FIVE_YEARS = (date(2021, 11, 1), date(2026, 10, 30))
+FIVE_YEARS_FETCHED = datetime(2026, 10, 31, tzinfo=UTC)
+
+
 def seed_five_years(url: str, tickers: int) -> tuple[int, str]:
     """Five years of as-traded daily rows for ``tickers`` symbols, written straight through
     the storage layer (the sandbox's own generator; not measured). Returns the row count and
     a symbol without splits, which the measured re-basing gives one."""
-    from datetime import UTC, date, datetime
-
     from quote_pipeline.fmp.history import parse_daily_rows
     from quote_pipeline.sandbox.corporate import simulated_raw_daily_bars
     from quote_pipeline.storage import create_db_engine
     from quote_pipeline.storage.history import replace_daily_prices
 
     engine = create_db_engine(url)
-    first, last = date(2021, 11, 1), date(2026, 10, 30)
-    fetched = datetime(2026, 10, 31, tzinfo=UTC)
+    first, last = FIVE_YEARS
+    fetched = FIVE_YEARS_FETCHED
     rows = 0
     for name in symbols(tickers):
         served = simulated_raw_daily_bars(name, first, last)
@@ -908,6 +914,190 @@ def rebase_case(
             "raw_rows": rows,
             "exit_codes": [first.exit_code, rebase.exit_code],
         },
+    )
+
+
+def seed_next_session(url: str, tickers: int) -> tuple[date, int]:
+    """One more session for every ticker, as the daily close brings it: the first NYSE
+    session after seed_five_years's (the sandbox's generator again; not measured). Returns
+    the session and the rows written."""
+    from quote_pipeline.fmp.history import parse_daily_rows
+    from quote_pipeline.market_calendar import sessions_between
+    from quote_pipeline.sandbox.corporate import simulated_raw_daily_bars
+    from quote_pipeline.storage import create_db_engine
+    from quote_pipeline.storage.history import replace_daily_prices
+
+    last = FIVE_YEARS[1]
+    day = sessions_between(last + timedelta(days=1), last + timedelta(days=10))[0]
+    fetched = datetime(day.year, day.month, day.day, 21, 30, tzinfo=UTC)  # after the close
+    names = symbols(tickers)
+    bars = []
+    for name in names:
+        served = simulated_raw_daily_bars(name, day, day)
+        bars += parse_daily_rows(served, name, day, day, fetched).bars
+    engine = create_db_engine(url)
+    try:
+        return day, replace_daily_prices(engine, names, day, day, bars).rows_written
+    finally:
+        engine.dispose()
+
+
+def last_materialization(env: dict[str, str], asset: str) -> tuple[dict[str, Any], dict[str, bool]]:
+    """The numeric metadata of ``asset``'s materialization in the instance's latest run ({}
+    if that run materialized nothing: it failed), and whether each asset check it evaluated
+    passed."""
+    import dagster as dg
+
+    with open_instance(env) as instance:
+        runs = instance.get_runs(limit=1)
+        event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+        if not runs or event is None or event.run_id != runs[0].run_id:
+            return {}, {}
+        materialization = event.asset_materialization
+        metadata = {
+            key: value.value
+            for key, value in (materialization.metadata if materialization else {}).items()
+            if isinstance(value.value, int | float)
+        }
+        checks = {
+            evaluation.check_name: evaluation.passed
+            for entry in instance.all_logs(
+                runs[0].run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+            )
+            if entry.dagster_event
+            for evaluation in [entry.dagster_event.event_specific_data]
+        }
+    return metadata, checks
+
+
+def daily_metrics_case(
+    tree: CodeTree,
+    database_url: str,
+    *,
+    timeout_seconds: float,
+    tickers: int = 500,
+    scratch_target_seconds: float = 30,
+    next_day_target_seconds: float = 3,
+) -> Measurement:
+    """daily_metrics of five years of ``tickers`` (data on PostgreSQL), from the command line
+    as the automation's runs are: computed from scratch, then after one new session for every
+    ticker (incremental). The seeding and each derivation of daily_prices_adjusted before the
+    two are not measured. `met` judges the asset's own computation (its `compute_seconds`
+    metadata: the refresh, without the CLI's start-up, the watchlist charts and the checks),
+    and that both phases wrote what they should: as many metrics rows as adjusted rows, every
+    ticker recomputed the first time, every ticker extended by one row (none recomputed) the
+    second."""
+    materialize = [
+        str(BIN / "dagster"), "asset", "materialize", "-m", "quote_pipeline.definitions",
+        "--select",
+    ]  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="qp-bench-") as tmp:
+        workdir = Path(tmp)
+        url = fresh_database(workdir, database_url, tickers, tree)
+        raw_rows, _ = seed_five_years(url, tickers)
+        env = dagster_env(workdir, "http://127.0.0.1:9", url, tree=tree)
+
+        def run(asset: str) -> tuple[CliRun, dict[str, Any], dict[str, bool]]:
+            done = run_cli(
+                [*materialize, asset], env, cwd=tree.root, timeout_seconds=timeout_seconds
+            )
+            return done, *last_materialization(env, asset)
+
+        first_derivation, _, _ = run("daily_prices_adjusted")
+        scratch, scratch_meta, scratch_checks = run("daily_metrics")
+        scratch_rows = count_rows(url, "daily_metrics")
+        scratch_adjusted = count_rows(url, "daily_prices_adjusted")
+
+        day, new_rows = seed_next_session(url, tickers)
+        derivation, derivation_meta, _ = run("daily_prices_adjusted")
+        next_day, next_meta, next_checks = run("daily_metrics")
+        next_rows = count_rows(url, "daily_metrics")
+        next_adjusted = count_rows(url, "daily_prices_adjusted")
+
+    scratch_compute = scratch_meta.get("compute_seconds")
+    next_compute = next_meta.get("compute_seconds")
+    checks = {
+        "derivations_exit_0": first_derivation.exit_code == 0 and derivation.exit_code == 0,
+        "scratch_exit_0": scratch.exit_code == 0,
+        "scratch_rows_equal_adjusted": scratch_rows == scratch_adjusted == raw_rows,
+        "scratch_recomputed_every_ticker": scratch_meta.get("tickers_recomputed") == tickers,
+        "scratch_asset_checks_passed": bool(scratch_checks) and all(scratch_checks.values()),
+        "new_session_rows": new_rows == tickers,
+        "adjusted_extended_not_rebased": derivation_meta.get("tickers_extended") == tickers
+        and derivation_meta.get("tickers_rebased") == 0,
+        "next_day_exit_0": next_day.exit_code == 0,
+        "next_day_rows_equal_adjusted": next_rows == next_adjusted == raw_rows + tickers,
+        "next_day_extended_every_ticker": next_meta.get("tickers_extended") == tickers,
+        "next_day_recomputed_none": next_meta.get("tickers_recomputed") == 0,
+        "next_day_rows_written": next_meta.get("rows_written") == tickers,
+        "next_day_asset_checks_passed": bool(next_checks) and all(next_checks.values()),
+    }
+    failed = [name for name, ok in checks.items() if not ok]
+    met = (
+        not failed
+        and scratch_compute is not None
+        and scratch_compute <= scratch_target_seconds
+        and next_compute is not None
+        and next_compute <= next_day_target_seconds
+    )
+    return Measurement(
+        case="daily_metrics_5y_500",
+        target=f"compute <={scratch_target_seconds:g} s; +1d <={next_day_target_seconds:g} s",
+        wall_seconds=scratch.wall_seconds,
+        met=met,
+        cpu_seconds=scratch.cpu_seconds,
+        peak_rss_mb=scratch.peak_rss_mb,
+        api_requests=0,
+        rows=scratch_rows,
+        tickers=tickers,
+        notes={
+            "scratch_target_seconds": scratch_target_seconds,
+            "next_day_target_seconds": next_day_target_seconds,
+            "scratch_compute_seconds": scratch_compute,
+            "scratch_asset_seconds": scratch_meta.get("seconds"),  # + charts and checks
+            "scratch_rows_written": scratch_meta.get("rows_written"),
+            "scratch_tickers_recomputed": scratch_meta.get("tickers_recomputed"),
+            "next_day": day.isoformat(),
+            "next_day_wall_seconds": round(next_day.wall_seconds, 3),
+            "next_day_cpu_seconds": round(next_day.cpu_seconds, 3),
+            "next_day_peak_rss_mb": round(next_day.peak_rss_mb, 1),
+            "next_day_compute_seconds": next_compute,
+            "next_day_asset_seconds": next_meta.get("seconds"),
+            "next_day_rows": next_rows,
+            "next_day_rows_written": next_meta.get("rows_written"),
+            "next_day_rows_deleted": next_meta.get("rows_deleted"),
+            "next_day_tickers_extended": next_meta.get("tickers_extended"),
+            "next_day_tickers_recomputed": next_meta.get("tickers_recomputed"),
+            "adjusted_rows": next_adjusted,
+            "raw_rows": raw_rows + new_rows,
+            "first_derivation_seconds": round(first_derivation.wall_seconds, 2),
+            "next_day_derivation_seconds": round(derivation.wall_seconds, 2),
+            "asset_checks": {"scratch": scratch_checks, "next_day": next_checks},
+            "checks_failed": failed,
+            "exit_codes": [r.exit_code for r in (first_derivation, scratch, derivation, next_day)],
+            "exit_code": max((scratch.exit_code, next_day.exit_code), key=abs),
+            "timed_out": scratch.timed_out or next_day.timed_out,
+        },
+    )
+
+
+def daily_metrics_summary(m: Measurement) -> str:
+    n = m.notes
+    verdict = {True: "met", False: "NOT met"}
+
+    def compute(phase: str) -> str:
+        seconds, target = n[f"{phase}_compute_seconds"], n[f"{phase}_target_seconds"]
+        met = seconds is not None and seconds <= target
+        return f"compute {fmt(seconds, '.2f')} s [<= {target:g} s: {verdict[met]}]"
+
+    checks = "all checks passed" if not n["checks_failed"] else f"FAILED {n['checks_failed']}"
+    return (
+        f"{m.case}: from scratch {fmt(m.rows, 'd')} rows, {compute('scratch')} (CLI wall "
+        f"{m.wall_seconds:.2f} s, CPU {fmt(m.cpu_seconds, '.2f')} s, RSS "
+        f"{fmt(m.peak_rss_mb, '.0f')} MB); next day {n['next_day']}: "
+        f"{fmt(n['next_day_rows_written'], 'd')} rows written, {compute('next_day')} (CLI wall "
+        f"{n['next_day_wall_seconds']:.2f} s, CPU {n['next_day_cpu_seconds']:.2f} s, RSS "
+        f"{n['next_day_peak_rss_mb']:.0f} MB); {checks}"
     )
 
 
@@ -1060,6 +1250,10 @@ def all_cases(options: Options, postgres_url: str | None) -> dict[str, Case]:
             database_url=postgres_url,
             instance_url=scratch_database(postgres_url, "quote_pipeline_benchmark_instance"),
         )  # fmt: skip
+        # The data on PostgreSQL (the production layout); the instance a local SQLite one.
+        cases["daily_metrics_5y_500"] = lambda tree: daily_metrics_case(
+            tree, postgres_url, timeout_seconds=timeout, tickers=options.count(500)
+        )
     return cases
 
 
@@ -1098,6 +1292,8 @@ def print_table(results: list[Measurement]) -> None:
             print(f"{m.case}: TIMED OUT, killed at the hard timeout ({m.wall_seconds:.0f} s)")
         if m.case == "refresh_400_straggler":
             print(straggler_summary(m))
+        if m.case == "daily_metrics_5y_500":
+            print(daily_metrics_summary(m))
 
 
 def straggler_summary(m: Measurement) -> str:
@@ -1224,6 +1420,11 @@ def progress_line(m: Measurement) -> str:
     if m.case == "refresh_400_straggler":
         at = m.notes["good_rows_seconds"]
         extra = f", good rows at {fmt(at, '.1f')} s" if at is not None else ", good rows never"
+    if m.case == "daily_metrics_5y_500":
+        extra = (
+            f", compute {fmt(m.notes['scratch_compute_seconds'], '.2f')} s, next day compute "
+            f"{fmt(m.notes['next_day_compute_seconds'], '.2f')} s"
+        )
     if m.notes.get("timed_out"):
         extra += ", TIMED OUT"
     return (

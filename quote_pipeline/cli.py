@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -205,40 +205,171 @@ def cmd_db_current(args: argparse.Namespace) -> int:
     return 0
 
 
+# What the demo fetches, shows and charts (tracked ones of these, else the first five).
+DEMO_HISTORY_SESSIONS = 126  # about six months: enough for SMA 50 on most of the chart
+DEMO_SHOWN = ("AAPL", "MSFT", "NVDA", "JPM", "^GSPC")
+DEMO_CHART_SESSIONS = 120
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Start the sandbox, seed sample tickers if none, run `refresh_quotes`, print stocks."""
+    """Start the sandbox, seed sample tickers if none, run the quote refresh and six months of
+    daily history through the project's definitions (in this process, on a throwaway
+    instance), then print stocks and a few daily metrics, and write one candlestick chart."""
+    import dagster as dg
+
+    from quote_pipeline.market_calendar import last_closed_session, sessions_between
     from quote_pipeline.sandbox import SandboxConfig, SandboxServer
 
-    engine = create_db_engine(args.database_url)
+    database_url = resolve_database_url(args.database_url)
+    engine = create_db_engine(database_url)
     if not list_tickers(engine):
         sample = resources.files("quote_pipeline") / "data" / "sample_tickers.csv"
         with resources.as_file(sample) as path:
             added = add_tickers(engine, read_ticker_file(path), now=datetime.now(UTC))
         print(f"seeded {len(added)} sample tickers")
+    tracked = list_tickers(engine)
+    shown = [t for t in DEMO_SHOWN if t in tracked] or tracked[:5]
+    last = last_closed_session(datetime.now(UTC))
+    assert last is not None  # the calendar starts decades ago
+    sessions = sessions_between(last - timedelta(days=DEMO_HISTORY_SESSIONS * 2), last)
+    first = sessions[-DEMO_HISTORY_SESSIONS]
     config = SandboxConfig(latency_ms=args.latency_ms, premium=args.premium)
     with SandboxServer(config) as sandbox:
-        env = {
-            **os.environ,
+        environ = {
             "FMP_BASE_URL": sandbox.url,
             "FMP_API_KEY": config.api_key,
-            "QUOTE_PIPELINE_DATABASE_URL": resolve_database_url(args.database_url),
+            "QUOTE_PIPELINE_DATABASE_URL": database_url,
         }
-        # A throwaway instance: `dagster job execute` runs carry no code location, so kept
-        # in the UI's instance (scripts/dev.sh) they would show as "loaded from a different
-        # code location", against a sandbox that is gone. The rows go to the database.
-        with tempfile.TemporaryDirectory(prefix="quote-pipeline-demo-") as home:
-            (Path(home) / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-            env["DAGSTER_HOME"] = home
-            print(f"sandbox at {sandbox.url}; running refresh_quotes on a throwaway instance")
-            command = [
-                sys.executable, "-m", "dagster", "job", "execute",
-                "-m", "quote_pipeline.definitions", "-j", "refresh_quotes",
-            ]  # fmt: skip
-            completed = subprocess.run(command, env=env, check=False)
-    if completed.returncode != 0:
-        print("refresh_quotes failed; see the log above", file=sys.stderr)
-        return completed.returncode
-    print_stocks(args.database_url)
+        # A throwaway instance, in memory: the runs are the demo's, against a sandbox that is
+        # gone afterwards; kept in the UI's instance (scripts/dev.sh) they would outlive it.
+        # The rows go to the database. Dagster's run log goes to stderr, INFO and above.
+        with (
+            _environ(environ),
+            tempfile.TemporaryDirectory(prefix="quote-pipeline-demo-") as home,
+            dg.DagsterInstance.ephemeral(tempdir=home) as instance,
+        ):
+            from quote_pipeline.definitions import build_definitions
+
+            defs = build_definitions()
+            print(
+                f"sandbox at {sandbox.url}; running in this process, on a throwaway instance:\n"
+                f"  refresh_quotes, daily_prices_job over {DEMO_HISTORY_SESSIONS} sessions "
+                f"({first} to {last}),\n"
+                "  refresh_corporate_actions, then daily_prices_adjusted and daily_metrics"
+            )
+            range_tags = {
+                "dagster/asset_partition_range_start": first.isoformat(),
+                "dagster/asset_partition_range_end": last.isoformat(),
+            }
+            derived = [dg.AssetKey("daily_prices_adjusted"), dg.AssetKey("daily_metrics")]
+            # daily_metrics charts only the ticker charted below (12 charts cost seconds).
+            watchlist = {"ops": {"daily_metrics": {"config": {"watchlist": shown[:1]}}}}
+            # Named in the run config, the console logger is the project's (INFO and above);
+            # unnamed, an in-process run gets Dagster's default one, every DEBUG event too.
+            console = {"loggers": {"console": {}}}
+            runs: list[tuple[str, Any, dict[str, Any]]] = [
+                ("refresh_quotes", defs.resolve_job_def("refresh_quotes"), {}),
+                (
+                    "daily_prices_job",
+                    defs.resolve_job_def("daily_prices_job"),
+                    {"tags": range_tags},
+                ),
+                (
+                    "refresh_corporate_actions",
+                    defs.resolve_job_def("refresh_corporate_actions"),
+                    {},
+                ),
+                (
+                    "daily_prices_adjusted and daily_metrics",
+                    defs.resolve_implicit_global_asset_job_def(),
+                    {"asset_selection": derived, "run_config": {**console, **watchlist}},
+                ),
+            ]
+            for name, job, options in runs:
+                result = job.execute_in_process(
+                    instance=instance, raise_on_error=False, **{"run_config": console, **options}
+                )
+                if not result.success:
+                    print(f"{name} failed; see the log above", file=sys.stderr)
+                    return EXIT_ERROR
+    print_stocks(database_url)
+    print_latest_metrics(engine, shown)
+    return write_demo_chart(engine, shown[0], database_url)
+
+
+class _environ:
+    """Set environment variables for a ``with`` block, then put back what was there."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+        self.saved: dict[str, str | None] = {}
+
+    def __enter__(self) -> None:
+        self.saved = {name: os.environ.get(name) for name in self.values}
+        os.environ.update(self.values)
+
+    def __exit__(self, *exc: object) -> None:
+        for name, value in self.saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def print_latest_metrics(engine: sa.Engine, tickers: Sequence[str]) -> None:
+    """Each ticker's latest daily_metrics row, a few columns, rounded for reading."""
+    from quote_pipeline.storage.metrics import read_daily_metrics
+
+    latest = read_daily_metrics(engine, tickers).groupby("ticker").tail(1)
+    print(f"daily_metrics of {len(latest)} tickers, latest session:")
+    if latest.empty:
+        return
+
+    def fmt(value: float, spec: str, unit: str = "") -> str:
+        return "" if value != value else format(value, spec) + unit  # NaN: too few sessions
+
+    frame = pd.DataFrame(
+        [
+            {
+                "ticker": row.ticker,
+                "date": row.date.isoformat(),
+                "return_1d": fmt(100 * row.return_1d, "+.2f", " %"),
+                "sma_20": fmt(row.sma_20, ",.2f"),
+                "sma_50": fmt(row.sma_50, ",.2f"),
+                "rsi_14": fmt(row.rsi_14, ".1f"),
+                "volatility_20": fmt(100 * row.volatility_20, ".1f", " %"),
+                "drawdown": fmt(100 * row.drawdown, ".1f", " %"),
+            }
+            for row in latest.itertuples()
+        ]
+    )
+    print(frame.to_string(index=False))
+
+
+def demo_chart_path(database_url: str, ticker: str) -> Path:
+    """``TICKER-chart.png`` next to a SQLite database file, else in the data directory."""
+    from quote_pipeline.storage.database import data_dir
+
+    url = sa.engine.make_url(database_url)
+    is_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+    folder = Path(str(url.database)).resolve().parent if is_file else data_dir()
+    return folder / f"{ticker.replace('^', '')}-chart.png"
+
+
+def write_demo_chart(engine: sa.Engine, ticker: str, database_url: str) -> int:
+    from quote_pipeline import charts
+
+    frame = charts.daily_chart_frame(engine, ticker, days=DEMO_CHART_SESSIONS)
+    png = charts.render_candlestick(frame, title=charts.chart_title(ticker, frame))
+    out = demo_chart_path(database_url, ticker)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(png)
+    try:
+        shown = out.relative_to(Path.cwd())
+    except ValueError:
+        shown = out
+    span = f"{len(frame)} sessions {frame.index[0]}{charts.EN_DASH}{frame.index[-1]}"
+    print(f"wrote {shown} ({ticker} candlestick chart, 640x400, {len(png) / 1000:.1f} kB): {span}")
     return 0
 
 
@@ -318,7 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(func=cmd_db_current)
 
     demo = commands.add_parser(
-        "demo", help="run refresh_quotes against a local sandbox API and print the result"
+        "demo",
+        help="against a local sandbox API: refresh quotes, fetch six months of daily history, "
+        "print stocks and daily metrics, write one chart",
     )
     demo.add_argument("--latency-ms", type=float, default=50.0)
     demo.add_argument("--premium", action="store_true", help="let the sandbox serve batches")

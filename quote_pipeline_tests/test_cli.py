@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from quote_pipeline.sandbox import SandboxServer
 from quote_pipeline.storage import count_snapshots, create_db_engine, list_tickers, read_stocks
@@ -131,3 +132,27 @@ def test_dagster_cli_runs_the_refresh(
     shown = cli("stocks", env=env)
     assert shown.returncode == 0
     assert str(rows["BTCUSD"]) in shown.stdout
+
+
+def test_demo_refreshes_fetches_history_prints_metrics_and_writes_a_chart(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    result = cli("--database-url", sqlite_url, "demo", "--latency-ms", "0")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "seeded 23 sample tickers" in out
+    assert "23 row(s)" in out
+    header, *rows = out.split("daily_metrics of 5 tickers, latest session:\n")[1].splitlines()[:6]
+    assert header.split() == [
+        *("ticker", "date", "return_1d", "sma_20", "sma_50", "rsi_14", "volatility_20"),
+        "drawdown",
+    ]
+    assert [r.split()[0] for r in rows] == ["AAPL", "JPM", "MSFT", "NVDA", "^GSPC"]
+    assert len(rows[0].split()) == 11  # every value shown: 126 sessions cover SMA 50
+    chart = tmp_path / "AAPL-chart.png"
+    assert f"wrote {chart} (AAPL candlestick chart, 640x400" in out
+    assert "120 sessions" in out
+    with Image.open(chart) as image:
+        assert (image.format, image.size) == ("PNG", (640, 400))
+    # The project's console logger (INFO and above), not Dagster's default (every event).
+    assert " - DEBUG - " not in result.stderr and " - INFO - " in result.stderr

@@ -3,20 +3,34 @@
     .venv/bin/python scripts/screenshot_ui.py [--only NAME ...] [--out-dir docs]
 
 docs/asset-graph.png (the global lineage, groups open), docs/stocks-checks.png (the checks of
-`stocks`), docs/daily-prices-partition.png (one `daily_prices` partition of a backfill) and
-docs/refresh-run.png (a refresh run's page).
+`stocks`), docs/daily-prices-partition.png (one `daily_prices` partition of a backfill),
+docs/refresh-run.png (a refresh run's page) and docs/daily-metrics-chart.png (the
+`daily_metrics` page with the AAPL candlestick chart of its latest materialization open).
+NAME is one of those file names without `.png`; the runs a name needs are launched only when
+it is wanted (daily-metrics-chart alone: about two minutes, most of it the automation
+sensors' 30-second ticks).
 
-Needs headless Chromium (Debian: `sudo apt-get install -y chromium chromium-driver`); installs
-nothing itself. Everything stays on this machine: a throwaway DAGSTER_HOME configured as
-scripts/dev.sh configures the local instance (the project's dagster.yaml, SQLite storage),
-the FMP sandbox on a loopback port (one symbol it has no quote for), `dagster dev` on
-127.0.0.1 (webserver and daemon), a refresh and a three-session `daily_prices` backfill
-launched through the webserver as a user would, and Chromium told to resolve no other host.
+Needs headless Chromium, and chromedriver for daily-metrics-chart (Debian: `sudo apt-get
+install -y chromium chromium-driver`); installs nothing itself. Everything stays on this
+machine: a throwaway DAGSTER_HOME configured as scripts/dev.sh configures the local instance
+(the project's dagster.yaml, SQLite storage), the FMP sandbox on a loopback port (one symbol
+it has no quote for), `dagster dev` on 127.0.0.1 (webserver and daemon), runs launched
+through the webserver as a user would (a refresh and a three-session `daily_prices`
+backfill; for daily-metrics-chart, six months of `daily_prices` in one run and
+`refresh_corporate_actions`, after which the automation sensors materialize
+`daily_prices_adjusted`, then `daily_metrics`), and Chromium told to resolve no other host.
+
+The pages are captured by `chromium --screenshot`. The chart needs a click: the UI shows a
+markdown metadata entry over 1,000 characters (a chart is a ~14,000-character base64 PNG)
+only as a "[Show Markdown]" link (in the Metadata table of the asset's Overview tab, for one)
+that opens a dialog rendering it. For that screenshot, Chromium is driven through
+chromedriver with plain W3C WebDriver calls over HTTP (`requests`, no client library).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import shutil
 import signal
@@ -105,7 +119,9 @@ def shots(refresh_run: str, partition: str) -> dict[str, tuple[str, str | None]]
     }
 
 
-def launch_and_wait(url: str, job: str, tags: dict[str, str] | None = None) -> str:
+def launch_and_wait(
+    url: str, job: str, tags: dict[str, str] | None = None, *, must_succeed: bool = False
+) -> str:
     """Launch ``job`` through the webserver (the queue, then the daemon), wait for its end."""
     from dagster_graphql import DagsterGraphQLClient
 
@@ -117,6 +133,8 @@ def launch_and_wait(url: str, job: str, tags: dict[str, str] | None = None) -> s
         status = client.get_run_status(run_id).value
         if status in ("SUCCESS", "FAILURE", "CANCELED"):
             print(f"{job}: {status}")
+            if must_succeed and status != "SUCCESS":
+                sys.exit(f"{job} ended {status}: the screenshots after it would show nothing")
             return run_id
         time.sleep(1)
     sys.exit(f"{job} did not finish in time")
@@ -127,19 +145,267 @@ def last_sessions(count: int) -> list[str]:
     from quote_pipeline.market_calendar import session_hours, sessions_between
 
     today = datetime.now(UTC).date()
-    sessions = sessions_between(today - timedelta(days=20), today)
+    sessions = sessions_between(today - timedelta(days=max(20, 2 * count)), today)
     closed = [d for d in sessions if session_hours(d)[1] <= datetime.now(UTC)]
     return [d.isoformat() for d in closed[-count:]]
 
 
+def take_pages(
+    args: argparse.Namespace, wanted: set[str], chromium: str, work: Path, url: str
+) -> None:
+    """The runs the pages show, then each wanted page as Chromium renders it, no click."""
+    refresh_run = launch_and_wait(url, "refresh_quotes")
+    launch_and_wait(url, "refresh_quotes")  # a second point on the plots
+    launch_and_wait(url, "check_stocks_freshness")  # every check of stocks evaluated
+    sessions = last_sessions(3)
+    launch_and_wait(
+        url,
+        "daily_prices_job",
+        {
+            "dagster/asset_partition_range_start": sessions[0],
+            "dagster/asset_partition_range_end": sessions[-1],
+        },
+    )
+    for name, (path, size) in shots(refresh_run, sessions[1]).items():
+        if name not in wanted:
+            continue
+        out = args.out_dir / f"{name}.png"
+        subprocess.run(
+            [
+                chromium,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={work / 'chromium-profile'}",
+                f"--window-size={size or args.size}",
+                f"--virtual-time-budget={args.wait_ms}",
+                f"--screenshot={out}",
+                f"{url}{path}",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
+        print(f"wrote {out}")
+
+
+# --- daily-metrics-chart: six months of history, the automation sensors, a click -----------
+
+DAILY_METRICS_CHART = "daily-metrics-chart"
+HISTORY_SESSIONS = 126  # about six months: SMA 50 is drawn over most of a 120-session chart
+CHART_TICKER = "AAPL"  # the first tracked ticker: in daily_metrics' default watchlist
+AUTOMATION_TIMEOUT = 600  # the sensors tick every 30 s; each run takes seconds
+
+
+def graphql(url: str, query: str, **variables: object) -> dict:
+    response = requests.post(
+        f"{url}/graphql", json={"query": query, "variables": variables}, timeout=30
+    )
+    return response.json()["data"]
+
+
+def last_materialized(url: str, asset: str) -> float | None:
+    """When ``asset`` was last materialized (seconds since the epoch), or None."""
+    query = """query ($key: AssetKeyInput!) { assetOrError(assetKey: $key) {
+        ... on Asset { assetMaterializations(limit: 1) { timestamp } } } }"""
+    found = graphql(url, query, key={"path": [asset]})["assetOrError"]
+    events = found.get("assetMaterializations") or []
+    return int(events[0]["timestamp"]) / 1000 if events else None
+
+
+def failed_runs_since(url: str, since: float) -> list[str]:
+    query = """query ($since: Float!) { runsOrError(filter: {statuses: [FAILURE],
+        createdAfter: $since}) { ... on Runs { results { runId jobName } } } }"""
+    runs = graphql(url, query, since=since)["runsOrError"].get("results") or []
+    return [f"{run['jobName']} {run['runId']}" for run in runs]
+
+
+def wait_for_automation(url: str, asset: str, *, after: float, log: Path) -> float:
+    """Until the automation sensors (the daemon of `dagster dev`) have materialized ``asset``
+    since ``after``; when that was."""
+    deadline = time.monotonic() + AUTOMATION_TIMEOUT
+    while time.monotonic() < deadline:
+        when = last_materialized(url, asset)
+        if when is not None and when > after:
+            print(f"{asset}: materialized by its automation sensor")
+            return when
+        if failed := failed_runs_since(url, after):
+            sys.exit(f"waiting for {asset}, run(s) failed: {', '.join(failed)}")
+        time.sleep(3)
+    tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+    sys.exit(f"{asset} was not materialized in {AUTOMATION_TIMEOUT} s; the log ends:\n{tail}")
+
+
+def prepare_daily_metrics(url: str, log: Path) -> None:
+    """Six months of daily_prices in one run, then the corporate actions; the automation
+    sensors follow with daily_prices_adjusted, then daily_metrics (and its charts)."""
+    sessions = last_sessions(HISTORY_SESSIONS)
+    launch_and_wait(
+        url,
+        "daily_prices_job",
+        {
+            "dagster/asset_partition_range_start": sessions[0],
+            "dagster/asset_partition_range_end": sessions[-1],
+        },
+        must_succeed=True,
+    )
+    started = time.time()
+    # daily_prices_adjusted waits for its corporate-actions inputs to exist: from here on.
+    launch_and_wait(url, "refresh_corporate_actions", must_succeed=True)
+    adjusted = wait_for_automation(url, "daily_prices_adjusted", after=started, log=log)
+    wait_for_automation(url, "daily_metrics", after=adjusted, log=log)
+
+
+def find_chromedriver() -> str:
+    if found := shutil.which("chromedriver"):
+        return found
+    sys.exit(
+        f"the {DAILY_METRICS_CHART} screenshot clicks in the page: it needs chromedriver.\n"
+        "On Debian/Ubuntu: sudo apt-get install -y chromium-driver"
+    )
+
+
+class WebDriver:
+    """Just enough of the W3C WebDriver protocol, as plain HTTP to chromedriver, to open a
+    page, click in it and capture it: no client library."""
+
+    ELEMENT = "element-6066-11e4-a52e-4f735466cecf"  # the protocol's key of an element id
+
+    def __init__(self, endpoint: str, capabilities: dict) -> None:
+        self.endpoint = endpoint
+        created = self._call("POST", "/session", {"capabilities": {"alwaysMatch": capabilities}})
+        self.session = f"/session/{created['sessionId']}"
+
+    def _call(self, method: str, path: str, payload: dict | None = None) -> object:
+        body = payload if payload is not None or method != "POST" else {}
+        response = requests.request(method, self.endpoint + path, json=body, timeout=120)
+        value = response.json()["value"]
+        if response.status_code != 200:
+            raise RuntimeError(f"WebDriver {method} {path}: {value.get('message', value)}")
+        return value
+
+    def command(self, method: str, path: str, payload: dict | None = None) -> object:
+        return self._call(method, self.session + path, payload)
+
+    def open(self, url: str) -> None:
+        self.command("POST", "/url", {"url": url})
+
+    def set_viewport(self, width: int, height: int) -> None:
+        """The page's own area (what a screenshot captures), less the browser's frame."""
+        frame = self.run("return [outerWidth - innerWidth, outerHeight - innerHeight]")
+        assert isinstance(frame, list)
+        self.command(
+            "POST", "/window/rect", {"width": width + frame[0], "height": height + frame[1]}
+        )
+
+    def wait_for(self, xpath: str, timeout: float = 60) -> dict:
+        """The first element matching ``xpath`` once it is there (the UI renders late)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.command("POST", "/elements", {"using": "xpath", "value": xpath})
+            if found:
+                return found[0]
+            time.sleep(0.5)
+        raise RuntimeError(f"nothing in the page matched {xpath} in {timeout:.0f} s")
+
+    def wait_until(self, script: str, *args: object, timeout: float = 60) -> None:
+        """Until ``script`` (a function body) returns true."""
+        deadline = time.monotonic() + timeout
+        while not self.run(script, *args):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"still false after {timeout:.0f} s: {script}")
+            time.sleep(0.25)
+
+    def click(self, element: dict) -> None:
+        self.command("POST", f"/element/{element[self.ELEMENT]}/click")
+
+    def run(self, script: str, *args: object) -> object:
+        return self.command("POST", "/execute/sync", {"script": script, "args": list(args)})
+
+    def screenshot(self, out: Path) -> None:
+        out.write_bytes(base64.b64decode(self.command("GET", "/screenshot")))
+
+    def quit(self) -> None:
+        self.command("DELETE", "")
+
+
+def capture_chart_dialog(
+    chromium: str, chromedriver: str, work: Path, url: str, out: Path, size: str
+) -> None:
+    """daily_metrics' page with the candlestick chart of its latest materialization open.
+
+    The Overview tab lists that materialization's metadata. A markdown entry longer than
+    1,000 characters (a chart's is ~14,000: a base64 PNG) shows there only as a "[Show
+    Markdown]" link, which opens a dialog rendering it; so chart_AAPL's link is clicked, in
+    Chromium driven by chromedriver, and the page captured once the image has loaded."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    driver = subprocess.Popen(
+        [chromedriver, f"--port={port}", f"--log-path={work / 'chromedriver.log'}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"{endpoint}/status", timeout=2).json()["value"]["ready"]:
+                    break
+            except (requests.RequestException, KeyError, ValueError):
+                pass
+            if time.monotonic() > deadline or driver.poll() is not None:
+                sys.exit("chromedriver did not start")
+            time.sleep(0.2)
+        options = {
+            "binary": chromium,
+            "args": [
+                *CHROMIUM_FLAGS,
+                f"--window-size={size}",
+                f"--user-data-dir={work / 'chromedriver-profile'}",
+            ],
+        }
+        browser = WebDriver(endpoint, {"browserName": "chrome", "goog:chromeOptions": options})
+        try:
+            width, height = (int(value) for value in size.split(","))
+            browser.set_viewport(width, height)
+            browser.open(f"{url}/assets/daily_metrics")
+            link = browser.wait_for(
+                f"//tr[td[1][normalize-space()='chart_{CHART_TICKER}']]"
+                "//*[text()[normalize-space()='[Show Markdown]']]"
+            )
+            # In the middle of the window: the dialog opens over the other charts' rows.
+            browser.run("arguments[0].scrollIntoView({block: 'center'})", link)
+            browser.click(link)
+            image = browser.wait_for(
+                "//*[@role='dialog']//img[starts-with(@src, 'data:image/png')]"
+            )
+            browser.wait_until(
+                "return arguments[0].complete && arguments[0].naturalWidth > 0", image
+            )
+            time.sleep(1)  # the dialog's opening transition
+            browser.screenshot(out)
+        finally:
+            browser.quit()
+    finally:
+        driver.terminate()
+        driver.wait(10)
+
+
 def main(argv: list[str] | None = None) -> int:
+    pages = list(shots("", ""))  # the names; the pages' paths are not known yet
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", help="names of the screenshots to take")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        choices=[*pages, DAILY_METRICS_CHART],
+        metavar="NAME",
+        help=f"names of the screenshots to take: {', '.join(pages)}, {DAILY_METRICS_CHART}",
+    )
     parser.add_argument("--out-dir", type=Path, default=ROOT / "docs")
     parser.add_argument("--size", default="1600,1000", help="window WIDTH,HEIGHT")
     parser.add_argument("--wait-ms", type=int, default=20000, help="virtual time to render")
     args = parser.parse_args(argv)
+    wanted = set(args.only or [*pages, DAILY_METRICS_CHART])
     chromium = find_chromium()
+    chromedriver = find_chromedriver() if DAILY_METRICS_CHART in wanted else ""
 
     from quote_pipeline.deployment import write_dev_instance
     from quote_pipeline.sandbox import FaultConfig, SandboxConfig, SandboxServer
@@ -180,37 +446,15 @@ def main(argv: list[str] | None = None) -> int:
                 start_new_session=True,  # its own group: stopped with its daemon and servers
             )
         wait_for_location(url, dagster)
-        refresh_run = launch_and_wait(url, "refresh_quotes")
-        launch_and_wait(url, "refresh_quotes")  # a second point on the plots
-        launch_and_wait(url, "check_stocks_freshness")  # every check of stocks evaluated
-        sessions = last_sessions(3)
-        launch_and_wait(
-            url,
-            "daily_prices_job",
-            {
-                "dagster/asset_partition_range_start": sessions[0],
-                "dagster/asset_partition_range_end": sessions[-1],
-            },
-        )
         args.out_dir.mkdir(parents=True, exist_ok=True)
-        for name, (path, size) in shots(refresh_run, sessions[1]).items():
-            if args.only and name not in args.only:
-                continue
-            out = args.out_dir / f"{name}.png"
-            subprocess.run(
-                [
-                    chromium,
-                    *CHROMIUM_FLAGS,
-                    f"--user-data-dir={work / 'chromium-profile'}",
-                    f"--window-size={size or args.size}",
-                    f"--virtual-time-budget={args.wait_ms}",
-                    f"--screenshot={out}",
-                    f"{url}{path}",
-                ],
-                check=True,
-                capture_output=True,
-                timeout=180,
-            )
+        if wanted.intersection(pages):
+            take_pages(args, wanted, chromium, work, url)
+        if DAILY_METRICS_CHART in wanted:
+            # After the pages: its six months of daily_prices would be the latest
+            # materialization of daily-prices-partition's session.
+            prepare_daily_metrics(url, work / "dagster.log")
+            out = args.out_dir / f"{DAILY_METRICS_CHART}.png"
+            capture_chart_dialog(chromium, chromedriver, work, url, out, args.size)
             print(f"wrote {out}")
         return 0
     finally:

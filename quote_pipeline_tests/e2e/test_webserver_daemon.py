@@ -15,6 +15,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 
 # The scheduler's own state and cron iterator: the schedule test backdates when it was
 # turned on, so that the daemon has a real tick to evaluate now rather than at :01.
@@ -544,3 +545,67 @@ def test_the_readme_launch_commands_make_runs_of_the_workspace_location(
     with dagster_stack.instance() as instance:
         written = instance.get_materialized_partitions(dg.AssetKey("daily_prices"))
     assert set(BACKFILL_DAYS) <= written
+
+
+def test_the_daemon_derives_adjusted_prices_and_metrics_after_the_daily_close(
+    dagster_stack: DagsterStack, tickers: tuple[str, ...]
+) -> None:
+    """Only daily_prices is launched (and, once, the corporate actions the adjustment needs):
+    the automation sensors under the real daemon materialize daily_prices_adjusted and then
+    daily_metrics, with no manual step, and the metrics cover every adjusted row."""
+
+    def derived_since(key: str, moment: float) -> Any:
+        with dagster_stack.instance() as instance:
+            event = instance.get_latest_materialization_event(dg.AssetKey(key))
+            return event if event and event.timestamp > moment else None
+
+    def wait_for_derived_tables(since_run: str) -> tuple[Any, Any]:
+        with dagster_stack.instance() as instance:
+            ended = instance.get_run_stats(since_run).end_time or 0.0
+        return tuple(  # type: ignore[return-value]
+            wait_until(
+                lambda key=key: derived_since(key, ended),
+                timeout=240,
+                interval=2,
+                what=f"the automation sensor to materialize {key}",
+            )
+            for key in ("daily_prices_adjusted", "daily_metrics")
+        )
+
+    # The corporate actions come first: the adjustment waits for them, then follows them.
+    # (Let that settle: eager does not fire for an update that lands while it is running.)
+    actions = dagster_stack.launch_job("refresh_corporate_actions")
+    assert dagster_stack.wait_for_run(actions, timeout=180) == dg.DagsterRunStatus.SUCCESS
+    wait_for_derived_tables(actions)
+    first, last = BACKFILL_DAYS[0], BACKFILL_DAYS[-1]
+    daily = dagster_stack.launch_job(
+        DAILY_PRICES_JOB,
+        tags={
+            "dagster/asset_partition_range_start": first,
+            "dagster/asset_partition_range_end": last,
+        },
+    )
+    assert dagster_stack.wait_for_run(daily, timeout=180) == dg.DagsterRunStatus.SUCCESS
+    adjusted, metrics = wait_for_derived_tables(daily)
+    assert metrics.timestamp >= adjusted.timestamp
+    with dagster_stack.instance() as instance:
+        for event, sensor in (
+            (adjusted, "adjusted_prices_automation"),
+            (metrics, "analytics_automation"),
+        ):
+            run = instance.get_run_by_id(event.run_id)
+            assert run is not None
+            assert run.tags.get("dagster/sensor_name") == sensor, run.tags
+            assert run.job_name == "__ASSET_JOB"
+    engine = create_db_engine(dagster_stack.database_url)
+    with engine.connect() as conn:
+        counts = {
+            table: conn.execute(
+                sa.text(f"SELECT count(*) FROM {table} WHERE ticker = ANY(:t)"),
+                {"t": list(tickers)},
+            ).scalar_one()
+            for table in ("daily_prices", "daily_prices_adjusted", "daily_metrics")
+        }
+    engine.dispose()
+    assert counts["daily_prices"] >= len(tickers) * len(BACKFILL_DAYS)
+    assert counts["daily_metrics"] == counts["daily_prices_adjusted"] == counts["daily_prices"]
