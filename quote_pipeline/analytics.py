@@ -88,9 +88,12 @@ def _windowed(values: np.ndarray, window: int, reduce: str, **kwargs: Any) -> np
 
 def _range(values: np.ndarray, window: int, reduce: str) -> np.ndarray:
     """max/min over the last ``window`` values, or all of them while fewer are there."""
-    series = pd.Series(values)
-    rolling = series.rolling(window, min_periods=1)
-    return (rolling.max() if reduce == "max" else rolling.min()).to_numpy()
+    accumulate = np.maximum.accumulate if reduce == "max" else np.minimum.accumulate
+    out = np.empty(len(values))
+    out[: window - 1] = accumulate(values[: window - 1])
+    if len(values) >= window:
+        out[window - 1 :] = getattr(sliding_window_view(values, window), reduce)(axis=1)
+    return out
 
 
 def _ewm(values: np.ndarray, *, seed: float | None, **params: float) -> np.ndarray:
@@ -123,54 +126,74 @@ def compute_daily_metrics(
 
     Returns ``history[start:]``'s index with ``METRIC_COLUMNS`` and ``STATE_COLUMNS``.
     """
+    metrics = metrics_arrays(
+        history["adj_close"].to_numpy(dtype="float64"),
+        history["adj_high"].to_numpy(dtype="float64"),
+        history["adj_low"].to_numpy(dtype="float64"),
+        start=start,
+        seed=seed,
+    )
+    return pd.DataFrame(metrics, index=history.index[start:])
+
+
+def metrics_arrays(
+    close: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    *,
+    start: int = 0,
+    seed: MetricsSeed | None = None,
+) -> dict[str, np.ndarray]:
+    """:func:`compute_daily_metrics` on arrays (what the storage layer calls, per ticker,
+    without a DataFrame's overhead): ``METRIC_COLUMNS`` then ``STATE_COLUMNS``, each of
+    length ``len(close) - start``."""
     if start and seed is None:
         raise ValueError("a computation that starts after the first session needs its seed")
-    close = history["adj_close"].to_numpy(dtype="float64")
-    high = history["adj_high"].to_numpy(dtype="float64")
-    low = history["adj_low"].to_numpy(dtype="float64")
     # Within the frame, position i has i sessions before it (or LOOKBACK_SESSIONS and more,
     # beyond every threshold below).
-    position = np.arange(len(close))
+    position = np.arange(start, len(close))
 
     previous = np.concatenate(([np.nan], close[:-1]))
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where((close > 0) & (previous > 0), close / previous, np.nan)
         log_return = np.log(ratio)
-    metrics: dict[str, np.ndarray] = {"return_1d": ratio - 1.0, "log_return_1d": log_return}
-    for window in SMA_WINDOWS:
-        metrics[f"sma_{window}"] = _windowed(close, window, "mean")
+    # Windows end at the sessions written: the context before `start` only feeds them.
+    sma = {w: _windowed(close, w, "mean")[start:] for w in SMA_WINDOWS}
     # The first session has no return: a 20-return window needs 21 sessions.
-    metrics["volatility_20"] = _windowed(log_return, VOLATILITY_WINDOW, "std", ddof=1) * math.sqrt(
+    volatility = _windowed(log_return, VOLATILITY_WINDOW, "std", ddof=1)[start:] * math.sqrt(
         TRADING_DAYS_PER_YEAR
     )
-    metrics["high_52w"] = _range(high, RANGE_WINDOW, "max")
-    metrics["low_52w"] = _range(low, RANGE_WINDOW, "min")
-    frame = pd.DataFrame({name: values[start:] for name, values in metrics.items()})
 
     # Recursive metrics from `start` on, continuing the seed.
     new_close = close[start:]
     ema_12 = _ewm(new_close, seed=seed.ema_12 if seed else None, span=12)
     ema_26 = _ewm(new_close, seed=seed.ema_26 if seed else None, span=26)
     macd = ema_12 - ema_26
-    delta = close[start:] - previous[start:]
+    delta = new_close - previous[start:]
     gain = np.where(np.isnan(delta), np.nan, np.clip(delta, 0.0, None))
     loss = np.where(np.isnan(delta), np.nan, np.clip(-delta, 0.0, None))
     avg_gain = _ewm(gain, seed=seed.rsi_avg_gain if seed else None, alpha=1 / RSI_PERIOD)
     avg_loss = _ewm(loss, seed=seed.rsi_avg_loss if seed else None, alpha=1 / RSI_PERIOD)
     running_peak = np.maximum.accumulate(new_close) if len(new_close) else new_close
     peak = np.fmax(running_peak, seed.peak_close) if seed else running_peak
-    frame["ema_12"] = ema_12
-    frame["ema_26"] = ema_26
-    frame["macd"] = macd
-    frame["macd_signal"] = _ewm(macd, seed=seed.macd_signal if seed else None, span=9)
     rsi = _rsi(avg_gain, avg_loss)
-    frame["rsi_14"] = np.where(position[start:] >= RSI_PERIOD, rsi, np.nan)
-    frame["drawdown"] = new_close / peak - 1.0
-    frame["rsi_avg_gain"] = avg_gain
-    frame["rsi_avg_loss"] = avg_loss
-    frame["peak_close"] = peak
-    frame.index = history.index[start:]
-    return frame[list(METRIC_COLUMNS + STATE_COLUMNS)]
+    return {
+        "return_1d": (ratio - 1.0)[start:],
+        "log_return_1d": log_return[start:],
+        **{f"sma_{w}": values for w, values in sma.items()},
+        "ema_12": ema_12,
+        "ema_26": ema_26,
+        "macd": macd,
+        "macd_signal": _ewm(macd, seed=seed.macd_signal if seed else None, span=9),
+        "volatility_20": volatility,
+        "rsi_14": np.where(position >= RSI_PERIOD, rsi, np.nan),
+        "drawdown": new_close / peak - 1.0,
+        "high_52w": _range(high, RANGE_WINDOW, "max")[start:],
+        "low_52w": _range(low, RANGE_WINDOW, "min")[start:],
+        "rsi_avg_gain": avg_gain,
+        "rsi_avg_loss": avg_loss,
+        "peak_close": peak,
+    }
 
 
 __all__ = [
@@ -180,4 +203,5 @@ __all__ = [
     "STATE_COLUMNS",
     "MetricsSeed",
     "compute_daily_metrics",
+    "metrics_arrays",
 ]

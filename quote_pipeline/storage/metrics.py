@@ -17,11 +17,13 @@ Rows are deleted and bulk-written (COPY on PostgreSQL), never updated row by row
 
 from __future__ import annotations
 
+import bisect
 import io
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -34,7 +36,7 @@ from quote_pipeline.analytics import (
     METRIC_COLUMNS,
     STATE_COLUMNS,
     MetricsSeed,
-    compute_daily_metrics,
+    metrics_arrays,
 )
 from quote_pipeline.compat import batched
 from quote_pipeline.storage.repository import (
@@ -57,6 +59,12 @@ from quote_pipeline.storage.schema import (
 # recomputation (~1,260 sessions each over five years).
 DEFAULT_TICKERS_PER_BATCH = 100
 _STORED_COLUMNS = ("ticker", "date", *METRIC_COLUMNS, *STATE_COLUMNS, "adjusted_fetched_at")
+
+# The calendar days a resumed computation reads back: LOOKBACK_SESSIONS (a year of sessions)
+# and a margin for holidays. A ticker whose window reaches further (a gap of months in its
+# history) is recomputed in full.
+LOOKBACK_DAYS = timedelta(days=400)
+ANALYZE_AFTER_ROWS = 50_000
 
 FIRST_COMPUTATION = "first computation"
 REBASED = "adjusted history re-based"
@@ -95,26 +103,52 @@ def _adjusted_columns(conn: Connection) -> list[sa.ColumnElement[Any]]:
     ]
 
 
-def _frame(rows: Iterable[Any]) -> pd.DataFrame:
-    frame = pd.DataFrame(
-        list(rows), columns=["ticker", "date", "adj_high", "adj_low", "adj_close", "fetched_at"]
-    )
-    for column in ("adj_high", "adj_low", "adj_close"):
-        frame[column] = frame[column].astype("float64")
-    frame["date"] = frame["date"].map(as_date)
-    return frame
+@dataclass
+class _Sessions:
+    """Adjusted sessions of some tickers, in (ticker, date) order, as columns: plain arrays,
+    not a DataFrame, since they are sliced per ticker (hundreds of small computations)."""
+
+    ticker: list[str]
+    day: list[date]
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    fetched_at: list[datetime]
+
+    @classmethod
+    def of(cls, rows: Sequence[Any]) -> _Sessions:
+        columns = list(zip(*rows, strict=True)) if rows else [[]] * 6
+        ticker, day, high, low, close, fetched_at = columns
+        # float() of the text (SQLite) or the driver's double (PostgreSQL): correctly rounded.
+        return cls(
+            list(ticker),
+            list(day),
+            np.array(high, dtype="float64"),
+            np.array(low, dtype="float64"),
+            np.array(close, dtype="float64"),
+            list(fetched_at),
+        )
+
+    def by_ticker(self) -> Iterator[tuple[str, slice]]:
+        """Each ticker's rows (a slice of every column)."""
+        first = 0
+        for ticker, rows in itertools.groupby(self.ticker):
+            count = sum(1 for _ in rows)
+            yield ticker, slice(first, first + count)
+            first += count
 
 
-def _read_full(conn: Connection, tickers: Sequence[str]) -> pd.DataFrame:
+def _read_full(conn: Connection, tickers: Sequence[str]) -> _Sessions:
     a = daily_prices_adjusted.c
     query = (
         sa.select(*_adjusted_columns(conn)).where(a.ticker.in_(tickers)).order_by(a.ticker, a.date)
     )
-    return _frame(conn.execute(query))
+    return _Sessions.of(conn.execute(query).all())
 
 
-def _read_resumed(conn: Connection, tickers: Sequence[str], start: date) -> pd.DataFrame:
-    """Every adjusted row from ``start`` on, and the ``LOOKBACK_SESSIONS`` before it."""
+def _read_resumed(conn: Connection, tickers: Sequence[str], start: date) -> _Sessions:
+    """Every adjusted row from ``start`` on, and the ``LOOKBACK_SESSIONS`` before it that lie
+    within ``LOOKBACK_DAYS`` (an index range per ticker instead of its whole history)."""
     a = daily_prices_adjusted.c
     columns = _adjusted_columns(conn)
     ranked = (
@@ -124,7 +158,7 @@ def _read_resumed(conn: Connection, tickers: Sequence[str], start: date) -> pd.D
             .over(partition_by=a.ticker, order_by=a.date.desc())
             .label("sessions_back"),
         )
-        .where(a.ticker.in_(tickers), a.date < start)
+        .where(a.ticker.in_(tickers), a.date < start, a.date >= start - LOOKBACK_DAYS)
         .subquery()
     )
     context = sa.select(*(ranked.c[c.name] for c in columns)).where(
@@ -133,7 +167,7 @@ def _read_resumed(conn: Connection, tickers: Sequence[str], start: date) -> pd.D
     later = sa.select(*columns).where(a.ticker.in_(tickers), a.date >= start)
     union = sa.union_all(context, later).subquery()
     query = sa.select(union).order_by(union.c.ticker, union.c.date)
-    return _frame(conn.execute(query))
+    return _Sessions.of(conn.execute(query).all())
 
 
 def _seeds(conn: Connection, tickers: Sequence[str], start: date) -> dict[str, tuple[date, Any]]:
@@ -141,7 +175,7 @@ def _seeds(conn: Connection, tickers: Sequence[str], start: date) -> dict[str, t
     m = daily_metrics.c
     latest = (
         sa.select(m.ticker, sa.func.max(m.date).label("date"))
-        .where(m.ticker.in_(tickers), m.date < start)
+        .where(m.ticker.in_(tickers), m.date < start, m.date >= start - LOOKBACK_DAYS)
         .group_by(m.ticker)
         .subquery()
     )
@@ -149,6 +183,19 @@ def _seeds(conn: Connection, tickers: Sequence[str], start: date) -> dict[str, t
         latest, sa.and_(m.ticker == latest.c.ticker, m.date == latest.c.date)
     )
     return {row.ticker: (as_date(row.date), row) for row in conn.execute(query)}
+
+
+def _with_rows_before(conn: Connection, tickers: Sequence[str], day: date) -> set[str]:
+    """Those of ``tickers`` with adjusted rows dated before ``day``."""
+    a = daily_prices_adjusted.c
+    found: set[str] = set()
+    for chunk in batched(tickers, IN_LIST_LIMIT):
+        found.update(
+            conn.scalars(
+                sa.select(a.ticker).where(a.ticker.in_(chunk), a.date < day).group_by(a.ticker)
+            )
+        )
+    return found
 
 
 def _resume_points(conn: Connection) -> dict[str, date]:
@@ -183,14 +230,31 @@ def _resume_points(conn: Connection) -> dict[str, date]:
 
 
 def _metrics_rows(
-    ticker_rows: pd.DataFrame, *, start: int = 0, seed: MetricsSeed | None = None
-) -> pd.DataFrame:
-    metrics = compute_daily_metrics(ticker_rows, start=start, seed=seed)
-    written = ticker_rows.iloc[start:]
-    metrics.insert(0, "ticker", written["ticker"].to_numpy())
-    metrics.insert(1, "date", written["date"].to_numpy())
-    metrics["adjusted_fetched_at"] = written["fetched_at"].to_numpy()
-    return metrics
+    sessions: _Sessions, rows: slice, *, start: int = 0, seed: MetricsSeed | None = None
+) -> dict[str, Any]:
+    """The metrics of one ticker's sessions ``rows`` from ``start`` on, as stored columns."""
+    metrics = metrics_arrays(
+        sessions.close[rows], sessions.high[rows], sessions.low[rows], start=start, seed=seed
+    )
+    written = slice(rows.start + start, rows.stop)
+    return {
+        "ticker": sessions.ticker[written],
+        "date": sessions.day[written],
+        **metrics,
+        "adjusted_fetched_at": sessions.fetched_at[written],
+    }
+
+
+def _frame_of(computed: list[dict[str, Any]]) -> pd.DataFrame:
+    """One DataFrame of the stored columns from the tickers' computed columns."""
+    return pd.DataFrame(
+        {
+            column: [v for part in computed for v in part[column]]
+            if column in ("ticker", "date", "adjusted_fetched_at")
+            else np.concatenate([part[column] for part in computed])
+            for column in _STORED_COLUMNS
+        }
+    )
 
 
 def _write(conn: Connection, rows: pd.DataFrame) -> int:
@@ -218,11 +282,6 @@ def _delete_from(conn: Connection, tickers: Sequence[str], start: date | None = 
             statement = statement.where(daily_metrics.c.date >= start)
         deleted += conn.execute(statement).rowcount
     return deleted
-
-
-def _by_ticker(frame: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
-    for ticker, rows in frame.groupby("ticker", sort=True):
-        yield str(ticker), rows.reset_index(drop=True)
 
 
 def refresh_daily_metrics(
@@ -277,35 +336,52 @@ def refresh_daily_metrics(
         for start, group in sorted(by_start.items()):
             for chunk in batched(sorted(group), tickers_per_batch):
                 seeds = _seeds(conn, chunk, start)
-                rows = _read_resumed(conn, chunk, start)
-                computed: list[pd.DataFrame] = []
-                for ticker, ticker_rows in _by_ticker(rows):
-                    first_new = int(np.searchsorted(ticker_rows["date"].to_numpy(), start))
-                    if first_new == 0:  # nothing before the start: a full computation
-                        computed.append(_metrics_rows(ticker_rows))
-                    elif (
-                        ticker not in seeds
-                        or seeds[ticker][0] != ticker_rows["date"].iloc[first_new - 1]
-                    ):
-                        # No stored metrics for the session before (written concurrently,
-                        # or lost): resuming could not equal a full computation.
+                sessions = _read_resumed(conn, chunk, start)
+                computed: list[dict[str, Any]] = []
+                contexts = {
+                    ticker: bisect.bisect_left(sessions.day, start, rows.start, rows.stop)
+                    - rows.start
+                    for ticker, rows in sessions.by_ticker()
+                }
+                # A short context is the whole history, unless older rows lie beyond the
+                # lookback (a gap of months): those tickers are read in full instead.
+                gapped = _with_rows_before(
+                    conn,
+                    [t for t, n in contexts.items() if n < LOOKBACK_SESSIONS],
+                    start - LOOKBACK_DAYS,
+                )
+                for ticker, rows in sessions.by_ticker():
+                    context = contexts[ticker]
+                    first_new = rows.start + context
+                    if context == 0:  # nothing stored before the start: a full computation
+                        computed.append(_metrics_rows(sessions, rows))
+                    elif ticker not in seeds or seeds[ticker][0] != sessions.day[first_new - 1]:
+                        # No stored metrics for the session before (written concurrently, or
+                        # lost): resuming could not equal a full computation.
                         full[ticker] = "no stored metrics to resume from"
+                        continue
+                    elif ticker in gapped:
+                        full[ticker] = "a gap in the history longer than the lookback"
                         continue
                     else:
                         seed = MetricsSeed.from_row(seeds[ticker][1])
-                        computed.append(_metrics_rows(ticker_rows, start=first_new, seed=seed))
+                        computed.append(_metrics_rows(sessions, rows, start=context, seed=seed))
                     summary.extended.append(ticker)
                 resumed = [t for t in chunk if t not in full]
                 summary.rows_deleted += _delete_from(conn, resumed, start)
                 if computed:
-                    summary.rows_written += _write(conn, pd.concat(computed, ignore_index=True))
+                    summary.rows_written += _write(conn, _frame_of(computed))
 
         for chunk in batched(sorted(full), tickers_per_batch):
             summary.rows_deleted += _delete_from(conn, chunk)
-            rows = _read_full(conn, chunk)
-            computed = [_metrics_rows(ticker_rows) for _, ticker_rows in _by_ticker(rows)]
+            sessions = _read_full(conn, chunk)
+            computed = [_metrics_rows(sessions, rows) for _, rows in sessions.by_ticker()]
             if computed:
-                summary.rows_written += _write(conn, pd.concat(computed, ignore_index=True))
+                summary.rows_written += _write(conn, _frame_of(computed))
+        if summary.rows_written >= ANALYZE_AFTER_ROWS and conn.dialect.name == "postgresql":
+            # Fresh statistics for the next refresh's anti-joins (autovacuum may be off, or
+            # not have run yet): a sample, cheap.
+            conn.execute(sa.text(f"ANALYZE {daily_metrics.name}"))
         summary.recomputed = sorted(full)
         summary.why_recomputed = full
         summary.extended.sort()

@@ -227,3 +227,32 @@ def test_timestamps_stay_aware_and_exact(engine: Engine) -> None:
     first = rows["adjusted_fetched_at"].iloc[0]
     assert first.tzinfo is not None
     assert first == datetime(2025, 1, 6, 21, 30, 0, 123457, tzinfo=UTC)
+
+
+def test_a_gap_longer_than_the_lookback_recomputes_the_ticker_in_full(engine: Engine) -> None:
+    """Sessions before the 400 calendar days a resumed run reads still count (the 52-week
+    window is 252 *stored* sessions): such a ticker is recomputed, and still right."""
+    early = weekdays(date(2023, 1, 2), 30)
+    closes = random_walk(7, len(early) + 102)
+    days = early + SESSIONS[:102]
+    bars = [
+        bar("GAP", day, close, fetched_at=fetched(day))
+        for day, close in zip(days, closes, strict=True)
+    ]
+    store(engine, bars[:-2], days[0], days[-3])
+    refresh_adjusted_prices(engine, as_of=AS_OF)
+    refresh_daily_metrics(engine)
+
+    store(engine, bars[-2:], days[-2], days[-1])
+    refresh_adjusted_prices(engine, as_of=AS_OF)
+    summary = refresh_daily_metrics(engine)
+
+    assert summary.why_recomputed == {"GAP": "a gap in the history longer than the lookback"}
+    resumed = stored(engine)
+    assert len(resumed) == len(days)
+    with engine.begin() as conn:
+        conn.execute(sa.delete(daily_metrics))
+        conn.execute(sa.delete(daily_metrics_state))
+    refresh_daily_metrics(engine)
+    assert_same_rows(resumed, stored(engine))
+    assert_metrics_match_pandas(engine, "GAP")
