@@ -46,6 +46,7 @@ from quote_pipeline.storage.repository import (
     copy_csv,
     count_rows,
     dialect_insert,
+    stale_rows,
     transaction,
 )
 from quote_pipeline.storage.schema import (
@@ -353,15 +354,15 @@ def refresh_daily_metrics(
                 for ticker, rows in sessions.by_ticker():
                     context = contexts[ticker]
                     first_new = rows.start + context
+                    if ticker in gapped:
+                        full[ticker] = "a gap in the history longer than the lookback"
+                        continue
                     if context == 0:  # nothing stored before the start: a full computation
                         computed.append(_metrics_rows(sessions, rows))
                     elif ticker not in seeds or seeds[ticker][0] != sessions.day[first_new - 1]:
                         # No stored metrics for the session before (written concurrently, or
                         # lost): resuming could not equal a full computation.
                         full[ticker] = "no stored metrics to resume from"
-                        continue
-                    elif ticker in gapped:
-                        full[ticker] = "a gap in the history longer than the lookback"
                         continue
                     else:
                         seed = MetricsSeed.from_row(seeds[ticker][1])
@@ -468,17 +469,9 @@ def metrics_coverage(bind: Bind, *, example_limit: int = 10) -> MetricsCoverage:
     )
     with transaction(bind) as conn:
         adjusted_rows = count_rows(conn, daily_prices_adjusted)
-        missing = outdated = 0
-        examples: list[str] = []
-        for ticker, day, is_missing in conn.execute(query):
-            if is_missing:
-                missing += 1
-            else:
-                outdated += 1
-            if len(examples) < example_limit:
-                examples.append(f"{ticker} {day}: {'missing' if is_missing else 'outdated'}")
+        stale = stale_rows(conn, query, example_limit=example_limit)
         behind = list(conn.scalars(behind_query))
-    return MetricsCoverage(adjusted_rows, missing, outdated, behind, examples)
+    return MetricsCoverage(adjusted_rows, stale.missing, stale.outdated, behind, stale.examples)
 
 
 @dataclass(frozen=True, slots=True)

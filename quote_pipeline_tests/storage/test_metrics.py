@@ -31,8 +31,8 @@ from quote_pipeline_tests.storage.test_adjusted_prices import (
     fetched,
     store,
     store_days,
-    weekdays,
 )
+from quote_pipeline_tests.support.days import weekdays
 from quote_pipeline_tests.support.metrics_reference import assert_metrics_match_pandas
 
 SESSIONS = weekdays(date(2025, 1, 6), 300)
@@ -256,3 +256,27 @@ def test_a_gap_longer_than_the_lookback_recomputes_the_ticker_in_full(engine: En
     refresh_daily_metrics(engine)
     assert_same_rows(resumed, stored(engine))
     assert_metrics_match_pandas(engine, "GAP")
+
+
+def test_a_day_after_a_long_silence_is_computed_with_the_history_before_it(
+    engine: Engine,
+) -> None:
+    """Nothing at all within the lookback before the new day: still not a first session."""
+    early = weekdays(date(2023, 1, 2), 40)
+    late = SESSIONS[:1]
+    closes = random_walk(8, len(early) + 1)
+    bars = [
+        bar("OLD", day, close, fetched_at=fetched(day))
+        for day, close in zip(early + late, closes, strict=True)
+    ]
+    store(engine, bars[:-1], early[0], early[-1])
+    refresh_adjusted_prices(engine, as_of=AS_OF)
+    refresh_daily_metrics(engine)
+
+    store(engine, bars[-1:], late[0], late[0])
+    refresh_adjusted_prices(engine, as_of=AS_OF)
+    summary = refresh_daily_metrics(engine)
+
+    assert summary.why_recomputed == {"OLD": "a gap in the history longer than the lookback"}
+    metrics = assert_metrics_match_pandas(engine, "OLD")
+    assert metrics.loc[late[0], "sma_20"] == pytest.approx(sum(float(c) for c in closes[-20:]) / 20)
