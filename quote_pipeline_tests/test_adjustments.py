@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 from fractions import Fraction
 
@@ -17,16 +17,7 @@ from quote_pipeline.adjustments import (
 from quote_pipeline.price_bars import SPLIT_ADJUSTED
 from quote_pipeline.reference_data import Dividend, StockSplit
 from quote_pipeline_tests.support.convention import reference
-
-
-def weekdays(start: date, count: int) -> list[date]:
-    days: list[date] = []
-    day = start
-    while len(days) < count:
-        if day.weekday() < 5:
-            days.append(day)
-        day += timedelta(days=1)
-    return days
+from quote_pipeline_tests.support.days import weekdays
 
 
 def history(days: list[date], closes: list[str]) -> list[RawDay]:

@@ -32,20 +32,11 @@ from quote_pipeline.cli import main
 from quote_pipeline.market_calendar import NEW_YORK
 from quote_pipeline.storage import create_db_engine
 from quote_pipeline.storage.schema import daily_metrics, daily_prices_adjusted, intraday_bars
+from quote_pipeline_tests.support.days import weekdays
 
 PLACES = Decimal("1e-8")
 BUDGET = 40_000  # bytes for a 120-session chart at 640x400 (base64 in Dagster's event log)
 FETCHED = datetime(2026, 12, 1, 22, 0, tzinfo=UTC)
-
-
-def weekdays(start: date, count: int) -> list[date]:
-    days: list[date] = []
-    day = start
-    while len(days) < count:
-        if day.weekday() < 5:
-            days.append(day)
-        day += timedelta(days=1)
-    return days
 
 
 def price(i: int, base: float = 100.0) -> Decimal:

@@ -48,6 +48,7 @@ from quote_pipeline.storage.repository import (
     as_date,
     count_rows,
     dialect_insert,
+    stale_rows,
     transaction,
 )
 from quote_pipeline.storage.schema import (
@@ -374,17 +375,10 @@ def adjusted_coverage(bind: Engine | Connection, *, example_limit: int = 10) -> 
     d = daily_prices.c
     with transaction(bind) as conn:
         raw_rows = count_rows(conn, daily_prices)
-        query = _stale_query().order_by(d.ticker, d.date)
-        missing = outdated = 0
-        examples: list[str] = []
-        for ticker, day, is_missing in conn.execute(query):
-            if is_missing:
-                missing += 1
-            else:
-                outdated += 1
-            if len(examples) < example_limit:
-                examples.append(f"{ticker} {day}: {'missing' if is_missing else 'outdated'}")
-    return Coverage(raw_rows, missing, outdated, examples)
+        stale = stale_rows(
+            conn, _stale_query().order_by(d.ticker, d.date), example_limit=example_limit
+        )
+    return Coverage(raw_rows, stale.missing, stale.outdated, stale.examples)
 
 
 def tickers_behind_actions(bind: Engine | Connection, *, as_of: date) -> list[str]:

@@ -72,6 +72,30 @@ def count_rows(bind: Bind, table: sa.Table) -> int:
         return int(conn.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
 
 
+@dataclass(frozen=True, slots=True)
+class StaleRows:
+    """What a derived table lacks: rows of its source without a derived row (``missing``),
+    or whose derived row was computed from an older fetch (``outdated``)."""
+
+    missing: int
+    outdated: int
+    examples: list[str]
+
+
+def stale_rows(conn: Connection, query: sa.Select[Any], *, example_limit: int) -> StaleRows:
+    """Tally ``query``'s (ticker, date, missing) rows, naming the first ``example_limit``."""
+    missing = outdated = 0
+    examples: list[str] = []
+    for ticker, day, is_missing in conn.execute(query):
+        if is_missing:
+            missing += 1
+        else:
+            outdated += 1
+        if len(examples) < example_limit:
+            examples.append(f"{ticker} {day}: {'missing' if is_missing else 'outdated'}")
+    return StaleRows(missing, outdated, examples)
+
+
 def as_date(value: Any) -> date:
     """A DATE value as a date: SQLite hands aggregates of a DATE column back as text."""
     return value if isinstance(value, date) else date.fromisoformat(str(value))

@@ -28,20 +28,11 @@ from quote_pipeline.storage.corporate_actions import replace_dividends, replace_
 from quote_pipeline.storage.history import read_daily_prices, replace_daily_prices
 from quote_pipeline.storage.schema import daily_prices_adjusted, price_adjustment_state
 from quote_pipeline_tests.support.convention import Adjusted, reference, rounded
+from quote_pipeline_tests.support.days import weekdays
 
 EIGHT_PLACES = Decimal("1e-8")
 # After the New York close of the day fetched (21:30 UTC is 16:30 or 17:30 in New York).
 FETCH_TIME = timedelta(hours=21, minutes=30)
-
-
-def weekdays(start: date, count: int) -> list[date]:
-    days: list[date] = []
-    day = start
-    while len(days) < count:
-        if day.weekday() < 5:
-            days.append(day)
-        day += timedelta(days=1)
-    return days
 
 
 def fetched(day: date, extra: timedelta = timedelta(0)) -> datetime:
