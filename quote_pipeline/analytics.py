@@ -1,6 +1,6 @@
 """Daily research metrics of one ticker's adjusted history, with pandas and numpy.
 
-No Dagster, no database: a frame of sessions in, a frame of metrics out. The statistics are
+No Dagster, no database: arrays of sessions in, arrays of metrics out. The statistics are
 floats (float64), not prices: they are stored as double precision and documented as such.
 
 A computation can start at any session and continue the stored one exactly:
@@ -51,7 +51,9 @@ METRIC_COLUMNS = (
 )
 # The recursions' state, stored on every row so that any session can be resumed from.
 STATE_COLUMNS = ("rsi_avg_gain", "rsi_avg_loss", "peak_close")
-INPUT_COLUMNS = ("adj_high", "adj_low", "adj_close")
+# Stored with each ticker's metrics: a new version (a changed definition, window or
+# convention) recomputes every stored row instead of mixing definitions in one history.
+METRICS_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,29 +115,6 @@ def _rsi(avg_gain: np.ndarray, avg_loss: np.ndarray) -> np.ndarray:
     return np.where((avg_loss == 0) & (avg_gain == 0), 50.0, rsi)
 
 
-def compute_daily_metrics(
-    history: pd.DataFrame, *, start: int = 0, seed: MetricsSeed | None = None
-) -> pd.DataFrame:
-    """Metrics of the sessions ``history[start:]``.
-
-    ``history``: one ticker's sessions in date order, columns ``adj_high``, ``adj_low``,
-    ``adj_close`` (float64). Rows before ``start`` are context only: the whole history
-    before it, or at least its last ``LOOKBACK_SESSIONS`` sessions (the windows are never
-    longer, and "NULL until n sessions" is then long settled). ``seed`` is the stored
-    metrics row of session ``start - 1``, required when ``start > 0``.
-
-    Returns ``history[start:]``'s index with ``METRIC_COLUMNS`` and ``STATE_COLUMNS``.
-    """
-    metrics = metrics_arrays(
-        history["adj_close"].to_numpy(dtype="float64"),
-        history["adj_high"].to_numpy(dtype="float64"),
-        history["adj_low"].to_numpy(dtype="float64"),
-        start=start,
-        seed=seed,
-    )
-    return pd.DataFrame(metrics, index=history.index[start:])
-
-
 def metrics_arrays(
     close: np.ndarray,
     high: np.ndarray,
@@ -144,9 +123,16 @@ def metrics_arrays(
     start: int = 0,
     seed: MetricsSeed | None = None,
 ) -> dict[str, np.ndarray]:
-    """:func:`compute_daily_metrics` on arrays (what the storage layer calls, per ticker,
-    without a DataFrame's overhead): ``METRIC_COLUMNS`` then ``STATE_COLUMNS``, each of
-    length ``len(close) - start``."""
+    """Metrics of the sessions ``[start:]`` of one ticker's adjusted closes, highs and lows
+    (float64, in date order): ``METRIC_COLUMNS`` then ``STATE_COLUMNS``, each of length
+    ``len(close) - start``. Arrays, not DataFrames: the storage layer calls this for hundreds
+    of tickers a refresh, most with one new session.
+
+    Sessions before ``start`` are context only: the whole history before it, or at least its
+    last ``LOOKBACK_SESSIONS`` (no window is longer, and "NULL until n sessions" is then long
+    settled). ``seed`` is the stored metrics of session ``start - 1``, required when
+    ``start > 0``.
+    """
     if start and seed is None:
         raise ValueError("a computation that starts after the first session needs its seed")
     # Within the frame, position i has i sessions before it (or LOOKBACK_SESSIONS and more,
@@ -197,11 +183,10 @@ def metrics_arrays(
 
 
 __all__ = [
-    "INPUT_COLUMNS",
     "LOOKBACK_SESSIONS",
+    "METRICS_VERSION",
     "METRIC_COLUMNS",
     "STATE_COLUMNS",
     "MetricsSeed",
-    "compute_daily_metrics",
     "metrics_arrays",
 ]

@@ -124,35 +124,50 @@ def cmd_news(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_CHART_SESSIONS = 120
+
+
 def cmd_chart(args: argparse.Namespace) -> int:
     """Write a candlestick PNG of a ticker's stored prices (no API call)."""
     from quote_pipeline import charts
-    from quote_pipeline.market_calendar import NEW_YORK
     from quote_pipeline.models import normalize_symbol
 
     ticker = normalize_symbol(args.ticker)
     if args.date is not None and not args.intraday:
-        raise ChartError("--date picks the session of an --intraday chart")
-    if args.intraday:
-        frame = charts.intraday_chart_frame(_engine(args), ticker, day=args.date)
-    else:
-        frame = charts.daily_chart_frame(_engine(args), ticker, days=args.days)
-    title = charts.chart_title(ticker, frame, intraday=args.intraday)
-    png = charts.render_candlestick(frame, title=title, width_px=args.width, height_px=args.height)
+        print(
+            "quote-pipeline: error: --date picks the session of an --intraday chart",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if args.days is not None and args.intraday:
+        print(
+            "quote-pipeline: error: --days is for daily charts (--intraday shows one session)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    chart = charts.ticker_chart(
+        _engine(args),
+        ticker,
+        days=args.days or DEFAULT_CHART_SESSIONS,
+        intraday=args.intraday,
+        day=args.date,
+        width_px=args.width,
+        height_px=args.height,
+    )
     out = Path(args.out or (f"{ticker}-intraday.png" if args.intraday else f"{ticker}.png"))
+    _write_chart(out, chart.png)
+    size = f"{args.width}x{args.height}, {len(chart.png) / 1000:.1f} kB"
+    print(f"wrote {out} ({size}): {chart.span}")
+    return 0
+
+
+def _write_chart(out: Path, png: bytes) -> None:
+    from quote_pipeline.charts import ChartError
+
     try:
         out.write_bytes(png)
     except OSError as exc:
         raise ChartError(f"cannot write {out}: {exc.strerror or exc}") from None
-    if args.intraday:
-        times = pd.DatetimeIndex(frame.index).tz_convert(NEW_YORK)
-        first, last = f"{times[0]:%Y-%m-%d %H:%M}", f"{times[-1]:%H:%M} New York time"
-        span = f"{len(frame)} bars {first}{charts.EN_DASH}{last}"
-    else:
-        span = f"{len(frame)} sessions {frame.index[0]}{charts.EN_DASH}{frame.index[-1]}"
-    size = f"{args.width}x{args.height}, {len(png) / 1000:.1f} kB"
-    print(f"wrote {out} ({size}): {span}")
-    return 0
 
 
 def _iso_date(text: str) -> date:
@@ -208,7 +223,6 @@ def cmd_db_current(args: argparse.Namespace) -> int:
 # What the demo fetches, shows and charts (tracked ones of these, else the first five).
 DEMO_HISTORY_SESSIONS = 126  # about six months: enough for SMA 50 on most of the chart
 DEMO_SHOWN = ("AAPL", "MSFT", "NVDA", "JPM", "^GSPC")
-DEMO_CHART_SESSIONS = 120
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -229,8 +243,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"seeded {len(added)} sample tickers")
     tracked = list_tickers(engine)
     shown = [t for t in DEMO_SHOWN if t in tracked] or tracked[:5]
-    last = last_closed_session(datetime.now(UTC))
-    assert last is not None  # the calendar starts decades ago
+    now = datetime.now(UTC)
+    # The calendar starts decades ago: there is always a closed session before now.
+    last = last_closed_session(now) or now.date()
     sessions = sessions_between(last - timedelta(days=DEMO_HISTORY_SESSIONS * 2), last)
     first = sessions[-DEMO_HISTORY_SESSIONS]
     config = SandboxConfig(latency_ms=args.latency_ms, premium=args.premium)
@@ -318,9 +333,9 @@ class _environ:
 
 def print_latest_metrics(engine: sa.Engine, tickers: Sequence[str]) -> None:
     """Each ticker's latest daily_metrics row, a few columns, rounded for reading."""
-    from quote_pipeline.storage.metrics import read_daily_metrics
+    from quote_pipeline.storage.metrics import read_latest_metrics
 
-    latest = read_daily_metrics(engine, tickers).groupby("ticker").tail(1)
+    latest = read_latest_metrics(engine, tickers)
     print(f"daily_metrics of {len(latest)} tickers, latest session:")
     if latest.empty:
         return
@@ -359,17 +374,16 @@ def demo_chart_path(database_url: str, ticker: str) -> Path:
 def write_demo_chart(engine: sa.Engine, ticker: str, database_url: str) -> int:
     from quote_pipeline import charts
 
-    frame = charts.daily_chart_frame(engine, ticker, days=DEMO_CHART_SESSIONS)
-    png = charts.render_candlestick(frame, title=charts.chart_title(ticker, frame))
+    chart = charts.ticker_chart(engine, ticker, days=DEFAULT_CHART_SESSIONS)
     out = demo_chart_path(database_url, ticker)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(png)
+    _write_chart(out, chart.png)
     try:
         shown = out.relative_to(Path.cwd())
     except ValueError:
         shown = out
-    span = f"{len(frame)} sessions {frame.index[0]}{charts.EN_DASH}{frame.index[-1]}"
-    print(f"wrote {shown} ({ticker} candlestick chart, 640x400, {len(png) / 1000:.1f} kB): {span}")
+    size = f"640x400, {len(chart.png) / 1000:.1f} kB"
+    print(f"wrote {shown} ({ticker} candlestick chart, {size}): {chart.span}")
     return 0
 
 
@@ -417,8 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     chart.add_argument(
         "--days",
         type=_positive_int,
-        default=120,
-        help="daily chart: the last DAYS stored sessions (default 120)",
+        default=None,
+        help=f"daily chart: the last DAYS stored sessions (default {DEFAULT_CHART_SESSIONS})",
     )
     chart.add_argument(
         "--out", default=None, help="PNG path (default: ./TICKER.png, ./TICKER-intraday.png)"

@@ -88,7 +88,9 @@ def test_metrics_follow_the_daily_close_by_automation_and_equal_pandas_across_a_
         defs=defs, instance=dagster_instance, cursor=start.cursor
     )
     assert tick.get_num_requested(ADJUSTED) == 1
-    assert tick.get_num_requested(METRICS) == 1  # same tick: eager sees it will be updated
+    # Evaluated together here, eager sees daily_prices_adjusted will be updated; under the
+    # daemon, analytics_automation follows a tick later (the e2e test shows that).
+    assert tick.get_num_requested(METRICS) == 1
     result = materialize(defs, dagster_instance, ADJUSTED, METRICS)
     assert result.success
 
@@ -159,8 +161,8 @@ def test_the_watchlist_comes_from_config_then_the_environment(
     assert configured.success
     metadata = metadata_of(configured, "daily_metrics")
     assert sorted(k for k in metadata if k.startswith("chart_")) == ["chart_SPLT"]
-    assert metadata["not_charted"] == "NOPE"
-    assert (metadata["rows_written"], metadata["rows_deleted"]) == (0, 0)
+    assert metadata["not_charted"] == "NOPE (no stored prices)"
+    assert (metadata["rows_written"], metadata["rows_removed"]) == (0, 0)
 
     # A mistyped symbol fails the run with one line, before anything is computed.
     monkeypatch.setenv("QUOTE_PIPELINE_CHART_WATCHLIST", "AAPL,NOT A SYMBOL")
@@ -170,3 +172,19 @@ def test_the_watchlist_comes_from_config_then_the_environment(
     message = failure.step_failure_data.error.message
     assert "QUOTE_PIPELINE_CHART_WATCHLIST: invalid ticker symbol(s): 'NOT A SYMBOL'" in message
     assert "Traceback" not in message and len(message.splitlines()) == 1
+
+    # The failed run is tried again at the evening catch-up (eager would wait for the next
+    # update of daily_prices_adjusted), and not before it.
+    monkeypatch.delenv("QUOTE_PIPELINE_CHART_WATCHLIST")
+    monday = datetime(2026, 2, 2, 19, 0, tzinfo=NEW_YORK)
+    before = dg.evaluate_automation_conditions(
+        defs=defs, instance=dagster_instance, evaluation_time=monday
+    )
+    assert before.get_num_requested(METRICS) == 0
+    after = dg.evaluate_automation_conditions(
+        defs=defs,
+        instance=dagster_instance,
+        cursor=before.cursor,
+        evaluation_time=monday.replace(minute=31),
+    )
+    assert after.get_num_requested(METRICS) == 1

@@ -383,7 +383,8 @@ def test_chart_command_default_paths_and_intraday(
         (["ZZZZ", "--intraday"], 1, "no intraday bars stored for ZZZZ"),
         (["AAPL", "--intraday", "--date", "2026-11-26"], 1, "no intraday bars stored for AAPL"),
         (["BAD SYMBOL!"], 2, "invalid ticker symbol(s): 'BAD SYMBOL!'"),
-        (["AAPL", "--date", "2026-11-26"], 1, "--date picks the session of an --intraday chart"),
+        (["AAPL", "--date", "2026-11-26"], 2, "--date picks the session of an --intraday chart"),
+        (["AAPL", "--intraday", "--days", "5"], 2, "--days is for daily charts"),
         (["AAPL", "--out", "no/such/dir/x.png"], 1, "cannot write no/such/dir/x.png"),
     ],
 )

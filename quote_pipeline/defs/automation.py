@@ -10,10 +10,27 @@ from quote_pipeline.market_calendar import NEW_YORK_TZ
 def weekday_catch_up(cron_schedule: str) -> dg.AutomationCondition:
     """True once after each tick of ``cron_schedule`` (New York time) unless a run is in
     progress: an update the eager condition could not see (committed while the asset was
-    running, or a failed run of the asset itself) then waits a day at most."""
+    running, or by a run that failed after writing most tickers) then waits a day at most.
+    For an asset whose refresh with nothing to do costs a couple of queries."""
     return (
         dg.AutomationCondition.cron_tick_passed(cron_schedule, cron_timezone=NEW_YORK_TZ)
         & ~dg.AutomationCondition.in_progress()
+    ).with_label("weekday_evening_catch_up")
+
+
+def missed_update_catch_up(cron_schedule: str) -> dg.AutomationCondition:
+    """After each tick of ``cron_schedule`` (New York time), if an upstream update has not
+    been followed (it landed while the asset was running, when eager cannot fire) or the
+    asset's latest run failed: a day's delay at most, and no run when all is current."""
+    missed = (
+        dg.AutomationCondition.any_deps_updated()
+        .since_last_handled()
+        .with_label("upstream_updated_since_last_run")
+    )
+    return (
+        dg.AutomationCondition.cron_tick_passed(cron_schedule, cron_timezone=NEW_YORK_TZ)
+        & ~dg.AutomationCondition.in_progress()
+        & (missed | dg.AutomationCondition.execution_failed())
     ).with_label("weekday_evening_catch_up")
 
 

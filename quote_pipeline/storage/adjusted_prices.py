@@ -48,6 +48,7 @@ from quote_pipeline.storage.repository import (
     as_date,
     count_rows,
     dialect_insert,
+    one_writer_at_a_time,
     stale_rows,
     transaction,
 )
@@ -198,10 +199,12 @@ def refresh_adjusted_prices(
 ) -> AdjustmentSummary:
     """Bring ``daily_prices_adjusted`` up to date with the stored rows and the corporate
     actions that have happened by ``as_of`` (a New York date, normally today). One
-    transaction: a reader sees the old adjusted history or the new one, never a mix."""
+    transaction: a reader sees the old adjusted history or the new one, never a mix.
+    Concurrent refreshes take turns (the second finds the work done)."""
     computed_at = now or datetime.now(UTC)
     summary = AdjustmentSummary()
     with engine.begin() as conn:
+        one_writer_at_a_time(conn, daily_prices_adjusted.name)
         splits = read_splits(conn)
         dividends = read_dividends(conn)
         tickers = _tickers_with_rows(conn)

@@ -34,6 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 from quote_pipeline.analytics import (
     LOOKBACK_SESSIONS,
     METRIC_COLUMNS,
+    METRICS_VERSION,
     STATE_COLUMNS,
     MetricsSeed,
     metrics_arrays,
@@ -46,6 +47,7 @@ from quote_pipeline.storage.repository import (
     copy_csv,
     count_rows,
     dialect_insert,
+    one_writer_at_a_time,
     stale_rows,
     transaction,
 )
@@ -69,6 +71,7 @@ ANALYZE_AFTER_ROWS = 50_000
 
 FIRST_COMPUTATION = "first computation"
 REBASED = "adjusted history re-based"
+DEFINITIONS_CHANGED = "metric definitions changed"
 
 
 @dataclass
@@ -79,8 +82,8 @@ class MetricsSummary:
     recomputed: list[str] = field(default_factory=list)  # whole history
     why_recomputed: dict[str, str] = field(default_factory=dict)
     extended: list[str] = field(default_factory=list)  # resumed at a later session
-    rows_written: int = 0
-    rows_deleted: int = 0
+    rows_written: int = 0  # new and rewritten rows
+    rows_removed: int = 0  # rows whose adjusted row or ticker is gone
 
 
 def _float(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[Any]:
@@ -147,9 +150,12 @@ def _read_full(conn: Connection, tickers: Sequence[str]) -> _Sessions:
     return _Sessions.of(conn.execute(query).all())
 
 
-def _read_resumed(conn: Connection, tickers: Sequence[str], start: date) -> _Sessions:
-    """Every adjusted row from ``start`` on, and the ``LOOKBACK_SESSIONS`` before it that lie
-    within ``LOOKBACK_DAYS`` (an index range per ticker instead of its whole history)."""
+def _read_resumed(
+    conn: Connection, tickers: Sequence[str], start: date, *, bounded: bool = True
+) -> _Sessions:
+    """Every adjusted row from ``start`` on, and the ``LOOKBACK_SESSIONS`` before it; with
+    ``bounded``, only those within ``LOOKBACK_DAYS`` (an index range per ticker instead of
+    its whole history)."""
     a = daily_prices_adjusted.c
     columns = _adjusted_columns(conn)
     ranked = (
@@ -159,7 +165,11 @@ def _read_resumed(conn: Connection, tickers: Sequence[str], start: date) -> _Ses
             .over(partition_by=a.ticker, order_by=a.date.desc())
             .label("sessions_back"),
         )
-        .where(a.ticker.in_(tickers), a.date < start, a.date >= start - LOOKBACK_DAYS)
+        .where(
+            a.ticker.in_(tickers),
+            a.date < start,
+            a.date >= (start - LOOKBACK_DAYS if bounded else date.min),
+        )
         .subquery()
     )
     context = sa.select(*(ranked.c[c.name] for c in columns)).where(
@@ -171,12 +181,19 @@ def _read_resumed(conn: Connection, tickers: Sequence[str], start: date) -> _Ses
     return _Sessions.of(conn.execute(query).all())
 
 
-def _seeds(conn: Connection, tickers: Sequence[str], start: date) -> dict[str, tuple[date, Any]]:
-    """Each ticker's stored metrics row of its last session before ``start``."""
+def _seeds(
+    conn: Connection, tickers: Sequence[str], start: date, *, bounded: bool = True
+) -> dict[str, tuple[date, Any]]:
+    """Each ticker's stored metrics row of its last session before ``start`` (with
+    ``bounded``, within ``LOOKBACK_DAYS``)."""
     m = daily_metrics.c
     latest = (
         sa.select(m.ticker, sa.func.max(m.date).label("date"))
-        .where(m.ticker.in_(tickers), m.date < start, m.date >= start - LOOKBACK_DAYS)
+        .where(
+            m.ticker.in_(tickers),
+            m.date < start,
+            m.date >= (start - LOOKBACK_DAYS if bounded else date.min),
+        )
         .group_by(m.ticker)
         .subquery()
     )
@@ -199,9 +216,10 @@ def _with_rows_before(conn: Connection, tickers: Sequence[str], day: date) -> se
     return found
 
 
-def _resume_points(conn: Connection) -> dict[str, date]:
+def _resume_points(conn: Connection) -> tuple[dict[str, date], dict[str, int]]:
     """Per ticker, the earliest session whose metrics are missing, computed from another fetch
-    of its adjusted row, or left over from a removed adjusted row."""
+    of its adjusted row, or left over from a removed adjusted row; and how many such
+    left-over rows (orphans) each ticker has."""
     a, m = daily_prices_adjusted.c, daily_metrics.c
     stale = (
         sa.select(a.ticker, sa.func.min(a.date))
@@ -214,7 +232,7 @@ def _resume_points(conn: Connection) -> dict[str, date]:
         .group_by(a.ticker)
     )
     orphaned = (
-        sa.select(m.ticker, sa.func.min(m.date))
+        sa.select(m.ticker, sa.func.min(m.date), sa.func.count())
         .select_from(
             daily_metrics.outerjoin(
                 daily_prices_adjusted, sa.and_(m.ticker == a.ticker, m.date == a.date)
@@ -224,10 +242,14 @@ def _resume_points(conn: Connection) -> dict[str, date]:
         .group_by(m.ticker)
     )
     points: dict[str, date] = {}
-    for ticker, day in [*conn.execute(stale), *conn.execute(orphaned)]:
+    orphans: dict[str, int] = {}
+    for ticker, day in conn.execute(stale):
+        points[ticker] = as_date(day)
+    for ticker, day, count in conn.execute(orphaned):
         day = as_date(day)
         points[ticker] = min(day, points.get(ticker, day))
-    return points
+        orphans[ticker] = int(count)
+    return points, orphans
 
 
 def _metrics_rows(
@@ -262,7 +284,6 @@ def _write(conn: Connection, rows: pd.DataFrame) -> int:
     """Bulk-insert metrics rows (their keys were deleted first, in this transaction)."""
     if rows.empty:
         return 0
-    rows = rows.replace([np.inf, -np.inf], np.nan)
     if conn.dialect.name == "postgresql":
         buffer = io.StringIO()
         # Floats as repr (shortest round-trip text: PostgreSQL reads back the same double);
@@ -292,42 +313,45 @@ def refresh_daily_metrics(
     now: datetime | None = None,
 ) -> MetricsSummary:
     """Bring ``daily_metrics`` up to date with ``daily_prices_adjusted``, in one transaction:
-    a reader sees the old metrics or the new ones, never a mix."""
+    a reader sees the old metrics or the new ones, never a mix. Concurrent refreshes take
+    turns (the second finds the work done)."""
     computed_at = now or datetime.now(UTC)
     summary = MetricsSummary()
     with engine.begin() as conn:
+        one_writer_at_a_time(conn, daily_metrics.name)
         adjusted_state = dict(
             conn.execute(
                 sa.select(price_adjustment_state.c.ticker, price_adjustment_state.c.computed_at)
             ).all()
         )
-        metrics_state = dict(
-            conn.execute(
-                sa.select(
-                    daily_metrics_state.c.ticker, daily_metrics_state.c.adjustment_computed_at
-                )
-            ).all()
-        )
-        resume = _resume_points(conn)
+        s = daily_metrics_state.c
+        metrics_state = {
+            row.ticker: row
+            for row in conn.execute(
+                sa.select(s.ticker, s.adjustment_computed_at, s.metrics_version)
+            )
+        }
+        resume, orphans = _resume_points(conn)
         with_rows = set(conn.scalars(sa.select(daily_prices_adjusted.c.ticker).distinct()))
         # A ticker with adjusted rows but no adjustment state is mid-way through its first
         # adjustment: the next refresh of daily_prices_adjusted completes it.
         tickers = sorted(with_rows & set(adjusted_state))
         summary.tickers = len(tickers)
 
-        with_metrics = set(metrics_state) | set(resume)
-        gone = sorted(with_metrics - set(tickers))
-        summary.rows_deleted += _delete_from(conn, gone)
+        gone = sorted((set(metrics_state) | set(resume)) - set(tickers))
+        summary.rows_removed += _delete_from(conn, gone)
+        summary.rows_removed += sum(n for t, n in orphans.items() if t not in gone)
         for chunk in batched(gone, IN_LIST_LIMIT):
-            conn.execute(
-                sa.delete(daily_metrics_state).where(daily_metrics_state.c.ticker.in_(chunk))
-            )
+            conn.execute(sa.delete(daily_metrics_state).where(s.ticker.in_(chunk)))
 
         full: dict[str, str] = {}
         for ticker in tickers:
-            if ticker not in metrics_state:
+            state = metrics_state.get(ticker)
+            if state is None:
                 full[ticker] = FIRST_COMPUTATION
-            elif metrics_state[ticker] != adjusted_state[ticker]:
+            elif state.metrics_version != METRICS_VERSION:
+                full[ticker] = DEFINITIONS_CHANGED
+            elif state.adjustment_computed_at != adjusted_state[ticker]:
                 full[ticker] = REBASED
         by_start: defaultdict[date, list[str]] = defaultdict(list)
         for ticker in tickers:
@@ -336,45 +360,16 @@ def refresh_daily_metrics(
 
         for start, group in sorted(by_start.items()):
             for chunk in batched(sorted(group), tickers_per_batch):
-                seeds = _seeds(conn, chunk, start)
-                sessions = _read_resumed(conn, chunk, start)
-                computed: list[dict[str, Any]] = []
-                contexts = {
-                    ticker: bisect.bisect_left(sessions.day, start, rows.start, rows.stop)
-                    - rows.start
-                    for ticker, rows in sessions.by_ticker()
-                }
-                # A short context is the whole history, unless older rows lie beyond the
-                # lookback (a gap of months): those tickers are read in full instead.
-                gapped = _with_rows_before(
-                    conn,
-                    [t for t, n in contexts.items() if n < LOOKBACK_SESSIONS],
-                    start - LOOKBACK_DAYS,
-                )
-                for ticker, rows in sessions.by_ticker():
-                    context = contexts[ticker]
-                    first_new = rows.start + context
-                    if ticker in gapped:
-                        full[ticker] = "a gap in the history longer than the lookback"
-                        continue
-                    if context == 0:  # nothing stored before the start: a full computation
-                        computed.append(_metrics_rows(sessions, rows))
-                    elif ticker not in seeds or seeds[ticker][0] != sessions.day[first_new - 1]:
-                        # No stored metrics for the session before (written concurrently, or
-                        # lost): resuming could not equal a full computation.
-                        full[ticker] = "no stored metrics to resume from"
-                        continue
-                    else:
-                        seed = MetricsSeed.from_row(seeds[ticker][1])
-                        computed.append(_metrics_rows(sessions, rows, start=context, seed=seed))
-                    summary.extended.append(ticker)
-                resumed = [t for t in chunk if t not in full]
-                summary.rows_deleted += _delete_from(conn, resumed, start)
+                computed, cannot_resume = _resume(conn, chunk, start)
+                full.update(cannot_resume)
+                resumed = [t for t in chunk if t not in cannot_resume]
+                summary.extended += resumed
+                _delete_from(conn, resumed, start)  # rewritten, or orphans counted above
                 if computed:
                     summary.rows_written += _write(conn, _frame_of(computed))
 
         for chunk in batched(sorted(full), tickers_per_batch):
-            summary.rows_deleted += _delete_from(conn, chunk)
+            _delete_from(conn, chunk)  # rewritten, or orphans counted above
             sessions = _read_full(conn, chunk)
             computed = [_metrics_rows(sessions, rows) for _, rows in sessions.by_ticker()]
             if computed:
@@ -387,13 +382,15 @@ def refresh_daily_metrics(
         summary.why_recomputed = full
         summary.extended.sort()
 
-        if full:
+        done = sorted({*full, *summary.extended})
+        if done:
             insert = dialect_insert(conn, daily_metrics_state)
             conn.execute(
                 insert.on_conflict_do_update(
                     index_elements=["ticker"],
                     set_={
                         "adjustment_computed_at": insert.excluded.adjustment_computed_at,
+                        "metrics_version": insert.excluded.metrics_version,
                         "computed_at": insert.excluded.computed_at,
                     },
                 ),
@@ -401,12 +398,58 @@ def refresh_daily_metrics(
                     {
                         "ticker": t,
                         "adjustment_computed_at": adjusted_state[t],
+                        "metrics_version": METRICS_VERSION,
                         "computed_at": computed_at,
                     }
-                    for t in sorted(full)
+                    for t in done
                 ],
             )
     return summary
+
+
+def _resume(
+    conn: Connection, tickers: Sequence[str], start: date
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Metrics of ``tickers`` from ``start`` on, continued from their stored metrics; and
+    the tickers that cannot be resumed, with why (they are recomputed in full)."""
+    computed: list[dict[str, Any]] = []
+    cannot: dict[str, str] = {}
+    seeds = _seeds(conn, tickers, start)
+    sessions = _read_resumed(conn, tickers, start)
+    contexts = _contexts(sessions, start)
+    # A short context is the whole history, unless older rows lie beyond the 400 days read (a
+    # trading halt, a gap of months): those tickers' windows are read without the bound.
+    gapped = _with_rows_before(
+        conn, [t for t, n in contexts.items() if n < LOOKBACK_SESSIONS], start - LOOKBACK_DAYS
+    )
+    if gapped:
+        seeds.update(_seeds(conn, sorted(gapped), start, bounded=False))
+        unbounded = _read_resumed(conn, sorted(gapped), start, bounded=False)
+        parts = [(sessions, t, rows) for t, rows in sessions.by_ticker() if t not in gapped]
+        parts += [(unbounded, t, rows) for t, rows in unbounded.by_ticker()]
+        contexts.update(_contexts(unbounded, start))
+    else:
+        parts = [(sessions, t, rows) for t, rows in sessions.by_ticker()]
+    for source, ticker, rows in sorted(parts, key=lambda part: part[1]):
+        context = contexts[ticker]
+        if context == 0:  # nothing stored before the start: the ticker's first sessions
+            computed.append(_metrics_rows(source, rows))
+        elif ticker in seeds and seeds[ticker][0] == source.day[rows.start + context - 1]:
+            seed = MetricsSeed.from_row(seeds[ticker][1])
+            computed.append(_metrics_rows(source, rows, start=context, seed=seed))
+        else:
+            # No stored metrics for the session before (written concurrently, or lost):
+            # resuming could not equal a full computation.
+            cannot[ticker] = "no stored metrics to resume from"
+    return computed, cannot
+
+
+def _contexts(sessions: _Sessions, start: date) -> dict[str, int]:
+    """Per ticker, how many of its rows in ``sessions`` lie before ``start``."""
+    return {
+        ticker: bisect.bisect_left(sessions.day, start, rows.start, rows.stop) - rows.start
+        for ticker, rows in sessions.by_ticker()
+    }
 
 
 # --- reads and checks ----------------------------------------------------------------------------
@@ -430,11 +473,35 @@ def read_daily_metrics(
     if end is not None:
         query = query.where(m.date <= end)
     with transaction(bind) as conn:
-        frame = pd.DataFrame(list(conn.execute(query)), columns=["ticker", "date", *METRIC_COLUMNS])
+        return _metrics_frame(conn.execute(query).all())
+
+
+def _metrics_frame(rows: Sequence[Any]) -> pd.DataFrame:
+    frame = pd.DataFrame(list(rows), columns=["ticker", "date", *METRIC_COLUMNS])
     for column in METRIC_COLUMNS:
         frame[column] = frame[column].astype("float64")
     frame["date"] = frame["date"].map(as_date)
     return frame
+
+
+def read_latest_metrics(bind: Bind, symbols: Iterable[str]) -> pd.DataFrame:
+    """Each of ``symbols``' latest stored metrics row, as :func:`read_daily_metrics` shapes
+    it (one query: the latest date per ticker, joined back)."""
+    m = daily_metrics.c
+    wanted = list(symbols)
+    latest = (
+        sa.select(m.ticker, sa.func.max(m.date).label("date"))
+        .where(m.ticker.in_(wanted))
+        .group_by(m.ticker)
+        .subquery()
+    )
+    query = (
+        sa.select(m.ticker, m.date, *(m[c] for c in METRIC_COLUMNS))
+        .join(latest, sa.and_(m.ticker == latest.c.ticker, m.date == latest.c.date))
+        .order_by(m.ticker)
+    )
+    with transaction(bind) as conn:
+        return _metrics_frame(conn.execute(query).all())
 
 
 @dataclass(frozen=True, slots=True)
@@ -524,5 +591,6 @@ __all__ = [
     "metrics_coverage",
     "metrics_out_of_range",
     "read_daily_metrics",
+    "read_latest_metrics",
     "refresh_daily_metrics",
 ]

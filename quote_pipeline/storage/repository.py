@@ -66,6 +66,16 @@ def copy_csv(
         cursor.close()
 
 
+def one_writer_at_a_time(conn: Connection, name: str) -> None:
+    """Make concurrent transactions that rewrite ``name`` take turns, until this one ends.
+
+    PostgreSQL: a transaction-scoped advisory lock, so that a second refresh (a manual
+    materialization during an automation run) waits and then finds the work done, instead
+    of inserting the same keys and failing. SQLite already lets one writer in at a time."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(name))))
+
+
 def count_rows(bind: Bind, table: sa.Table) -> int:
     """How many rows ``table`` holds."""
     with transaction(bind) as conn:

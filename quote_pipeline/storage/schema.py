@@ -325,8 +325,9 @@ price_adjustment_state = sa.Table(
     "rewrites that ticker's whole adjusted history.",
 )
 
-# The statistics of daily_metrics, in the order they are stored: floats (double precision),
-# NULL until their window has enough sessions. Shared with migration 0005's docs and the reader.
+# The statistics of daily_metrics, in the order they are stored (analytics.METRIC_COLUMNS,
+# a test ties the two): floats (double precision), NULL until their window has enough
+# sessions.
 METRIC_COMMENTS: dict[str, str] = {
     "return_1d": "adj_close / previous stored session's adj_close - 1.",
     "log_return_1d": "ln(adj_close / previous stored session's adj_close).",
@@ -383,6 +384,16 @@ daily_metrics_state = sa.Table(
         "were computed from: when it moves (a re-based history), the ticker is recomputed "
         "in full.",
     ),
-    sa.Column("computed_at", UTCDateTime(), nullable=False, comment="Last computation."),
-    comment="Which adjusted history each ticker's daily_metrics reflect.",
+    sa.Column(
+        "metrics_version",
+        sa.Integer(),
+        nullable=False,
+        comment="analytics.METRICS_VERSION they were computed with: a new version recomputes "
+        "the ticker in full.",
+    ),
+    sa.Column(
+        "computed_at", UTCDateTime(), nullable=False, comment="Last computation, full or not."
+    ),
+    comment="Which adjusted history, and which metric definitions, each ticker's "
+    "daily_metrics reflect.",
 )

@@ -5,6 +5,7 @@ split re-bases the history, and the range checks' queries."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -14,10 +15,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from quote_pipeline.analytics import METRIC_COLUMNS, METRICS_VERSION, STATE_COLUMNS
 from quote_pipeline.reference_data import StockSplit
+from quote_pipeline.storage import create_db_engine
+from quote_pipeline.storage import metrics as metrics_storage
 from quote_pipeline.storage.adjusted_prices import refresh_adjusted_prices
 from quote_pipeline.storage.corporate_actions import replace_splits
 from quote_pipeline.storage.metrics import (
+    DEFINITIONS_CHANGED,
     FIRST_COMPUTATION,
     REBASED,
     metrics_coverage,
@@ -25,7 +30,7 @@ from quote_pipeline.storage.metrics import (
     read_daily_metrics,
     refresh_daily_metrics,
 )
-from quote_pipeline.storage.schema import daily_metrics, daily_metrics_state
+from quote_pipeline.storage.schema import METRIC_COMMENTS, daily_metrics, daily_metrics_state
 from quote_pipeline_tests.storage.test_adjusted_prices import (
     bar,
     fetched,
@@ -126,13 +131,13 @@ def test_a_new_day_resumes_and_equals_a_full_recomputation(engine: Engine) -> No
     assert summary.recomputed == []
     assert summary.extended == sorted(CLOSES)
     assert summary.rows_written == 2 * 3
-    assert summary.rows_deleted == 0
+    assert summary.rows_removed == 0
     resumed = stored(engine)
     assert len(resumed) == 2 * len(SESSIONS)
     assert_same_rows(resumed, recomputed_from_scratch(engine))
 
     again = refresh_daily_metrics(engine)
-    assert (again.rows_written, again.rows_deleted, again.extended) == (0, 0, [])
+    assert (again.rows_written, again.rows_removed, again.extended) == (0, 0, [])
 
 
 def test_a_refetched_day_in_the_past_resumes_from_that_day(engine: Engine) -> None:
@@ -186,7 +191,7 @@ def test_removed_rows_and_tickers_lose_their_metrics(engine: Engine) -> None:
     summary = refresh(engine)
 
     assert summary.tickers == 1
-    assert summary.rows_deleted == 60 + 5
+    assert summary.rows_removed == 60 + 5
     remaining = read_daily_metrics(engine)
     assert set(remaining["ticker"]) == {"BBB"}
     assert list(remaining["date"]) == SESSIONS[:55]
@@ -229,9 +234,10 @@ def test_timestamps_stay_aware_and_exact(engine: Engine) -> None:
     assert first == datetime(2025, 1, 6, 21, 30, 0, 123457, tzinfo=UTC)
 
 
-def test_a_gap_longer_than_the_lookback_recomputes_the_ticker_in_full(engine: Engine) -> None:
+def test_a_gap_longer_than_the_lookback_reads_the_windows_without_the_bound(engine: Engine) -> None:
     """Sessions before the 400 calendar days a resumed run reads still count (the 52-week
-    window is 252 *stored* sessions): such a ticker is recomputed, and still right."""
+    window is 252 *stored* sessions): such a ticker's windows are read without the bound,
+    and it still resumes, equal to a full computation."""
     early = weekdays(date(2023, 1, 2), 30)
     closes = random_walk(7, len(early) + 102)
     days = early + SESSIONS[:102]
@@ -247,7 +253,7 @@ def test_a_gap_longer_than_the_lookback_recomputes_the_ticker_in_full(engine: En
     refresh_adjusted_prices(engine, as_of=AS_OF)
     summary = refresh_daily_metrics(engine)
 
-    assert summary.why_recomputed == {"GAP": "a gap in the history longer than the lookback"}
+    assert (summary.recomputed, summary.extended) == ([], ["GAP"])
     resumed = stored(engine)
     assert len(resumed) == len(days)
     with engine.begin() as conn:
@@ -277,6 +283,48 @@ def test_a_day_after_a_long_silence_is_computed_with_the_history_before_it(
     refresh_adjusted_prices(engine, as_of=AS_OF)
     summary = refresh_daily_metrics(engine)
 
-    assert summary.why_recomputed == {"OLD": "a gap in the history longer than the lookback"}
+    assert (summary.recomputed, summary.extended) == ([], ["OLD"])
     metrics = assert_metrics_match_pandas(engine, "OLD")
     assert metrics.loc[late[0], "sma_20"] == pytest.approx(sum(float(c) for c in closes[-20:]) / 20)
+
+
+def test_new_metric_definitions_recompute_every_ticker(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store_sessions(engine, SESSIONS[:30])
+    refresh(engine)
+    monkeypatch.setattr(metrics_storage, "METRICS_VERSION", METRICS_VERSION + 1)
+
+    summary = refresh_daily_metrics(engine)
+
+    assert summary.why_recomputed == dict.fromkeys(CLOSES, DEFINITIONS_CHANGED)
+    with engine.connect() as conn:
+        versions = set(conn.scalars(sa.select(daily_metrics_state.c.metrics_version)))
+    assert versions == {METRICS_VERSION + 1}
+    assert refresh_daily_metrics(engine).recomputed == []
+
+
+def test_the_stored_columns_are_the_computed_ones() -> None:
+    stored_columns = [c.name for c in daily_metrics.columns]
+    assert stored_columns == [
+        "ticker",
+        "date",
+        *METRIC_COLUMNS,
+        *STATE_COLUMNS,
+        "adjusted_fetched_at",
+    ]
+    assert list(METRIC_COMMENTS) == list(METRIC_COLUMNS)
+
+
+@pytest.mark.postgres
+def test_concurrent_refreshes_take_turns(postgres_url: str) -> None:
+    """A manual materialization during an automation run: both succeed, the second finds
+    the work done (without the lock, both insert the same keys and one fails)."""
+    engine = create_db_engine(postgres_url)
+    store_sessions(engine, SESSIONS[:120])
+    refresh_adjusted_prices(engine, as_of=AS_OF)
+    with ThreadPoolExecutor(2) as pool:
+        summaries = list(pool.map(lambda _: refresh_daily_metrics(engine), range(2)))
+    assert sorted(s.rows_written for s in summaries) == [0, 2 * 120]
+    assert len(stored(engine)) == 2 * 120
+    engine.dispose()

@@ -12,16 +12,16 @@ from pydantic import Field
 from sqlalchemy.engine import Engine
 
 from quote_pipeline.analytics import METRIC_COLUMNS
-from quote_pipeline.charts import ChartError, chart_title, daily_chart_frame, render_candlestick
+from quote_pipeline.charts import ChartError, ticker_chart
 from quote_pipeline.defs.analytics.checks import METRICS_CHECK_SPECS, metrics_check_results
-from quote_pipeline.defs.automation import weekday_catch_up
+from quote_pipeline.defs.automation import missed_update_catch_up
 from quote_pipeline.defs.metadata import OWNERS, names_summary, table_metadata, table_value
 from quote_pipeline.defs.resources import DatabaseResource
 from quote_pipeline.models import InvalidSymbolError, normalize_symbols
 from quote_pipeline.storage import schema as tables
 from quote_pipeline.storage.metrics import (
     DEFAULT_TICKERS_PER_BATCH,
-    read_daily_metrics,
+    read_latest_metrics,
     refresh_daily_metrics,
 )
 from quote_pipeline.storage.repository import count_rows, list_tickers
@@ -29,6 +29,7 @@ from quote_pipeline.storage.repository import count_rows, list_tickers
 GROUP = "analytics"
 WATCHLIST_ENV = "QUOTE_PIPELINE_CHART_WATCHLIST"
 DEFAULT_WATCHLIST_SIZE = 12
+MAX_WATCHLIST = 50
 # After daily_prices_adjusted's own catch-up (19:00 New York) has had time to finish.
 DAILY_CATCH_UP_CRON = "30 19 * * 1-5"
 # The latest values shown in the UI's table, per watchlist ticker.
@@ -38,9 +39,11 @@ PREVIEW_COLUMNS = ("return_1d", "sma_20", "sma_50", "rsi_14", "volatility_20", "
 class MetricsConfig(dg.Config):
     watchlist: list[str] = Field(
         default_factory=list,
+        max_length=MAX_WATCHLIST,
         description="Tickers whose candlestick chart is attached to the materialization. "
         f"Empty: {WATCHLIST_ENV} (comma-separated), else the first "
-        f"{DEFAULT_WATCHLIST_SIZE} tracked tickers.",
+        f"{DEFAULT_WATCHLIST_SIZE} tracked tickers. At most {MAX_WATCHLIST}: each chart is "
+        "~14 kB of base64 in the event log.",
     )
     chart_sessions: int = Field(
         default=120, ge=5, le=1_000, description="Sessions shown in each chart."
@@ -48,6 +51,7 @@ class MetricsConfig(dg.Config):
     tickers_per_batch: int = Field(
         default=DEFAULT_TICKERS_PER_BATCH,
         ge=1,
+        le=5_000,
         description="Tickers read and computed together (bounds memory on a full recompute).",
     )
 
@@ -64,45 +68,51 @@ def watchlist(config: MetricsConfig, engine: Engine) -> list[str]:
     if not symbols:
         return list_tickers(engine)[:DEFAULT_WATCHLIST_SIZE]
     try:
-        return normalize_symbols(symbols)
+        chosen = normalize_symbols(symbols)
     except InvalidSymbolError as exc:
         raise dg.Failure(f"{source}: {exc}", allow_retries=False) from None
+    if len(chosen) > MAX_WATCHLIST:
+        raise dg.Failure(
+            f"{source}: {len(chosen)} tickers, at most {MAX_WATCHLIST} are charted",
+            allow_retries=False,
+        )
+    return chosen
 
 
 def chart_metadata(
-    engine: Engine, tickers: Sequence[str], *, sessions: int
-) -> tuple[dict[str, Any], list[str]]:
+    context: dg.AssetExecutionContext, engine: Engine, tickers: Sequence[str], *, sessions: int
+) -> tuple[dict[str, Any], dict[str, str]]:
     """One markdown entry per ticker embedding its PNG (the asset page shows the image), and
-    the tickers without stored prices to chart."""
+    the tickers not charted, with why. A chart that fails is reported, never fails the run:
+    the metrics are committed by then."""
     charts: dict[str, Any] = {}
-    skipped: list[str] = []
+    not_charted: dict[str, str] = {}
     for ticker in tickers:
         try:
-            frame = daily_chart_frame(engine, ticker, days=sessions)
+            chart = ticker_chart(engine, ticker, days=sessions)
         except ChartError:
-            skipped.append(ticker)
+            not_charted[ticker] = "no stored prices"
             continue
-        png = render_candlestick(frame, title=chart_title(ticker, frame))
-        encoded = base64.b64encode(png).decode("ascii")
+        except Exception as exc:  # a plotting bug must not hide committed metrics
+            context.log.warning(f"chart of {ticker} failed: {type(exc).__name__}: {exc}")
+            not_charted[ticker] = f"failed: {type(exc).__name__}"
+            continue
+        encoded = base64.b64encode(chart.png).decode("ascii")
         charts[f"chart_{ticker}"] = dg.MetadataValue.md(
-            f"![{ticker} candlestick chart](data:image/png;base64,{encoded})"
+            f"![{chart.title}](data:image/png;base64,{encoded})"
         )
-    return charts, skipped
+    return charts, not_charted
 
 
 def latest_metrics(engine: Engine, tickers: Sequence[str]) -> list[dict[str, Any]]:
     """Each ticker's latest stored metrics, rounded for reading."""
-    frame = read_daily_metrics(engine, tickers)
-    if frame.empty:
-        return []
-    latest = frame.groupby("ticker").tail(1)
     return [
         {
             "ticker": row.ticker,
             "date": row.date.isoformat(),
             **{c: None if row[c] != row[c] else round(float(row[c]), 4) for c in PREVIEW_COLUMNS},
         }
-        for _, row in latest.iterrows()
+        for _, row in read_latest_metrics(engine, tickers).iterrows()
     ]
 
 
@@ -114,7 +124,7 @@ def latest_metrics(engine: Engine, tickers: Sequence[str]) -> list[dict[str, Any
     metadata=table_metadata(tables.daily_metrics),
     check_specs=METRICS_CHECK_SPECS,
     automation_condition=(
-        dg.AutomationCondition.eager() | weekday_catch_up(DAILY_CATCH_UP_CRON)
+        dg.AutomationCondition.eager() | missed_update_catch_up(DAILY_CATCH_UP_CRON)
     ).with_label("after_daily_prices_adjusted"),
 )
 def daily_metrics(
@@ -136,12 +146,12 @@ def daily_metrics(
     summary = refresh_daily_metrics(engine, tickers_per_batch=config.tickers_per_batch)
     computed_seconds = time.monotonic() - started
     context.log.info(
-        f"{summary.rows_written} metrics rows written, {summary.rows_deleted} deleted: "
+        f"{summary.rows_written} metrics rows written, {summary.rows_removed} removed: "
         f"{len(summary.recomputed)} tickers recomputed in full, {len(summary.extended)} "
         f"extended, in {computed_seconds:.2f} s"
     )
 
-    charts, skipped = chart_metadata(engine, charted, sessions=config.chart_sessions)
+    charts, not_charted = chart_metadata(context, engine, charted, sessions=config.chart_sessions)
     recomputed = [{"ticker": t, "why": summary.why_recomputed[t]} for t in summary.recomputed[:50]]
     metadata: dict[str, Any] = {
         "dagster/row_count": count_rows(engine, tables.daily_metrics),
@@ -149,11 +159,15 @@ def daily_metrics(
         **({"recomputed": table_value(recomputed)} if recomputed else {}),
         "tickers_extended": len(summary.extended),
         "rows_written": summary.rows_written,
-        "rows_deleted": summary.rows_deleted,
+        "rows_removed": summary.rows_removed,
         "metrics": ", ".join(METRIC_COLUMNS),
         "latest": table_value(latest_metrics(engine, charted)),
         **charts,
-        **({"not_charted": names_summary(skipped)} if skipped else {}),
+        **(
+            {"not_charted": names_summary([f"{t} ({why})" for t, why in not_charted.items()])}
+            if not_charted
+            else {}
+        ),
         "api_requests": 0,
         "compute_seconds": round(computed_seconds, 3),
         "seconds": round(time.monotonic() - started, 3),

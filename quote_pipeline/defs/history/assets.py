@@ -412,7 +412,7 @@ def _session_metadata(
 
 # Each session's bars by 18:00 New York (the schedule runs at 17:00): a materialization since
 # 16:00 that weekday. Dagster evaluates it per asset, not per partition (a backfill of an old
-# range counts), and a cron cannot name NYSE holidays: the no_missing_sessions check, on the
+# range counts), and a cron cannot name NYSE holidays: the no_missing_trading_days check, on the
 # NYSE calendar, is what proves every session is stored.
 DAILY_PRICES_FRESHNESS = dg.FreshnessPolicy.cron(
     deadline_cron="0 18 * * 1-5", lower_bound_delta=timedelta(hours=2), timezone=NEW_YORK_TZ

@@ -75,8 +75,18 @@ def upgrade() -> None:
             "were computed from: when it moves (a re-based history), the ticker is recomputed "
             "in full.",
         ),
-        sa.Column("computed_at", UTCDateTime(), nullable=False, comment="Last computation."),
-        comment="Which adjusted history each ticker's daily_metrics reflect.",
+        sa.Column(
+            "metrics_version",
+            sa.Integer(),
+            nullable=False,
+            comment="analytics.METRICS_VERSION they were computed with: a new version "
+            "recomputes the ticker in full.",
+        ),
+        sa.Column(
+            "computed_at", UTCDateTime(), nullable=False, comment="Last computation, full or not."
+        ),
+        comment="Which adjusted history, and which metric definitions, each ticker's "
+        "daily_metrics reflect.",
     )
 
 
