@@ -1065,7 +1065,7 @@ def daily_metrics_case(
             "next_day_asset_seconds": next_meta.get("seconds"),
             "next_day_rows": next_rows,
             "next_day_rows_written": next_meta.get("rows_written"),
-            "next_day_rows_deleted": next_meta.get("rows_deleted"),
+            "next_day_rows_removed": next_meta.get("rows_removed"),
             "next_day_tickers_extended": next_meta.get("tickers_extended"),
             "next_day_tickers_recomputed": next_meta.get("tickers_recomputed"),
             "adjusted_rows": next_adjusted,
