@@ -28,7 +28,7 @@ from quote_pipeline.storage import (
     remove_tickers,
     resolve_database_url,
 )
-from quote_pipeline.storage.database import DatabaseUrlError
+from quote_pipeline.storage.database import DatabaseUrlError, database_error_line
 from quote_pipeline.storage.schema_migrations import (
     SchemaMigrationError,
     current_revision,
@@ -489,16 +489,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"quote-pipeline: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except (sa.exc.OperationalError, SchemaMigrationError) as exc:
-        where = display_url(resolve_database_url(args.database_url))
-        print(f"quote-pipeline: error: database {where}: {_one_line(exc)}", file=sys.stderr)
+        url = resolve_database_url(args.database_url)
+        print(
+            f"quote-pipeline: error: database {display_url(url)}: {database_error_line(exc, url)}",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
-
-
-def _one_line(exc: Exception) -> str:
-    """The driver's own first line (``connection refused``), not SQLAlchemy's wrapping."""
-    cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig else exc
-    lines = str(cause).strip().splitlines()
-    return lines[0].strip() if lines else type(cause).__name__
 
 
 if __name__ == "__main__":

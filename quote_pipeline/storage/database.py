@@ -7,6 +7,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import DBAPIError
 
 from quote_pipeline.storage.schema_migrations import ensure_schema
 
@@ -37,6 +38,16 @@ def resolve_database_url(url: str | None = None) -> str:
 def display_url(url: str | URL) -> str:
     """The URL with its password masked, for logs and the UI."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+def database_error_line(exc: Exception, url: str | URL | None = None) -> str:
+    """A database error as one line: the driver's own first line (``connection refused``),
+    not SQLAlchemy's wrapping, with ``url``'s password masked should the driver quote it."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
+    lines = str(cause).strip().splitlines()
+    line = lines[0].strip() if lines else type(cause).__name__
+    password = make_url(url).password if url is not None else None
+    return line.replace(password, "***") if password else line
 
 
 def create_db_engine(url: str | None = None, *, upgrade: bool = True) -> Engine:
