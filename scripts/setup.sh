@@ -13,3 +13,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+# The example Django site (examples/django_site) and its tests: Django only, the rest is ours.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r examples/django_site/requirements.txt

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check quote_pipeline quote_pipeline_tests benchmarks scripts
+.venv/bin/ruff check quote_pipeline quote_pipeline_tests benchmarks scripts examples
 # Two workers, whole files each (a file's fixtures and servers stay in one process);
 # QUOTE_PIPELINE_TEST_WORKERS=0 runs everything in this process.
 .venv/bin/python -m pytest -n "${QUOTE_PIPELINE_TEST_WORKERS:-2}" --dist loadfile "$@"

@@ -609,3 +609,63 @@ def test_the_daemon_derives_adjusted_prices_and_metrics_after_the_daily_close(
     engine.dispose()
     assert counts["daily_prices"] >= len(tickers) * len(BACKFILL_DAYS)
     assert counts["daily_metrics"] == counts["daily_prices_adjusted"] == counts["daily_prices"]
+
+
+def test_the_django_sites_refresh_button_launches_a_run_and_its_page_shows_the_new_price(
+    dagster_stack: DagsterStack, e2e_sandbox: SandboxServer, tickers: tuple[str, ...]
+) -> None:
+    """examples/django_site on the stack's database: the refresh POST queues a real run of
+    refresh_quotes for one ticker through the webserver and answers at once; a second one is
+    refused while it is pending; when the run has succeeded, the page and the JSON show the
+    price the stocks table now holds, and only that ticker's row moved."""
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from quote_pipeline.models import Quote
+    from quote_pipeline.storage import write_quotes
+    from quote_pipeline_tests.django_site.support import django_site
+
+    ticker = "AAPL"
+    engine = create_db_engine(dagster_stack.database_url)
+    if not read_stocks(engine, [ticker]):  # run alone: an older quote for the run to replace
+        an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+        old = Quote(ticker, Decimal("1.00"), 1, None, an_hour_ago, an_hour_ago)
+        write_quotes(engine, [old], written_at=an_hour_ago)
+    before = {row.ticker: row for row in read_stocks(engine)}
+    e2e_sandbox.advance()  # the market moves on: the next quote is a new one
+    try:
+        with django_site(dagster_stack.database_url, dagster_url=dagster_stack.url) as client:
+            asked_at = time.monotonic()
+            response = client.post(f"/api/ticker/{ticker}/refresh", content_type="application/json")
+            assert response.status_code == 202, response.content
+            assert time.monotonic() - asked_at < 15, "the view waited for the run"
+            run_id = response.json()["run_id"]
+            assert response.json()["run_url"] == f"{dagster_stack.url}/runs/{run_id}"
+
+            again = client.post(f"/api/ticker/{ticker}/refresh", content_type="application/json")
+            assert again.status_code == 409, again.content
+            assert again.json()["run_id"] == run_id
+
+            status = dagster_stack.wait_for_run(run_id, timeout=120)
+            assert status == dg.DagsterRunStatus.SUCCESS, _why_failed(dagster_stack, run_id)
+            run = _run(dagster_stack, run_id)
+            assert run["jobName"] == "refresh_quotes"
+            assert run["tags"]["quote_pipeline/requested_ticker"] == ticker
+            assert run["tags"]["quote_pipeline/requested_by"] == "django"
+
+            after = {row.ticker: row for row in read_stocks(engine)}
+            stored = after[ticker]
+            assert stored.updated_at > before[ticker].updated_at
+            assert stored.quoted_at > before[ticker].quoted_at
+            for other in set(tickers) - {ticker}:  # only_symbols: nothing else was fetched
+                assert after.get(other) == before.get(other), other
+
+            html = client.get(f"/ticker/{ticker}/").content.decode()
+            assert f'<span class="price" id="price">{format(stored.price, "f")}</span>' in html
+            assert f'datetime="{stored.updated_at.isoformat()}"' in html
+            body = client.get(f"/api/ticker/{ticker}/").json()
+            assert body["stock"]["price"] == format(stored.price, "f")
+            assert body["stock"]["quoted_at"] == stored.quoted_at.isoformat()
+            assert body["stock"]["updated_at"] == stored.updated_at.isoformat()
+    finally:
+        engine.dispose()

@@ -1,0 +1,1 @@
+"""The example site's Django project: settings, URLs, WSGI entry point."""

@@ -1,0 +1,133 @@
+"""Run the example Django site (examples/django_site) inside pytest, without pytest-django.
+
+``django_site(database_url, dagster_url=...)`` points the site at a database and a Dagster
+webserver and yields a ``django.test.Client``. The first use sets Django up (settings module,
+``django.setup()``, the test environment); later uses in the same process, on another
+database, close Django's connections and swap ``DATABASES`` (the project's autouse fixture
+clears ``QUOTE_PIPELINE_DATABASE_URL`` from the environment per test, so the URL is handed to
+the settings here, not read from the environment afterwards). On the way out every connection
+the site opened (Django's and the chart engine's) is closed, so that the database can be
+dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SITE_DIR = Path(__file__).resolve().parents[2] / "examples" / "django_site"
+SETTINGS_MODULE = "quote_site.settings"
+# Nothing listens on the discard port: a refresh POST finds the webserver unreachable.
+UNREACHABLE_DAGSTER_URL = "http://127.0.0.1:9"
+
+
+def _ensure_django(database_url: str) -> None:
+    """Import and set up Django with the site's settings, once per process."""
+    if str(SITE_DIR) not in sys.path:
+        sys.path.insert(0, str(SITE_DIR))
+    os.environ["DJANGO_SETTINGS_MODULE"] = SETTINGS_MODULE
+    from django.apps import apps
+
+    if apps.ready:
+        return
+    import django
+    from django.test.utils import setup_test_environment
+
+    saved = os.environ.get("QUOTE_PIPELINE_DATABASE_URL")
+    os.environ["QUOTE_PIPELINE_DATABASE_URL"] = database_url
+    try:
+        django.setup()
+    finally:
+        if saved is None:
+            os.environ.pop("QUOTE_PIPELINE_DATABASE_URL", None)
+        else:
+            os.environ["QUOTE_PIPELINE_DATABASE_URL"] = saved
+    setup_test_environment()  # ALLOWED_HOSTS gets "testserver"; response.context is kept
+
+
+def close_site_connections() -> None:
+    """Close Django's connections and the chart engines' pools."""
+    from django.db import connections
+    from market.charts import dispose_engines
+
+    connections.close_all()
+    dispose_engines()
+
+
+def use_database(database_url: str) -> None:
+    """Point the (set-up) site at ``database_url``: new ``DATABASES``, fresh connections."""
+    from django.conf import settings
+    from django.db import connections
+    from quote_site.database import django_database
+
+    close_site_connections()
+    settings.QUOTE_PIPELINE_DATABASE_URL = database_url
+    settings.DATABASES = {"default": django_database(database_url)}
+    for alias in list(connections.settings):
+        with contextlib.suppress(AttributeError):  # never opened in this thread
+            del connections[alias]
+    # ConnectionHandler caches the settings it was built from; read DATABASES again.
+    connections.__dict__.pop("settings", None)
+    connections._settings = None
+
+
+@contextmanager
+def django_site(database_url: str, *, dagster_url: str = UNREACHABLE_DAGSTER_URL) -> Iterator[Any]:
+    """A ``django.test.Client`` on the site reading ``database_url``, refreshing through the
+    Dagster webserver at ``dagster_url``."""
+    _ensure_django(database_url)
+    from django.conf import settings
+    from django.test import Client
+
+    use_database(database_url)
+    saved_dagster_url = settings.QUOTE_PIPELINE_DAGSTER_URL
+    settings.QUOTE_PIPELINE_DAGSTER_URL = dagster_url.rstrip("/")
+    try:
+        yield Client()
+    finally:
+        settings.QUOTE_PIPELINE_DAGSTER_URL = saved_dagster_url
+        close_site_connections()
+
+
+# --- "no view makes an outgoing HTTP request" -------------------------------------------------
+
+
+@dataclass
+class ConnectionLog:
+    """Every connection Python code opened while :func:`record_connections` was active.
+
+    libpq (psycopg2) connects from C, so PostgreSQL never appears here; SQLite opens no socket.
+    Anything recorded is therefore a request of Python code: an HTTP client, a GraphQL call.
+    """
+
+    addresses: list[Any] = field(default_factory=list)
+
+
+@contextmanager
+def record_connections() -> Iterator[ConnectionLog]:
+    """Record (and refuse) every ``socket.connect``/``connect_ex`` made meanwhile."""
+    log = ConnectionLog()
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def connect(self: socket.socket, address: Any) -> None:
+        log.addresses.append(address)
+        raise ConnectionRefusedError(f"test: outgoing connection to {address!r} refused")
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        log.addresses.append(address)
+        return 111  # ECONNREFUSED
+
+    socket.socket.connect = connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
+    try:
+        yield log
+    finally:
+        socket.socket.connect = real_connect  # type: ignore[method-assign]
+        socket.socket.connect_ex = real_connect_ex  # type: ignore[method-assign]
