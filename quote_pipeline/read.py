@@ -440,7 +440,7 @@ def _check_schema(engine: Engine) -> None:
     where = display_url(engine.url)
     try:
         revision = current_revision(engine)
-    except sa.exc.OperationalError as exc:
+    except sa.exc.DBAPIError as exc:  # unreachable, refused, no permission: all one line
         raise DatabaseUnavailableError(
             f"cannot read the database {where}: {database_error_line(exc, engine.url)}"
         ) from None

@@ -129,3 +129,10 @@ def run_tags_for_assets(asset_key_paths: Iterable[Sequence[str] | str]) -> dict[
     if not matched:
         return {}
     return _tags(matched[0].job, max(policy.max_runtime_seconds for policy in matched))
+
+
+def refresh_quotes_run_config(symbols: Sequence[str]) -> dict[str, object]:
+    """``refresh_quotes``' run config that fetches only ``symbols`` (the planning op's
+    ``only_symbols``): what the retry sensor and an app asking for one ticker both send."""
+    batches = {"config": {"only_symbols": list(symbols)}}
+    return {"ops": {"raw_quotes": {"ops": {"plan_quote_batches": batches}}}}

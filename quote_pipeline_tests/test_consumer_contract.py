@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from quote_pipeline import read
-from quote_pipeline.storage import create_db_engine
+from quote_pipeline.storage import create_db_engine, schema
 
 # The live column types (as the database reports them) each promised dtype may be read from.
 # SQLite keeps exact decimals as text (the pipeline's ExactDecimal type) and timestamps as
@@ -68,8 +68,13 @@ def contract_violations(engine: Engine) -> list[str]:
             )
             if not fits:
                 problems.append(f"{where}: {kind} cannot be read as {dtype}")
+            if dtype == read.UTC_TIMESTAMP and dialect == "postgresql" and not kind.timezone:
+                problems.append(f"{where}: {kind} without a time zone, read as UTC")
             if dtype in NEVER_NULL and found["nullable"]:
                 problems.append(f"{where}: nullable, but {dtype} holds no NULL")
+            declared = schema.metadata.tables[table].columns[column].nullable
+            if found["nullable"] and not declared:
+                problems.append(f"{where}: nullable, but readers rely on it never being NULL")
     return problems
 
 
@@ -107,12 +112,14 @@ def test_a_migration_that_breaks_a_reader_is_caught(
         engine.dispose()
 
 
-def test_a_retyped_or_renulled_column_is_caught(postgres_url: str) -> None:
+def test_a_retyped_re_zoned_or_re_nulled_column_is_caught(postgres_url: str) -> None:
     engine = create_db_engine(postgres_url)
     try:
         with engine.begin() as conn:
             conn.exec_driver_sql("ALTER TABLE stocks ALTER COLUMN price TYPE double precision")
             conn.exec_driver_sql("ALTER TABLE stocks ALTER COLUMN volume DROP NOT NULL")
+            conn.exec_driver_sql("ALTER TABLE stocks ALTER COLUMN quoted_at TYPE timestamp")
+            conn.exec_driver_sql("ALTER TABLE daily_prices_adjusted ALTER adj_close DROP NOT NULL")
         problems = contract_violations(engine)
         assert "latest_quotes.price (stocks.price): DOUBLE PRECISION cannot be read as exact" in (
             problems
@@ -120,5 +127,12 @@ def test_a_retyped_or_renulled_column_is_caught(postgres_url: str) -> None:
         assert "latest_quotes.volume (stocks.volume): nullable, but int64 holds no NULL" in (
             problems
         )
+        assert (
+            "latest_quotes.quoted_at (stocks.quoted_at): TIMESTAMP without a time zone, read as UTC"
+        ) in problems
+        assert (
+            "prices.adj_close (daily_prices_adjusted.adj_close): nullable, but readers rely on "
+            "it never being NULL"
+        ) in problems
     finally:
         engine.dispose()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -61,14 +60,12 @@ def test_the_notebook_runs_against_a_filled_database(
         assert ticker in filled.tickers
         monkeypatch.setenv("QUOTE_PIPELINE_DATABASE_URL", filled.url)  # the kernel inherits it
         monkeypatch.setenv("QUOTE_PIPELINE_NOTEBOOK_TICKER", ticker.lower())
-        started = time.monotonic()
         NotebookClient(
             notebook,
             kernel_name="python3",
             timeout=120,
             resources={"metadata": {"path": str(NOTEBOOK.parent)}},
         ).execute()
-        elapsed = time.monotonic() - started
 
     assert _outputs(notebook, "error") == []
     printed = "".join(output.text for output in _outputs(notebook, "stream"))
@@ -90,4 +87,3 @@ def test_the_notebook_runs_against_a_filled_database(
     # The headlines table is the last cell's rich output.
     results = _outputs(notebook, "execute_result")
     assert any("sentiment_label" in output.data.get("text/html", "") for output in results)
-    assert elapsed < 60, f"the notebook took {elapsed:.1f} s"

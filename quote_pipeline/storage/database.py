@@ -42,12 +42,16 @@ def display_url(url: str | URL) -> str:
 
 def database_error_line(exc: Exception, url: str | URL | None = None) -> str:
     """A database error as one line: the driver's own first line (``connection refused``),
-    not SQLAlchemy's wrapping, with ``url``'s password masked should the driver quote it."""
+    not SQLAlchemy's wrapping, with ``url``'s password masked where a driver quotes it (in a
+    URL or a ``password=`` keyword; a bare word equal to it, a user name say, is left)."""
     cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
     lines = str(cause).strip().splitlines()
     line = lines[0].strip() if lines else type(cause).__name__
     password = make_url(url).password if url is not None else None
-    return line.replace(password, "***") if password else line
+    if password:
+        for quoted in (f":{password}@", f"password={password}", f"password='{password}'"):
+            line = line.replace(quoted, quoted.replace(str(password), "***"))
+    return line
 
 
 def create_db_engine(url: str | None = None, *, upgrade: bool = True) -> Engine:

@@ -7,6 +7,7 @@ import dagster as dg
 from quote_pipeline.defs.quotes.assets import DATASET
 from quote_pipeline.defs.quotes.jobs import REFRESH_QUOTES
 from quote_pipeline.defs.retries import build_retry_sensor, retry_run_key, retry_tags
+from quote_pipeline.run_policy import refresh_quotes_run_config
 from quote_pipeline.storage.fetch_state import PendingSymbol
 
 RETRY_SENSOR_NAME = "retry_pending_quotes"
@@ -15,11 +16,10 @@ RETRY_SENSOR_NAME = "retry_pending_quotes"
 def retry_run_requests(due: list[PendingSymbol]) -> list[dg.RunRequest]:
     """One refresh of just the ``due`` symbols."""
     symbols = sorted(p.ticker for p in due)
-    batches = {"config": {"only_symbols": symbols}}
     return [
         dg.RunRequest(
             run_key=retry_run_key(RETRY_SENSOR_NAME, due),
-            run_config={"ops": {"raw_quotes": {"ops": {"plan_quote_batches": batches}}}},
+            run_config=refresh_quotes_run_config(symbols),
             tags=retry_tags(symbols),
         )
     ]
