@@ -5,9 +5,9 @@ webserver and yields a ``django.test.Client``. The first use sets Django up (set
 ``django.setup()``, the test environment); later uses in the same process, on another
 database, close Django's connections and swap ``DATABASES`` (the project's autouse fixture
 clears ``QUOTE_PIPELINE_DATABASE_URL`` from the environment per test, so the URL is handed to
-the settings here, not read from the environment afterwards). On the way out every connection
-the site opened (Django's and the chart engine's) is closed, so that the database can be
-dropped.
+the settings here, not read from the environment afterwards; so is ``DJANGO_SECRET_KEY``). On
+the way out every connection the site opened (Django's and its SQLAlchemy engine's) is closed,
+so that the database can be dropped.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from typing import Any
 
 SITE_DIR = Path(__file__).resolve().parents[2] / "examples" / "django_site"
 SETTINGS_MODULE = "quote_site.settings"
+# The site refuses to start without a key unless DJANGO_DEBUG is on.
+SECRET_KEY = "test-only-quote-site-secret-key-5b0c2e"
 # Nothing listens on the discard port: a refresh POST finds the webserver unreachable.
 UNREACHABLE_DAGSTER_URL = "http://127.0.0.1:9"
 
@@ -40,25 +42,30 @@ def _ensure_django(database_url: str) -> None:
     import django
     from django.test.utils import setup_test_environment
 
-    saved = os.environ.get("QUOTE_PIPELINE_DATABASE_URL")
-    os.environ["QUOTE_PIPELINE_DATABASE_URL"] = database_url
+    environment = {"QUOTE_PIPELINE_DATABASE_URL": database_url, "DJANGO_SECRET_KEY": SECRET_KEY}
+    saved = {name: os.environ.get(name) for name in environment}
+    os.environ.update(environment)
     try:
         django.setup()
     finally:
-        if saved is None:
-            os.environ.pop("QUOTE_PIPELINE_DATABASE_URL", None)
-        else:
-            os.environ["QUOTE_PIPELINE_DATABASE_URL"] = saved
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     setup_test_environment()  # ALLOWED_HOSTS gets "testserver"; response.context is kept
 
 
 def close_site_connections() -> None:
-    """Close Django's connections and the chart engines' pools."""
+    """Close Django's connections and the site engine's pools; check the schema revision
+    again on the next request."""
     from django.db import connections
-    from market.charts import dispose_engines
+    from market import schema_check
+    from market.engine import dispose_engines
 
     connections.close_all()
     dispose_engines()
+    schema_check.forget()
 
 
 def use_database(database_url: str) -> None:
@@ -88,7 +95,9 @@ def django_site(database_url: str, *, dagster_url: str = UNREACHABLE_DAGSTER_URL
 
     use_database(database_url)
     saved_dagster_url = settings.QUOTE_PIPELINE_DAGSTER_URL
-    settings.QUOTE_PIPELINE_DAGSTER_URL = dagster_url.rstrip("/")
+    from quote_site.environment import dagster_url as checked_dagster_url
+
+    settings.QUOTE_PIPELINE_DAGSTER_URL = checked_dagster_url(dagster_url)
     try:
         yield Client()
     finally:

@@ -3,12 +3,14 @@ and PostgreSQL: a renamed, retyped or re-nulled column fails here, not in a page
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
 
-from quote_pipeline.storage import create_db_engine
+from quote_pipeline.storage import add_tickers, create_db_engine
 from quote_pipeline.storage import schema as tables
 from quote_pipeline.storage.types import ExactDecimal, UTCDateTime
 from quote_pipeline_tests.django_site.support import django_site
@@ -36,6 +38,42 @@ def _django_type(column: sa.Column[Any]) -> tuple[str, int | None]:
     if isinstance(kind, sa.String):
         return "CharField", kind.length
     raise AssertionError(f"{column.table.name}.{column.name}: no Django mapping for {kind!r}")
+
+
+def _live_type_problem(field: Any, live: dict[str, Any], dialect: str) -> str | None:
+    """What is wrong with the live column for the Django ``field``, if anything: the type the
+    database actually has (after migrations), not what schema.py declares."""
+    kind, live_type = type(field).__name__, live["type"]
+    if kind == "ExactDecimalField":
+        # Exact: NUMERIC on PostgreSQL (never a float type), the decimal's text on SQLite.
+        if dialect == "postgresql":
+            exact = isinstance(live_type, sa.Numeric) and not isinstance(live_type, sa.Float)
+        else:
+            exact = isinstance(live_type, sa.String)
+        return None if exact else f"not an exact decimal column: {live_type!r}"
+    if kind == "DateTimeField":
+        if not isinstance(live_type, sa.DateTime):
+            return f"not a timestamp: {live_type!r}"
+        # PostgreSQL keeps the offset (TIMESTAMPTZ); SQLite stores naive UTC text.
+        if dialect == "postgresql" and live_type.timezone is not True:
+            return f"a timestamp without time zone: {live_type!r}"
+        return None
+    expected: dict[str, type[Any]] = {
+        "DateField": sa.Date,
+        "BigIntegerField": sa.BigInteger,
+        "IntegerField": sa.Integer,
+        "FloatField": sa.Float,
+        "BooleanField": sa.Boolean,
+        "TextField": sa.Text,
+        "CharField": sa.String,
+    }
+    if not isinstance(live_type, expected[kind]):
+        return f"{kind} over {live_type!r}"
+    if kind == "CharField" and getattr(live_type, "length", None) != field.max_length:
+        return f"max_length {field.max_length} over {live_type!r}"
+    if kind == "IntegerField" and isinstance(live_type, sa.BigInteger):
+        return f"IntegerField over {live_type!r}: values past 2**31 would not fit"
+    return None
 
 
 def _models() -> list[Any]:
@@ -75,6 +113,9 @@ def test_every_model_matches_its_table(database_url: str) -> None:
                     assert type(target).__name__ == kind, where
                     if length is not None:
                         assert target.max_length == length, where
+                    # And against the live column's type, not only schema.py's.
+                    problem = _live_type_problem(target, live[name], engine.dialect.name)
+                    assert problem is None, f"{where}: {problem}"
                 # The key Django uses is the table's key (or, for quote_snapshots, its
                 # unique constraint): rows are told apart the way the pipeline does.
                 key = {f.column for f in meta.pk_fields}
@@ -92,7 +133,8 @@ def test_every_model_matches_its_table(database_url: str) -> None:
 @pytest.mark.parametrize(
     "url",
     [
-        "postgresql://reader:s3cret@db.example:6543/market?sslmode=require",
+        "postgresql://reader:s3cret@db.example:6543/market?sslmode=require"
+        "&options=-c%20search_path%3Dquotes&connect_timeout=5",
         "postgresql+psycopg2://u@localhost/q",
     ],
 )
@@ -102,7 +144,6 @@ def test_postgresql_urls_become_django_settings(url: str, tmp_path: Any) -> None
 
         settings = django_database(url)
     assert settings["ENGINE"] == "django.db.backends.postgresql"
-    assert "default_transaction_read_only=on" in settings["OPTIONS"]["options"]
     if "example" in url:
         assert (settings["NAME"], settings["USER"], settings["PASSWORD"]) == (
             "market",
@@ -110,6 +151,33 @@ def test_postgresql_urls_become_django_settings(url: str, tmp_path: Any) -> None
             "s3cret",
         )
         assert (settings["HOST"], settings["PORT"]) == ("db.example", "6543")
-        assert settings["OPTIONS"]["sslmode"] == "require"
+        # libpq keywords pass through; the read-only flag is added to the given options.
+        assert settings["OPTIONS"] == {
+            "sslmode": "require",
+            "connect_timeout": "5",
+            "options": "-c search_path=quotes -c default_transaction_read_only=on",
+        }
     else:
         assert (settings["NAME"], settings["HOST"], settings["PORT"]) == ("q", "localhost", "")
+        assert settings["OPTIONS"] == {"options": "-c default_transaction_read_only=on"}
+
+
+def test_a_sqlite_path_with_odd_characters_opens_read_only(tmp_path: Any) -> None:
+    """The SQLite file is opened as a ``file:`` URI (``mode=ro``), its path percent-encoded:
+    a space, ``#`` or ``%`` in it is a file name, not URI syntax."""
+    odd = tmp_path / "a b#c%41d" / "quotes.db"
+    url = f"sqlite:///{odd}"
+    engine = create_db_engine(url)
+    add_tickers(engine, ["AAPL"], now=datetime(2026, 11, 27, tzinfo=UTC))
+    engine.dispose()
+    with django_site(url):
+        from django.conf import settings
+        from market.engine import site_engine
+        from market.models import TrackedTicker
+
+        name = settings.DATABASES["default"]["NAME"]
+        assert name == f"file:{quote(str(odd))}?mode=ro" and "%2541" in name
+        assert list(TrackedTicker.objects.values_list("ticker", flat=True)) == ["AAPL"]
+        with site_engine().connect() as conn:
+            assert conn.execute(sa.text("SELECT ticker FROM tickers")).scalars().all() == ["AAPL"]
+    assert sorted(p.name for p in odd.parent.iterdir()) == ["quotes.db"]

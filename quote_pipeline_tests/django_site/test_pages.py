@@ -198,8 +198,17 @@ def test_the_ticker_page_shows_price_profile_chart_metrics_and_headlines(
     labels = {h.sentiment_label for h in headlines}
     for label in labels:
         assert f'class="badge {label}"' in html
-    # The chart: served from stored data, the size the page says.
+    # The chart: served from stored data, the size the page says, over the sessions it says.
     assert f'<img src="/ticker/{ticker}/chart.png"' in html
+    (stored_sessions,) = _read(
+        filled.url,
+        sa.select(sa.func.count())
+        .select_from(tables.daily_prices_adjusted)
+        .where(tables.daily_prices_adjusted.c.ticker == ticker),
+    )
+    shown_sessions = min(stored_sessions[0], 120)
+    assert shown_sessions > 1
+    assert f"Last {shown_sessions} stored sessions, adjusted prices" in html
     chart = client.get(f"/ticker/{ticker}/chart.png")
     assert chart.status_code == 200 and chart["Content-Type"] == "image/png"
     assert Image.open(io.BytesIO(chart.content)).size == (880, 440)
@@ -306,4 +315,12 @@ def test_the_site_connects_read_only(filled: FilledDatabase, site: Any) -> None:
     with pytest.raises(DatabaseError, match="read-only"):
         Stock.objects.filter(ticker="AAPL").update(volume=before + 1)
     connection.close()
+    # The SQLAlchemy engine of the chart and the revision check: read-only too.
+    from market.engine import site_engine
+
+    with (
+        pytest.raises(sa.exc.InternalError, match="read-only transaction"),
+        site_engine().begin() as conn,
+    ):
+        conn.execute(sa.update(tables.stocks).values(volume=before + 1))
     assert _stocks(filled.url)["AAPL"].volume == before

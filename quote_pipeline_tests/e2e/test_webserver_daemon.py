@@ -614,37 +614,71 @@ def test_the_daemon_derives_adjusted_prices_and_metrics_after_the_daily_close(
 def test_the_django_sites_refresh_button_launches_a_run_and_its_page_shows_the_new_price(
     dagster_stack: DagsterStack, e2e_sandbox: SandboxServer, tickers: tuple[str, ...]
 ) -> None:
-    """examples/django_site on the stack's database: the refresh POST queues a real run of
-    refresh_quotes for one ticker through the webserver and answers at once; a second one is
-    refused while it is pending; when the run has succeeded, the page and the JSON show the
-    price the stocks table now holds, and only that ticker's row moved."""
+    """examples/django_site on the stack's database: the ticker page's CSRF-protected refresh
+    form, posted with its token and cookie, queues a real run of refresh_quotes for one
+    ticker through the webserver and answers at once, sending the browser to the page that
+    waits for the price; a second request (the JSON twin) is refused while the run is
+    pending; when the run has succeeded, that page shows the new price — the sandbox's quote
+    at its current market clock, which cannot be the one stored before — and only that
+    ticker's row moved."""
+    import re
     from datetime import timedelta
     from decimal import Decimal
+    from urllib.parse import parse_qs, urlsplit
 
     from quote_pipeline.models import Quote
-    from quote_pipeline.storage import write_quotes
+    from quote_pipeline.sandbox.market import simulated_quote
+    from quote_pipeline.storage import schema, write_quotes
     from quote_pipeline_tests.django_site.support import django_site
 
     ticker = "AAPL"
     engine = create_db_engine(dagster_stack.database_url)
-    if not read_stocks(engine, [ticker]):  # run alone: an older quote for the run to replace
-        an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
-        old = Quote(ticker, Decimal("1.00"), 1, None, an_hour_ago, an_hour_ago)
-        write_quotes(engine, [old], written_at=an_hour_ago)
+    # The quote the run must replace: an hour old, at a price the sandbox never quotes AAPL
+    # at (its illustrative range is 180 to 260), so a price after the run is the run's.
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    old_price = Decimal("1.00")
+    with engine.begin() as conn:
+        conn.execute(sa.delete(schema.stocks).where(schema.stocks.c.ticker == ticker))
+    old = Quote(ticker, old_price, 1, None, an_hour_ago, an_hour_ago)
+    write_quotes(engine, [old], written_at=an_hour_ago)
     before = {row.ticker: row for row in read_stocks(engine)}
-    e2e_sandbox.advance()  # the market moves on: the next quote is a new one
+    # The market moves on; the sandbox's quotes are a function of its market clock.
+    generation = e2e_sandbox.advance()
+    quote = simulated_quote(ticker, seed=e2e_sandbox.config.seed, generation=generation)
+    expected_price = quote["price"]
+    assert expected_price != old_price
+    wait_for_price = '<meta http-equiv="refresh" content="5">'
     try:
-        with django_site(dagster_stack.database_url, dagster_url=dagster_stack.url) as client:
+        with django_site(dagster_stack.database_url, dagster_url=dagster_stack.url):
+            from django.test import Client
+
+            client = Client(enforce_csrf_checks=True)  # as a browser: token and cookie
+            page = client.get(f"/ticker/{ticker}/").content.decode()
+            assert f'<span class="price" id="price">{old_price}</span>' in page
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+            assert token, "no CSRF token on the ticker page"
+
             asked_at = time.monotonic()
-            response = client.post(f"/api/ticker/{ticker}/refresh", content_type="application/json")
-            assert response.status_code == 202, response.content
+            pressed = client.post(
+                f"/ticker/{ticker}/refresh", {"csrfmiddlewaretoken": token.group(1)}
+            )
             assert time.monotonic() - asked_at < 15, "the view waited for the run"
-            run_id = response.json()["run_id"]
-            assert response.json()["run_url"] == f"{dagster_stack.url}/runs/{run_id}"
+            assert pressed.status_code == 302, pressed.content
+            waiting_url = pressed["Location"]
+            query = parse_qs(urlsplit(waiting_url).query)
+            (run_id,) = query["run"]
+            assert query["awaiting"] == [before[ticker].updated_at.isoformat()]
 
             again = client.post(f"/api/ticker/{ticker}/refresh", content_type="application/json")
             assert again.status_code == 409, again.content
             assert again.json()["run_id"] == run_id
+            assert again.json()["run_url"] == f"{dagster_stack.url}/runs/{run_id}"
+
+            waiting = client.get(waiting_url).content.decode()
+            (row,) = read_stocks(engine, [ticker])
+            if row.updated_at == before[ticker].updated_at:  # not written when the page read
+                assert 'data-state="waiting"' in waiting and wait_for_price in waiting
+                assert f'<a href="{dagster_stack.url}/runs/{run_id}">{run_id}</a>' in waiting
 
             status = dagster_stack.wait_for_run(run_id, timeout=120)
             assert status == dg.DagsterRunStatus.SUCCESS, _why_failed(dagster_stack, run_id)
@@ -655,16 +689,23 @@ def test_the_django_sites_refresh_button_launches_a_run_and_its_page_shows_the_n
 
             after = {row.ticker: row for row in read_stocks(engine)}
             stored = after[ticker]
+            # The price changed, to the sandbox's quote at the current market clock.
+            assert stored.price != before[ticker].price
+            assert stored.price == expected_price
             assert stored.updated_at > before[ticker].updated_at
             assert stored.quoted_at > before[ticker].quoted_at
             for other in set(tickers) - {ticker}:  # only_symbols: nothing else was fetched
                 assert after.get(other) == before.get(other), other
 
-            html = client.get(f"/ticker/{ticker}/").content.decode()
-            assert f'<span class="price" id="price">{format(stored.price, "f")}</span>' in html
-            assert f'datetime="{stored.updated_at.isoformat()}"' in html
+            # The page the button sent the browser to now shows it, and stops reloading.
+            shown = client.get(waiting_url).content.decode()
+            price = format(stored.price, "f")
+            assert 'data-state="written"' in shown and wait_for_price not in shown
+            assert f'<span class="price" id="price">{price}</span>' in shown
+            assert f"New price <strong>{price}</strong>, updated at" in shown
+            assert f'datetime="{stored.updated_at.isoformat()}"' in shown
             body = client.get(f"/api/ticker/{ticker}/").json()
-            assert body["stock"]["price"] == format(stored.price, "f")
+            assert body["stock"]["price"] == price
             assert body["stock"]["quoted_at"] == stored.quoted_at.isoformat()
             assert body["stock"]["updated_at"] == stored.updated_at.isoformat()
     finally:

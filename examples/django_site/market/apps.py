@@ -10,3 +10,8 @@ class MarketConfig(AppConfig):
 
     name = "market"
     verbose_name = "Market data (quote_pipeline)"
+
+    def ready(self) -> None:
+        # Registers the schema revision system check; no database access here (the pages
+        # check the revision on their first request).
+        from market import schema_check  # noqa: F401

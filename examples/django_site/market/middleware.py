@@ -12,6 +12,10 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
+from sqlalchemy.exc import SQLAlchemyError
+
+from market.schema_check import schema_problem
+from quote_pipeline.storage.database import database_error_line
 
 logger = logging.getLogger("market")
 
@@ -71,25 +75,44 @@ class ViewerTimeZoneMiddleware:
         return response
 
 
+def unavailable(request: HttpRequest, code: str, message: str) -> HttpResponse:
+    """A one-line 503: a page, or JSON under /api/."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": code, "message": message}, status=503)
+    return render(request, "market/error.html", {"message": message}, status=503)
+
+
+def tables_unavailable(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """The 503 of a database error (Django's or SQLAlchemy's): the driver's first line, the
+    password masked; the traceback goes to the log."""
+    logger.exception("reading the pipeline's tables failed", exc_info=exception)
+    line = database_error_line(exception, settings.QUOTE_PIPELINE_DATABASE_URL)
+    message = (
+        f"The pipeline's tables could not be read ({line}). Has the pipeline run against this "
+        "database (QUOTE_PIPELINE_DATABASE_URL)?"
+    )
+    return unavailable(request, "database_unavailable", message)
+
+
 class TablesUnavailableMiddleware:
-    """A database error (tables not created yet, database down) is a one-line 503 page (or
-    JSON under /api/), not a traceback; the traceback goes to the log."""
+    """A database the site cannot use is a one-line 503 page (or JSON under /api/), not a
+    traceback: a database error (tables not created yet, database down, a SQLite file that
+    is not there), or a schema revision other than the head (checked on the first request,
+    see :mod:`market.schema_check`)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            problem = schema_problem()
+        except SQLAlchemyError as exc:
+            return tables_unavailable(request, exc)
+        if problem is not None:
+            return unavailable(request, "schema_revision", f"{problem[0].upper()}{problem[1:]}.")
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not isinstance(exception, DatabaseError):
+        if not isinstance(exception, DatabaseError | SQLAlchemyError):
             return None
-        logger.exception("reading the pipeline's tables failed", exc_info=exception)
-        first_line = (str(exception).strip().splitlines() or [type(exception).__name__])[0]
-        message = (
-            f"The pipeline's tables could not be read ({first_line}). Has the pipeline run "
-            "against this database (QUOTE_PIPELINE_DATABASE_URL)?"
-        )
-        if request.path.startswith("/api/"):
-            return JsonResponse({"error": "database_unavailable", "message": message}, status=503)
-        return render(request, "market/error.html", {"message": message}, status=503)
+        return tables_unavailable(request, exception)

@@ -11,9 +11,8 @@ from __future__ import annotations
 from django.db import models
 
 from market.fields import ExactDecimalField
-
-SYMBOL_LENGTH = 15  # quote_pipeline.models.MAX_SYMBOL_LENGTH
-URL_LENGTH = 2048  # quote_pipeline.storage.schema.URL_LENGTH
+from quote_pipeline.models import MAX_SYMBOL_LENGTH as SYMBOL_LENGTH
+from quote_pipeline.storage.schema import URL_LENGTH
 
 
 class TrackedTicker(models.Model):

@@ -3,10 +3,12 @@ POSTs only ask the Dagster webserver to run the pipeline. No view calls a market
 
 from __future__ import annotations
 
-import json
+import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal, DivisionByZero, InvalidOperation
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.http import (
@@ -18,12 +20,15 @@ from django.http import (
 )
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
+from sqlalchemy.exc import SQLAlchemyError
 
 from market import refresh
-from market.charts import daily_chart_png
+from market.charts import CHART_DAYS, daily_chart_png
+from market.middleware import tables_unavailable
 from market.models import (
     CompanyProfile,
     DailyMetric,
@@ -37,6 +42,10 @@ from quote_pipeline.charts import ChartError
 from quote_pipeline.models import InvalidSymbolError, normalize_symbol
 
 HEADLINES = 10
+# The ticker page after a refresh request reloads itself this often (seconds) until the run
+# has written a newer quote, and gives up after WAIT_LIMIT.
+RELOAD_SECONDS = 5
+WAIT_LIMIT = timedelta(minutes=10)
 # Shown on the page and in the JSON, in this order.
 METRIC_FIELDS = (
     "return_1d",
@@ -141,14 +150,80 @@ def ticker_page(request: HttpRequest, symbol: str) -> HttpResponse:
     metrics = [
         (name, getattr(data.metrics, name)) for name in METRIC_FIELDS if data.metrics is not None
     ]
+    chart_sessions = (
+        min(DailyPriceAdjusted.objects.filter(ticker=ticker).count(), CHART_DAYS)
+        if data.latest_adjusted is not None
+        else 0
+    )
     context = {
         "data": data,
         "ticker": ticker,
         "change_percent": change_percent(data.stock) if data.stock else None,
         "metrics": dict(metrics),
         "headlines": headlines,
+        "chart_sessions": chart_sessions,
+        "awaited": awaited_refresh(request, data.stock),
+        "reload_seconds": RELOAD_SECONDS,
     }
     return render(request, "market/ticker.html", context)
+
+
+# --- the ticker page after a refresh request ---------------------------------------------------
+
+AWAITING_PARAM, RUN_PARAM, ASKED_PARAM = "awaiting", "run", "asked"
+NO_QUOTE = "none"  # AWAITING_PARAM when the ticker had no stored quote when asked
+
+
+@dataclass(frozen=True)
+class AwaitedRefresh:
+    """A refresh the page was asked to wait for: ``state`` is ``waiting`` (the stored quote
+    is not newer than when the refresh was requested), ``written`` (it is) or ``given_up``
+    (still not, ``WAIT_LIMIT`` after the request)."""
+
+    run_id: str
+    run_url: str
+    state: str
+
+
+def awaiting_url(ticker: str, run_id: str, updated_at: datetime | None) -> str:
+    """The ticker page waiting for run ``run_id`` to write a quote newer than ``updated_at``
+    (the stored row's when the refresh was requested; None when there was none)."""
+    query = {
+        AWAITING_PARAM: NO_QUOTE if updated_at is None else updated_at.isoformat(),
+        RUN_PARAM: run_id,
+        ASKED_PARAM: timezone.now().isoformat(timespec="seconds"),
+    }
+    return f"{reverse('ticker', args=[ticker])}?{urlencode(query)}"
+
+
+def _aware(text: str | None) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(text or "")
+    except ValueError:
+        return None
+    return moment if moment.utcoffset() is not None else None
+
+
+def awaited_refresh(request: HttpRequest, stock: Stock | None) -> AwaitedRefresh | None:
+    """The refresh the page's query says to wait for, and how far it got, from the stored row
+    alone (no Dagster call in a GET); None without (valid) parameters."""
+    awaiting, run = request.GET.get(AWAITING_PARAM), request.GET.get(RUN_PARAM)
+    if awaiting is None or run is None:
+        return None
+    try:
+        run_id = str(uuid.UUID(run))
+    except ValueError:
+        return None
+    before = None if awaiting == NO_QUOTE else _aware(awaiting)
+    if before is None and awaiting != NO_QUOTE:
+        return None
+    if stock is not None and (before is None or stock.updated_at > before):
+        state = "written"
+    else:
+        asked = _aware(request.GET.get(ASKED_PARAM))
+        late = asked is not None and timezone.now() - asked > WAIT_LIMIT
+        state = "given_up" if late else "waiting"
+    return AwaitedRefresh(run_id=run_id, run_url=refresh.run_url(run_id), state=state)
 
 
 @require_GET
@@ -159,6 +234,8 @@ def ticker_chart(request: HttpRequest, symbol: str) -> HttpResponse:
         png = daily_chart_png(ticker)
     except ChartError as exc:
         raise Http404(str(exc)) from None
+    except SQLAlchemyError as exc:  # the chart reads through SQLAlchemy, not Django
+        return tables_unavailable(request, exc)
     response = HttpResponse(png, content_type="image/png")
     response["Cache-Control"] = "max-age=60"
     return response
@@ -263,11 +340,19 @@ def _launch(ticker: str) -> refresh.LaunchedRefresh:
     return refresh.request_refresh(ticker)
 
 
+def _stored_updated_at(ticker: str) -> datetime | None:
+    """When the ticker's stocks row was last written (None: no row): read before launching,
+    so that a run quicker than this request is not missed."""
+    return Stock.objects.filter(ticker=ticker).values_list("updated_at", flat=True).first()
+
+
 @require_POST
 def refresh_ticker(request: HttpRequest, symbol: str) -> HttpResponseRedirect:
-    """The button: queue a refresh and go back to the ticker page with what happened."""
+    """The button: queue a refresh and go back to the ticker page, which waits for the new
+    price (reloading itself) and links to the run; or says in one line why not."""
     ticker = _symbol(symbol)
     ticker_data(ticker)  # a 404 for a ticker no table knows
+    updated_at = _stored_updated_at(ticker)
     try:
         launched = _launch(ticker)
     except refresh.AlreadyPending as exc:
@@ -282,42 +367,30 @@ def refresh_ticker(request: HttpRequest, symbol: str) -> HttpResponseRedirect:
                 exc.run_status.lower(),
             ),
         )
+        return redirect(awaiting_url(ticker, exc.run_id, updated_at))
     except refresh.RefreshError as exc:
         messages.error(request, f"Refresh not requested: {exc}")
-    else:
-        messages.success(
-            request,
-            format_html(
-                'Refresh of {} queued: run <a href="{}">{}</a>. The price below changes '
-                "when the run has written it: reload the page in a minute.",
-                ticker,
-                launched.run_url,
-                launched.run_id,
-            ),
-        )
-    return redirect("ticker", symbol=ticker)
+        return redirect("ticker", symbol=ticker)
+    return redirect(awaiting_url(ticker, launched.run_id, updated_at))
 
 
 @csrf_exempt
 @require_POST
 def refresh_ticker_json(request: HttpRequest, symbol: str) -> JsonResponse:
-    """``POST /api/ticker/<SYM>/refresh`` (``Content-Type: application/json``): 202 with the
-    run id and link; 409 when one is pending, 503 when Dagster is unreachable.
+    """``POST /api/ticker/<SYM>/refresh`` (``Content-Type: application/json``, any body; it
+    is not read): 202 with the run id and link; 409 when one is pending, 503 when Dagster is
+    unreachable.
 
     Exempt from CSRF tokens (it is for scripts), it accepts only a JSON content type, which a
     cross-site form cannot send without a CORS preflight this site never answers.
     """
     if request.content_type != "application/json":
         return _api_error(415, "unsupported_media_type", "POST with Content-Type: application/json")
-    if request.body.strip():
-        try:
-            json.loads(request.body)
-        except ValueError:
-            return _api_error(400, "bad_request", "the body is not JSON")
     try:
         ticker = normalize_symbol(symbol.strip())
     except InvalidSymbolError:
         return _api_error(404, "invalid_symbol", f"{symbol!r} is not a valid ticker symbol")
+    updated_at = _stored_updated_at(ticker)
     try:
         launched = _launch(ticker)
     except refresh.AlreadyPending as exc:
@@ -341,7 +414,8 @@ def refresh_ticker_json(request: HttpRequest, symbol: str) -> JsonResponse:
             "run_id": launched.run_id,
             "run_url": launched.run_url,
             "status": "queued",
-            "page": reverse("ticker", args=[ticker]),
+            # The ticker page waiting for this run's price.
+            "page": awaiting_url(ticker, launched.run_id, updated_at),
         },
         status=202,
     )

@@ -1,15 +1,20 @@
 """Settings of the example site: read-only pages over the pipeline's tables.
 
-Everything comes from the environment, read once when the settings are imported:
+Everything comes from the environment, read and checked once when the settings are imported
+(a bad value is one ``ImproperlyConfigured`` line, see :mod:`quote_site.environment`):
 
 - ``QUOTE_PIPELINE_DATABASE_URL`` — the pipeline's database (SQLAlchemy URL); unset, the
   pipeline's own default (``sqlite:///./data/quote_pipeline.db``, see
   :func:`quote_pipeline.storage.database.resolve_database_url`).
 - ``QUOTE_PIPELINE_DAGSTER_URL`` — the Dagster webserver (UI and GraphQL), for the refresh
-  button and the links to runs; default ``http://127.0.0.1:3000``.
+  button and the links to runs; default ``http://127.0.0.1:3000``; no user or password.
+- ``QUOTE_PIPELINE_DAGSTER_LOCATION``, ``QUOTE_PIPELINE_DAGSTER_TIMEOUT`` — where
+  ``refresh_quotes`` is launched, and how long a GraphQL call may take (seconds).
 - ``QUOTE_SITE_TIME_ZONE`` — the zone times are shown in unless the viewer picks another
   (``?tz=Europe/Berlin``, remembered in a cookie); default ``America/New_York``.
-- ``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG`` (1/true/yes), ``DJANGO_ALLOWED_HOSTS`` (commas).
+- ``QUOTE_SITE_READ_ONLY`` — open the database read-only (default on).
+- ``DJANGO_SECRET_KEY`` (required unless ``DJANGO_DEBUG`` is on), ``DJANGO_DEBUG``
+  (1/true/yes/on), ``DJANGO_ALLOWED_HOSTS`` (commas).
 """
 
 from __future__ import annotations
@@ -18,18 +23,13 @@ import os
 from pathlib import Path
 
 from quote_pipeline.storage.database import resolve_database_url
+from quote_site import environment
 from quote_site.database import django_database
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-
-def _flag(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
-    return default if value is None else value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or "dev-only-insecure-quote-site-key"
-DEBUG = _flag("DJANGO_DEBUG")
+DEBUG = environment.flag("DJANGO_DEBUG", os.environ.get("DJANGO_DEBUG"), default=False)
+SECRET_KEY = environment.secret_key(os.environ.get("DJANGO_SECRET_KEY"), debug=DEBUG)
 ALLOWED_HOSTS = [
     host.strip()
     for host in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
@@ -39,21 +39,23 @@ ALLOWED_HOSTS = [
 # --- the pipeline -----------------------------------------------------------------------------
 
 QUOTE_PIPELINE_DATABASE_URL = resolve_database_url()
-QUOTE_PIPELINE_DAGSTER_URL = (
-    os.environ.get("QUOTE_PIPELINE_DAGSTER_URL") or "http://127.0.0.1:3000"
-).rstrip("/")
+# scheme://host:port/path only: a URL with a user or password is refused.
+QUOTE_PIPELINE_DAGSTER_URL = environment.dagster_url(os.environ.get("QUOTE_PIPELINE_DAGSTER_URL"))
 # Where the refresh button launches `refresh_quotes` (workspace.yaml's code location).
-QUOTE_PIPELINE_DAGSTER_LOCATION = os.environ.get(
-    "QUOTE_PIPELINE_DAGSTER_LOCATION", "quote_pipeline"
-)
+QUOTE_PIPELINE_DAGSTER_LOCATION = (
+    os.environ.get("QUOTE_PIPELINE_DAGSTER_LOCATION") or "quote_pipeline"
+).strip()
 QUOTE_PIPELINE_DAGSTER_REPOSITORY = "__repository__"
 # Seconds a GraphQL call may take before the refresh is refused as "unreachable".
-QUOTE_PIPELINE_DAGSTER_TIMEOUT = int(os.environ.get("QUOTE_PIPELINE_DAGSTER_TIMEOUT", "10"))
+QUOTE_PIPELINE_DAGSTER_TIMEOUT = environment.positive_seconds(
+    "QUOTE_PIPELINE_DAGSTER_TIMEOUT", os.environ.get("QUOTE_PIPELINE_DAGSTER_TIMEOUT"), default=10
+)
 
+QUOTE_SITE_READ_ONLY = environment.flag(
+    "QUOTE_SITE_READ_ONLY", os.environ.get("QUOTE_SITE_READ_ONLY"), default=True
+)
 DATABASES = {
-    "default": django_database(
-        QUOTE_PIPELINE_DATABASE_URL, read_only=_flag("QUOTE_SITE_READ_ONLY", default=True)
-    )
+    "default": django_database(QUOTE_PIPELINE_DATABASE_URL, read_only=QUOTE_SITE_READ_ONLY)
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -98,7 +100,9 @@ TEMPLATES = [
 MESSAGE_STORAGE = "django.contrib.messages.storage.cookie.CookieStorage"
 
 USE_TZ = True
-TIME_ZONE = os.environ.get("QUOTE_SITE_TIME_ZONE", "America/New_York")
+TIME_ZONE = environment.time_zone(
+    "QUOTE_SITE_TIME_ZONE", os.environ.get("QUOTE_SITE_TIME_ZONE"), default="America/New_York"
+)
 LANGUAGE_CODE = "en-us"
 USE_I18N = False
 
