@@ -54,6 +54,8 @@ def test_every_domain_folder_contributes_its_definitions(loaded: dg.Definitions)
         "profiles_for_new_tickers",
         "adjusted_prices_automation",
         "analytics_automation",
+        "run_failure_alerts",
+        "check_failure_alerts",
     }
     assert set(loaded.resources or {}) == {"database", "fmp", "io_manager"}
 

@@ -1,0 +1,1 @@
+"""Failure alerts: a message to a Slack-compatible webhook per failed run or failed check."""
