@@ -78,7 +78,12 @@ MATERIALIZE_QUOTES = [
     "--select", "tickers,raw_quotes,stocks,quote_snapshots",
 ]  # fmt: skip
 DEFAULT_TIMEOUT_SECONDS = 900.0
-POSTGRES_CASES = ("upsert_50k_postgres", "refresh_5000_pg_instance", "daily_metrics_5y_500")
+POSTGRES_CASES = (
+    "upsert_50k_postgres",
+    "refresh_5000_pg_instance",
+    "daily_metrics_5y_500",
+    "celery_cpu_1_vs_2_workers",
+)
 
 
 @dataclass
@@ -1181,6 +1186,155 @@ def scratch_database(postgres_url: str, name: str) -> str:
     return create_database(server.render_as_string(hide_password=False), name)
 
 
+CELERY_CASE = "celery_cpu_1_vs_2_workers"
+
+
+def last_run_outputs(env: dict[str, str]) -> tuple[str, dict[str, dict[str, Any]]]:
+    """The latest run's status and each step's output metadata (numbers only)."""
+    with open_instance(env) as instance:
+        run = instance.get_runs(limit=1)[0]
+        outputs: dict[str, dict[str, Any]] = {}
+        for entry in instance.all_logs(run.run_id):
+            event = entry.dagster_event
+            if event is not None and event.event_type_value == "STEP_OUTPUT":
+                metadata = event.step_output_data.metadata
+                outputs[entry.step_key or ""] = {k: v.value for k, v in metadata.items()}
+        return run.status.value, outputs
+
+
+def celery_cpu_case(
+    postgres_url: str,
+    *,
+    timeout_seconds: float,
+    chunks: int = 12,
+    tickers_per_chunk: int = 800,
+    trivial_steps: tuple[int, int] = (2, 42),
+) -> Measurement:
+    """A CPU-bound job (benchmarks/celery_cpu.py: daily_metrics' computation over ``chunks``
+    mapped steps of ``tickers_per_chunk`` synthetic five-year histories, ~1 s of CPU each) on
+    the celery executor with one `quote-pipeline worker` (one pool process), then two, beside
+    the in-process executor; and what a step costs on each executor: ``trivial_steps`` (a few,
+    then many) mapped steps that do nothing, the difference divided by the extra steps.
+
+    Every run is `dagster job execute` in a fresh process on an instance on PostgreSQL (the
+    production layout), with a private redis-server as broker and result backend."""
+    from quote_pipeline_tests.celery.support import WorkerPool, celery_deployment, start_redis
+
+    server_url = make_url(postgres_url).set(database="postgres")
+    with tempfile.TemporaryDirectory(prefix="qp-bench-celery-") as tmp, ExitStack() as stack:
+        workdir = Path(tmp)
+        redis_server = start_redis(workdir / "redis")
+        stack.callback(redis_server.stop)
+        deployment = stack.enter_context(
+            celery_deployment(
+                workdir / "deployment",
+                postgres_server_url=server_url.render_as_string(hide_password=False),
+                broker_url=redis_server.url(0),
+                backend_url=redis_server.url(1),
+                # The workers import benchmarks.celery_cpu from the working tree.
+                env={"PYTHONPATH": str(ROOT)},
+            )
+        )
+        env = deployment.env
+        with open_instance(env):  # the instance's storage exists before the first timing
+            pass
+        (workdir / "logs").mkdir()
+        pool = WorkerPool(env, workdir / "logs", concurrency=1, queues="dagster")
+        stack.callback(pool.stop)
+        runs: dict[str, dict[str, Any]] = {}
+
+        def timed(label: str, job: str, executor: str, steps: int, tickers: int = 0) -> None:
+            config = {
+                "execution": {"config": {executor: {}}},
+                "ops": {"plan_chunks": {"config": {"chunks": steps, "tickers_per_chunk": tickers}}},
+            }
+            path = workdir / f"{label}.yaml"
+            path.write_text(json.dumps(config))  # JSON is YAML
+            command = [
+                str(BIN / "dagster"), "job", "execute", "-m", "benchmarks.celery_cpu",
+                "-j", job, "-c", str(path),
+            ]  # fmt: skip
+            print(f"  {label} ...", flush=True)
+            run = run_cli(command, env, cwd=ROOT, timeout_seconds=timeout_seconds)
+            status, outputs = last_run_outputs(env)
+            runs[label] = {
+                "wall_seconds": round(run.wall_seconds, 2),
+                "exit_code": run.exit_code,
+                "timed_out": run.timed_out,
+                "status": status,
+                "checksum": outputs.get("checksum", {}).get("checksum"),
+                "step_cpu_seconds": [
+                    o["cpu_seconds"] for k, o in outputs.items() if k.startswith("metrics_chunk[")
+                ],
+            }
+            print(f"    wall {run.wall_seconds:.2f} s, {status}", flush=True)
+
+        small, large = trivial_steps
+        timed("cpu_in_process", "cpu_metrics", "in_process", chunks, tickers_per_chunk)
+        for steps in (small, large):
+            timed(f"trivial_{steps}_in_process", "trivial_steps", "in_process", steps)
+        pool.start("bench1")
+        timed("cpu_celery_1_worker", "cpu_metrics", "celery", chunks, tickers_per_chunk)
+        for steps in (small, large):
+            timed(f"trivial_{steps}_celery_1_worker", "trivial_steps", "celery", steps)
+        pool.start("bench2")
+        timed("cpu_celery_2_workers", "cpu_metrics", "celery", chunks, tickers_per_chunk)
+        for steps in (small, large):
+            timed(f"trivial_{steps}_celery_2_workers", "trivial_steps", "celery", steps)
+
+    def per_step(executor: str) -> float:
+        extra = runs[f"trivial_{large}_{executor}"]["wall_seconds"]
+        base = runs[f"trivial_{small}_{executor}"]["wall_seconds"]
+        return round((extra - base) / (large - small), 3)
+
+    one, two = runs["cpu_celery_1_worker"], runs["cpu_celery_2_workers"]
+    step_cpu = [c for r in runs.values() for c in r["step_cpu_seconds"]]
+    ok = all(r["status"] == "SUCCESS" and r["exit_code"] == 0 for r in runs.values())
+    checksums = {r["checksum"] for r in runs.values() if r["checksum"] is not None}
+    return Measurement(
+        case=CELERY_CASE,
+        target="(reported)",
+        wall_seconds=two["wall_seconds"],
+        met=None if ok and len(checksums) == 1 else False,
+        api_requests=0,
+        mapped_steps=chunks,
+        notes={
+            "chunks": chunks,
+            "tickers_per_chunk": tickers_per_chunk,
+            "median_step_cpu_seconds": round(statistics.median(step_cpu), 3) if step_cpu else None,
+            "in_process_wall_seconds": runs["cpu_in_process"]["wall_seconds"],
+            "one_worker_wall_seconds": one["wall_seconds"],
+            "two_workers_wall_seconds": two["wall_seconds"],
+            "speedup_two_vs_one_worker": round(one["wall_seconds"] / two["wall_seconds"], 2),
+            "per_step_seconds": {
+                "in_process": per_step("in_process"),
+                "celery_1_worker": per_step("celery_1_worker"),
+                "celery_2_workers": per_step("celery_2_workers"),
+            },
+            "trivial_steps": [small, large],
+            "same_checksum_everywhere": len(checksums) == 1,
+            "runs": runs,
+            "exit_code": 0 if ok else 1,
+            "timed_out": any(r["timed_out"] for r in runs.values()),
+        },
+    )
+
+
+def celery_summary(m: Measurement) -> str:
+    n = m.notes
+    step = n["per_step_seconds"]
+    return (
+        f"{m.case}: {n['chunks']} steps of ~{fmt(n['median_step_cpu_seconds'], '.2f')} s CPU: "
+        f"in process {n['in_process_wall_seconds']:.2f} s, celery 1 worker "
+        f"{n['one_worker_wall_seconds']:.2f} s, 2 workers {n['two_workers_wall_seconds']:.2f} s "
+        f"(speed-up {n['speedup_two_vs_one_worker']:.2f}x); a step costs "
+        f"{step['in_process'] * 1000:.0f} ms in process, "
+        f"{step['celery_1_worker'] * 1000:.0f} ms on celery (1 worker), "
+        f"{step['celery_2_workers'] * 1000:.0f} ms of wall per step with 2 workers; "
+        f"checksums {'equal' if n['same_checksum_everywhere'] else 'DIFFER'}"
+    )
+
+
 # --- driver --------------------------------------------------------------------------------
 
 Case = Callable[[CodeTree], Measurement]
@@ -1254,6 +1408,9 @@ def all_cases(options: Options, postgres_url: str | None) -> dict[str, Case]:
         cases["daily_metrics_5y_500"] = lambda tree: daily_metrics_case(
             tree, postgres_url, timeout_seconds=timeout, tickers=options.count(500)
         )
+        # The celery executor (a private Redis, `quote-pipeline worker` processes, the instance
+        # on PostgreSQL): the working tree's code only.
+        cases[CELERY_CASE] = lambda tree: celery_cpu_case(postgres_url, timeout_seconds=timeout)
     return cases
 
 
@@ -1294,6 +1451,8 @@ def print_table(results: list[Measurement]) -> None:
             print(straggler_summary(m))
         if m.case == "daily_metrics_5y_500":
             print(daily_metrics_summary(m))
+        if m.case == CELERY_CASE and "error" not in m.notes:
+            print(celery_summary(m))
 
 
 def straggler_summary(m: Measurement) -> str:
@@ -1530,7 +1689,7 @@ def main(argv: list[str] | None = None) -> int:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if args.baseline:
-        in_process = [c for c in requested if c.startswith("upsert")]
+        in_process = [c for c in requested if c.startswith("upsert") or c == CELERY_CASE]
         if in_process:
             parser.error(f"{in_process} run in this process (the working tree's code only)")
         baseline = baseline_tree(args.baseline)

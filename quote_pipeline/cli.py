@@ -387,6 +387,30 @@ def write_demo_chart(engine: sa.Engine, ticker: str, database_url: str) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Start a Celery worker for the celery executor (replaces this process)."""
+    from quote_pipeline.celery_worker import WorkerError, exec_worker, parse_queues, prepare_worker
+
+    try:
+        launch = prepare_worker(
+            queues=parse_queues(args.queues),
+            concurrency=args.concurrency,
+            name=args.name,
+            loglevel=args.loglevel,
+            database_url=args.database_url,
+        )
+    except WorkerError as exc:
+        print(f"quote-pipeline: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(launch.description, file=sys.stderr)
+    if args.dry_run:
+        print(" ".join(launch.argv))
+        print(f"config: {launch.yaml_path} -> {launch.config_dir}")
+        return 0
+    exec_worker(launch)
+    return 0  # pragma: no cover - exec_worker does not return
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="quote-pipeline", description=__doc__)
     parser.add_argument(
@@ -470,6 +494,34 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--latency-ms", type=float, default=50.0)
     demo.add_argument("--premium", action="store_true", help="let the sandbox serve batches")
     demo.set_defaults(func=cmd_demo)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run a Celery worker for runs on the celery executor (QUOTE_PIPELINE_EXECUTOR="
+        "celery): needs DAGSTER_HOME (the production instance) and the deployment's variables",
+    )
+    worker.add_argument(
+        "--queues",
+        default=None,
+        metavar="Q[,Q]",
+        help="queues to take steps from, at most four (default: fmp_api,dagster; fmp_api: "
+        "steps calling the API, dagster: the others)",
+    )
+    worker.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="steps executed at once (default: one per CPU)",
+    )
+    worker.add_argument(
+        "--name", default=None, help="node name, unique per host (default: a random one)"
+    )
+    worker.add_argument("--loglevel", default="INFO", help="Celery's log level (default INFO)")
+    worker.add_argument(
+        "--dry-run", action="store_true", help="write the config, print the command, start nothing"
+    )
+    worker.set_defaults(func=cmd_worker)
 
     add_sandbox_parser(commands)
     return parser

@@ -21,10 +21,12 @@ from pydantic import Field, PrivateAttr
 from sqlalchemy.engine import Engine
 
 from quote_pipeline.defs.code_version import code_version
+from quote_pipeline.defs.executors import build_executor
 from quote_pipeline.defs.settings import (
     API_KEY_ENV,
     BASE_URL_ENV,
     CALLS_PER_MINUTE_ENV,
+    DeploymentSettings,
     calls_per_minute_from_env,
 )
 from quote_pipeline.fetch_engine import FetchEngine, RetryBudget
@@ -278,8 +280,10 @@ def shared_definitions() -> dg.Definitions:
     """The resources every domain uses, configured for this deployment, and the executor.
 
     The FMP plan's cap is counted, and an exhausted quota remembered, in the data database,
-    shared by every run and process. Steps run in process: a mapped step costs ~15 ms there
-    and ~1 s as a subprocess, and the concurrency that matters is the HTTP inside each step.
+    shared by every run and process. Steps run in process by default: a mapped step costs
+    ~15 ms there and ~1 s as a subprocess, and the concurrency that matters is the HTTP inside
+    each step; QUOTE_PIPELINE_EXECUTOR=celery (or the launchpad) sends them to Celery workers
+    instead (defs/executors.py).
     """
     database = DatabaseResource()
     return dg.Definitions(
@@ -288,7 +292,7 @@ def shared_definitions() -> dg.Definitions:
             "fmp": FMPResource(api_key=dg.EnvVar(API_KEY_ENV), database=database),
             "io_manager": RunValueStoreFactory(),
         },
-        executor=dg.in_process_executor,
+        executor=build_executor(DeploymentSettings.from_env()),
         # The console shows INFO and above (a run's story: batches, writes, failures); every
         # event, DEBUG included, is still in the instance's event log and the UI. Formatting
         # each step's DEBUG events for a terminal was a tenth of a CLI run's CPU.

@@ -25,6 +25,12 @@ FETCH_RETRY_DELAY_ENV = "QUOTE_PIPELINE_FETCH_RETRY_DELAY_SECONDS"
 HISTORY_START_ENV = "QUOTE_PIPELINE_HISTORY_START"
 DEFAULT_HISTORY_START = "2020-01-01"
 
+# Which executor runs a job's steps by default (in_process, or celery: see defs/executors.py).
+# It shapes the definitions, so the code server, the run workers and every Celery worker must
+# see the same value.
+EXECUTOR_ENV = "QUOTE_PIPELINE_EXECUTOR"
+EXECUTORS = ("in_process", "celery")
+
 MARKET_HOURS_ONLY_ENV = "QUOTE_PIPELINE_SCHEDULE_MARKET_HOURS_ONLY"
 DEFAULT_STATUS_ENV = "QUOTE_PIPELINE_SCHEDULE_DEFAULT_STATUS"
 
@@ -75,6 +81,9 @@ class DeploymentSettings:
     step_retry_delay_seconds: float = DEFAULT_STEP_RETRY_DELAY_SECONDS
     history_start: str = DEFAULT_HISTORY_START
     schedules: ScheduleOptions = field(default_factory=ScheduleOptions)
+    executor: str = "in_process"
+    """The default executor of every job (``QUOTE_PIPELINE_EXECUTOR``); a run may pick the
+    other one in the launchpad."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DeploymentSettings:
@@ -86,6 +95,7 @@ class DeploymentSettings:
             ),
             history_start=_iso_date(env, HISTORY_START_ENV, DEFAULT_HISTORY_START),
             schedules=ScheduleOptions.from_env(env),
+            executor=_choice(env, EXECUTOR_ENV, EXECUTORS),
         )
 
     def step_retry_policy(self) -> dg.RetryPolicy:
@@ -123,6 +133,18 @@ def _number(env: Mapping[str, str], name: str, default: _N, kind: type[_N]) -> _
         raise ValueError(f"{name} must be a {kind.__name__}, not {raw!r}") from None
     if value < 0:
         raise ValueError(f"{name} must not be negative, not {raw!r}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """The variable's value among ``choices`` (case and ``-``/``_`` ignored); the first one
+    when it is unset."""
+    raw = env.get(name, "").strip()
+    value = raw.lower().replace("-", "_")
+    if not value:
+        return choices[0]
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {raw!r}")
     return value
 
 

@@ -10,6 +10,7 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
+from quote_pipeline.celery_config import fmp_queue_tags
 from quote_pipeline.defs.automation import weekday_catch_up
 from quote_pipeline.defs.corporate_actions.checks import (
     ADJUSTED_CHECK_SPECS,
@@ -77,6 +78,7 @@ def _build_action_asset(
         owners=OWNERS,
         deps=["tickers"],
         pool="fmp_api",
+        op_tags=fmp_queue_tags(),
         kinds={"api", "sql", "table"},
         metadata=table_metadata(table),
         check_specs=list(check_specs),

@@ -17,6 +17,7 @@ import dagster as dg
 from pydantic import Field
 from sqlalchemy.engine import Engine
 
+from quote_pipeline.celery_config import fmp_queue_tags
 from quote_pipeline.defs.fetching import (
     fail_unless_complete,
     fetch_through_engine,
@@ -428,6 +429,7 @@ def build_daily_prices(partitions: dg.TimeWindowPartitionsDefinition) -> dg.Asse
         # A backfill of any range is one run: one request per ticker for the whole range.
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool="fmp_api",
+        op_tags=fmp_queue_tags(),
         deps=["tickers"],
         group_name=GROUP,
         owners=OWNERS,
@@ -597,6 +599,7 @@ def intraday_dates(config: IntradayBarsConfig, now: datetime) -> tuple[date, dat
 
 @dg.asset(
     pool="fmp_api",
+    op_tags=fmp_queue_tags(),
     deps=["tickers"],
     group_name=GROUP,
     owners=OWNERS,

@@ -16,6 +16,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from quote_pipeline.celery_config import fmp_queue_tags
 from quote_pipeline.defs.fetching import (
     api_refusal,
     fail_unless_complete,
@@ -130,6 +131,7 @@ def headlines_value(articles: Sequence[StoredArticle], limit: int = 10) -> dg.Ta
     owners=OWNERS,
     deps=["tickers"],
     pool="fmp_api",
+    op_tags=fmp_queue_tags(),
     kinds={"api", "sql", "table"},
     metadata=table_metadata(tables.news_articles),
 )

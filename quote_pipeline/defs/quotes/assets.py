@@ -10,6 +10,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from quote_pipeline.celery_config import fmp_queue_tags
 from quote_pipeline.defs.fetching import api_refusal
 from quote_pipeline.defs.metadata import (
     OWNERS,
@@ -111,7 +112,7 @@ OUTAGE_MIN_SYMBOLS = 10
 def build_raw_quotes(retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition:
     """The ``raw_quotes`` graph asset; ``retry_policy`` retries a whole mapped fetch step."""
 
-    @dg.op(out=dg.DynamicOut(QuoteBatch))
+    @dg.op(out=dg.DynamicOut(QuoteBatch), tags=fmp_queue_tags())  # probes the API
     def plan_quote_batches(
         context: dg.OpExecutionContext,
         config: QuoteBatchingConfig,
@@ -184,7 +185,7 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition:
                 mapping_key=f"batch_{index:04d}",
             )
 
-    @dg.op(retry_policy=retry_policy, pool="fmp_api")
+    @dg.op(retry_policy=retry_policy, pool="fmp_api", tags=fmp_queue_tags())
     def fetch_quote_batch(
         context: dg.OpExecutionContext, fmp: FMPResource, batch: QuoteBatch
     ) -> dg.Output[QuoteFetchResult]:

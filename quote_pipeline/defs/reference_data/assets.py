@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from quote_pipeline.celery_config import fmp_queue_tags
 from quote_pipeline.defs.fetching import fail_unless_complete, fetch_through_engine, tracked_symbols
 from quote_pipeline.defs.metadata import (
     OWNERS,
@@ -67,6 +68,7 @@ def profiles_check(database: DatabaseResource) -> dg.AssetCheckResult:
     owners=OWNERS,
     deps=["tickers"],
     pool="fmp_api",
+    op_tags=fmp_queue_tags(),
     kinds={"api", "sql", "table"},
     metadata=table_metadata(tables.company_profiles),
     check_specs=[
