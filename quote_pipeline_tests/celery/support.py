@@ -39,6 +39,7 @@ from quote_pipeline_tests.support.dagster_processes import (
     DAGSTER_YAML,
     PROJECT_ROOT,
     free_port,
+    open_instance,
     postgres_env,
     wait_until,
 )
@@ -149,23 +150,9 @@ class CeleryDeployment:
     @contextlib.contextmanager
     def instance(self) -> Iterator[dg.DagsterInstance]:
         """The deployment's instance (its dagster.yaml reads DAGSTER_PG_* from os.environ)."""
-        names = [k for k in self.env if k.startswith("DAGSTER_")]
-        saved = {name: os.environ.get(name) for name in names}
-        os.environ.update({k: self.env[k] for k in names})
-        try:
-            # Not `with`: leaving an instance's context leaves its defs-state storage set
-            # (Dagster 1.13.27), which breaks later Definitions loads in the test process.
-            instance = dg.DagsterInstance.from_config(str(self.home))
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-        try:
+        dagster_env = {k: v for k, v in self.env.items() if k.startswith("DAGSTER_")}
+        with open_instance(self.home, dagster_env) as instance:
             yield instance
-        finally:
-            instance.dispose()
 
 
 @contextlib.contextmanager

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from quote_pipeline_tests.support.environ import temporary_environ
+
 SITE_DIR = Path(__file__).resolve().parents[2] / "examples" / "django_site"
 SETTINGS_MODULE = "quote_site.settings"
 # The site refuses to start without a key unless DJANGO_DEBUG is on.
@@ -43,16 +45,8 @@ def _ensure_django(database_url: str) -> None:
     from django.test.utils import setup_test_environment
 
     environment = {"QUOTE_PIPELINE_DATABASE_URL": database_url, "DJANGO_SECRET_KEY": SECRET_KEY}
-    saved = {name: os.environ.get(name) for name in environment}
-    os.environ.update(environment)
-    try:
+    with temporary_environ(environment):
         django.setup()
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
     setup_test_environment()  # ALLOWED_HOSTS gets "testserver"; response.context is kept
 
 

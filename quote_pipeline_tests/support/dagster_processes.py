@@ -42,6 +42,7 @@ import yaml
 from dagster_graphql import DagsterGraphQLClient
 from sqlalchemy.engine import make_url
 
+from quote_pipeline_tests.support.environ import temporary_environ
 from quote_pipeline_tests.support.postgres import create_database, drop_database
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -312,22 +313,22 @@ class DagsterStack:
     @contextlib.contextmanager
     def instance(self) -> Iterator[dg.DagsterInstance]:
         """The stack's instance, opened in the test process (for what GraphQL does not say)."""
-        saved = {name: os.environ.get(name) for name in (*POSTGRES_ENV_NAMES, "DAGSTER_HOME")}
-        os.environ.update({k: v for k, v in self.env.items() if k in saved})
-        try:
-            # Not `with instance`: leaving its context leaves its defs-state storage set
-            # (Dagster 1.13.27), which breaks later Definitions loads in the test process.
-            instance = dg.DagsterInstance.from_config(str(self.home))
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-        try:
-            yield instance
-        finally:
-            instance.dispose()
+        names = (*POSTGRES_ENV_NAMES, "DAGSTER_HOME")
+        with open_instance(self.home, {k: v for k, v in self.env.items() if k in names}) as opened:
+            yield opened
+
+
+@contextlib.contextmanager
+def open_instance(home: Path, env: Mapping[str, str]) -> Iterator[dg.DagsterInstance]:
+    """The instance of ``home``, its dagster.yaml read with ``env`` (DAGSTER_PG_* …) set."""
+    with temporary_environ(env):
+        # Not `with instance`: leaving its context leaves its defs-state storage set
+        # (Dagster 1.13.27), which breaks later Definitions loads in the test process.
+        instance = dg.DagsterInstance.from_config(str(home))
+    try:
+        yield instance
+    finally:
+        instance.dispose()
 
 
 @contextlib.contextmanager
