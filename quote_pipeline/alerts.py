@@ -28,7 +28,8 @@ from quote_pipeline.fmp.errors import redact
 WEBHOOK_URL_ENV = "QUOTE_PIPELINE_ALERT_WEBHOOK_URL"
 UI_URL_ENV = "QUOTE_PIPELINE_UI_URL"
 DEFAULT_UI_URL = "http://127.0.0.1:3000"
-POST_TIMEOUT_SECONDS = 10.0
+# Connecting, then reading the answer: a tick posts a few alerts inside Dagster's 60 s limit.
+POST_TIMEOUT_SECONDS = (5.0, 10.0)
 REASON_LIMIT = 300  # characters of the reason line
 MAX_LISTED = 5  # steps or checks named before "… and N more"
 
@@ -41,12 +42,13 @@ _URL_ENV = (
     "QUOTE_PIPELINE_DATABASE_URL",
     "QUOTE_PIPELINE_CELERY_BROKER",
     "QUOTE_PIPELINE_CELERY_BACKEND",
+    "DAGSTER_PG_URL",
 )
 _MIN_SECRET_LENGTH = 6  # shorter values would mask ordinary words
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.\-]*://[^\s:/@]*:)([^\s@/]+)(@)", re.IGNORECASE)
 _SECRET_PARAM = re.compile(
     r"\b((?:api[_-]?key|access[_-]?token|token|password|passwd|pwd|secret|client[_-]?secret)"
-    r"\s*[=:]\s*)('[^']*'|\"[^\"]*\"|[^&\s'\"<>),;]+)",
+    r"[\"']?\s*[=:]\s*)('[^']*'|\"[^\"]*\"|[^&\s'\"<>),;]+)",
     re.IGNORECASE,
 )
 _BEARER = re.compile(r"\b(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
@@ -54,6 +56,11 @@ _BEARER = re.compile(r"\b(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 
 class AlertDeliveryError(RuntimeError):
     """The webhook did not take the message. The text names the webhook's host, never its URL."""
+
+
+class AlertRejectedError(AlertDeliveryError):
+    """The webhook refused this message for good (a 4xx other than 408 and 429): sending it
+    again would be refused again, and would hold back every later alert."""
 
 
 def webhook_url(env: Mapping[str, str] | None = None) -> str | None:
@@ -210,7 +217,7 @@ def post_alert(
     url: str,
     text: str,
     *,
-    timeout: float = POST_TIMEOUT_SECONDS,
+    timeout: float | tuple[float, float] = POST_TIMEOUT_SECONDS,
     session: requests.Session | None = None,
 ) -> None:
     """POST ``text`` to the webhook; :class:`AlertDeliveryError` unless it answers 2xx."""
@@ -221,5 +228,7 @@ def post_alert(
     except requests.RequestException as exc:
         # Not str(exc): requests quotes the URL, whose path is the webhook's token.
         raise AlertDeliveryError(f"{host} unreachable ({type(exc).__name__})") from None
+    if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
+        raise AlertRejectedError(f"{host} refused the message: HTTP {response.status_code}")
     if not 200 <= response.status_code < 300:
         raise AlertDeliveryError(f"{host} answered HTTP {response.status_code}")

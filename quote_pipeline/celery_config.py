@@ -28,10 +28,11 @@ DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 DEFAULT_BACKEND = "redis://127.0.0.1:6379/1"
 # How long a step's task may stay unacknowledged before Redis hands it to another worker. It
 # must exceed the longest step, or a step still running is started a second time elsewhere;
-# and it is how long a step of a killed worker waits before it is re-run. Two hours: beyond
-# every job's dagster/max_runtime (run_policy.py: 60 min at most), after which run monitoring
-# has failed the run anyway.
-DEFAULT_VISIBILITY_TIMEOUT_SECONDS = 7200
+# and it is how long a step of a killed worker waits before it is re-run, which must come
+# before run monitoring fails the run (run_policy.py: intraday_bars_job after 20 min). Ten
+# minutes: a refresh's or a day's step takes seconds; raise it for backfills of years whose
+# single step runs longer (and their runs' max runtime with it).
+DEFAULT_VISIBILITY_TIMEOUT_SECONDS = 600
 
 # dagster-celery's step tag naming the queue a step's task is sent to (step tags only: a
 # run tag is ignored). Untagged steps go to DEFAULT_QUEUE.
@@ -95,8 +96,15 @@ class CelerySettings:
                     f"not {raw_timeout!r}"
                 )
         for name, url in ((BROKER_ENV, broker), (BACKEND_ENV, backend)):
+            # The value is not echoed: it may hold a password.
             if url and "://" not in url:
-                raise ValueError(f"{name} must be a URL like redis://host:6379/0, not {url!r}")
+                raise ValueError(f"{name} must be a URL like redis://host:6379/0")
+            try:
+                urlsplit(url).port  # noqa: B018 (a bad port raises here, not in a log line)
+            except ValueError:
+                raise ValueError(
+                    f"{name} has an invalid port: expected redis://host:6379/0"
+                ) from None
         return cls(
             broker=broker or DEFAULT_BROKER,
             backend=backend or DEFAULT_BACKEND,

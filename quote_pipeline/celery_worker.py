@@ -99,6 +99,13 @@ def prepare_worker(
             "storage on PostgreSQL): a worker records its steps' events there"
             + (f"; {home!r} is not a directory" if home else "")
         )
+    if not (database_url or env.get("QUOTE_PIPELINE_DATABASE_URL", "").strip()):
+        # Without it a worker would write its steps' rows to a SQLite file of its own machine,
+        # and count the API calls there, away from the rate cap: a run that "succeeds".
+        raise WorkerError(
+            "QUOTE_PIPELINE_DATABASE_URL (or --database-url) must name the data database every "
+            "process shares: a worker writes its steps' rows and counts API calls there"
+        )
     if concurrency is not None and concurrency < 1:
         raise WorkerError(f"--concurrency must be at least 1, not {concurrency}")
     node = name or f"quote_pipeline-{uuid.uuid4().hex[:6]}"
@@ -131,6 +138,9 @@ def prepare_worker(
         *(["-c", str(concurrency)] if concurrency else []),
     ]  # fmt: skip
     worker_env = {**env, **settings.worker_env()}
+    # Celery's Django fix-up loads the Django project this variable names: a worker started
+    # from a Django app's environment is not one.
+    worker_env.pop("DJANGO_SETTINGS_MODULE", None)
     if database_url:
         worker_env["QUOTE_PIPELINE_DATABASE_URL"] = database_url
     worker_env["PYTHONPATH"] = os.pathsep.join(

@@ -374,6 +374,21 @@ def test_a_refused_alert_is_sent_again_at_the_next_tick_and_never_twice(
     assert len(webhook.posts) == 5  # 3 delivered, 2 refused
 
 
+def test_an_alert_the_webhook_refuses_for_good_holds_back_no_other(
+    dagster_instance: dg.DagsterInstance, webhook: Receiver
+) -> None:
+    """A 4xx (other than 408/429) will be refused again: it is logged and dropped, and the
+    next run's alert goes out in the same tick."""
+    daemon = started(Daemon(dagster_instance, SMALL))
+    run("flaky_job", dagster_instance, failures=2)
+    second = run("flaky_job", dagster_instance, failures=2)
+    webhook.answers = [400]
+    daemon.tick(RUN_FAILURE_ALERTS)
+    daemon.tick(RUN_FAILURE_ALERTS)
+    assert [lines(t)["Run"] for t in webhook.delivered] == [second.run_id]
+    assert len(webhook.posts) == 2  # the refused one was not posted again
+
+
 def test_failed_blocking_checks_alert_once_per_run(
     dagster_instance: dg.DagsterInstance, webhook: Receiver
 ) -> None:

@@ -153,9 +153,9 @@ def test_the_steps_that_call_the_api_go_to_the_fmp_api_queue() -> None:
 def test_settings_from_the_environment() -> None:
     settings = CelerySettings.from_env({})
     assert (settings.broker, settings.backend) == (DEFAULT_BROKER, DEFAULT_BACKEND)
-    # Longer than any run may last (run monitoring fails it after its max runtime), so a
-    # healthy step is never handed to a second worker while it runs.
-    longest = max(
+    # A killed worker's step is handed on before the shortest run limit fails its run
+    # (intraday_bars_job: 20 min), and long enough for any refresh or daily step.
+    shortest = min(
         p.max_runtime_seconds
         for p in (
             REFRESH_QUOTES_POLICY,
@@ -164,7 +164,7 @@ def test_settings_from_the_environment() -> None:
             REFRESH_NEWS_POLICY,
         )
     )
-    assert settings.visibility_timeout_seconds > longest
+    assert 300 <= settings.visibility_timeout_seconds < shortest
     short = CelerySettings.from_env({"QUOTE_PIPELINE_CELERY_VISIBILITY_TIMEOUT_SECONDS": "15"})
     assert short.config_source()["broker_transport_options"]["visibility_timeout"] == 15
     for bad in ("0", "-3", "soon"):
@@ -208,6 +208,7 @@ def test_the_worker_command_writes_its_config_without_the_password(
         "DAGSTER_HOME": str(sqlite_home),
         "QUOTE_PIPELINE_CELERY_BROKER": f"redis://:{SECRET}@127.0.0.1:6390/0",
         "QUOTE_PIPELINE_CELERY_VISIBILITY_TIMEOUT_SECONDS": "900",
+        "QUOTE_PIPELINE_DATABASE_URL": "postgresql://app@db/quotes",
     }
     result = subprocess.run(
         [str(BIN / "quote-pipeline"), "worker", "--dry-run", "--name", "w7", "--concurrency", "3"],
@@ -271,3 +272,16 @@ def test_the_worker_needs_dagster_home(tmp_path: Path) -> None:
     assert "DAGSTER_HOME must name the production instance" in result.stderr
     with pytest.raises(WorkerError, match="not a directory"):
         prepare_worker(environ={"DAGSTER_HOME": str(tmp_path / "missing")})
+
+
+def test_the_worker_needs_the_shared_data_database(sqlite_home: Path) -> None:
+    with pytest.raises(WorkerError, match="QUOTE_PIPELINE_DATABASE_URL"):
+        prepare_worker(environ={"DAGSTER_HOME": str(sqlite_home)})
+
+
+def test_a_bad_broker_is_one_line_without_its_password() -> None:
+    for bad in (f"user:{SECRET}@redis:6379/0", f"redis://:{SECRET}@host:abc/0"):
+        with pytest.raises(ValueError) as raised:
+            CelerySettings.from_env({"QUOTE_PIPELINE_CELERY_BROKER": bad})
+        assert SECRET not in str(raised.value)
+        assert "QUOTE_PIPELINE_CELERY_BROKER" in str(raised.value)

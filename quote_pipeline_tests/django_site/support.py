@@ -13,7 +13,6 @@ so that the database can be dropped.
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import sys
 from collections.abc import Iterator
@@ -36,7 +35,6 @@ def _ensure_django(database_url: str) -> None:
     """Import and set up Django with the site's settings, once per process."""
     if str(SITE_DIR) not in sys.path:
         sys.path.insert(0, str(SITE_DIR))
-    os.environ["DJANGO_SETTINGS_MODULE"] = SETTINGS_MODULE
     from django.apps import apps
 
     if apps.ready:
@@ -44,7 +42,13 @@ def _ensure_django(database_url: str) -> None:
     import django
     from django.test.utils import setup_test_environment
 
-    environment = {"QUOTE_PIPELINE_DATABASE_URL": database_url, "DJANGO_SECRET_KEY": SECRET_KEY}
+    # Set for the setup only: left in os.environ, the variable would reach every process the
+    # rest of this test worker starts (a Celery worker then loads the site as its Django app).
+    environment = {
+        "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE,
+        "QUOTE_PIPELINE_DATABASE_URL": database_url,
+        "DJANGO_SECRET_KEY": SECRET_KEY,
+    }
     with temporary_environ(environment):
         django.setup()
     setup_test_environment()  # ALLOWED_HOSTS gets "testserver"; response.context is kept

@@ -565,7 +565,9 @@ def test_the_daemon_derives_adjusted_prices_and_metrics_after_the_daily_close(
         return tuple(  # type: ignore[return-value]
             wait_until(
                 lambda key=key: derived_since(key, ended),
-                timeout=240,
+                # Two sensor ticks (30 s apart) and two run processes; a loaded CI machine
+                # (the Celery tests beside it) needs several minutes.
+                timeout=480,
                 interval=2,
                 what=f"the automation sensor to materialize {key}",
             )
