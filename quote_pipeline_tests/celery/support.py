@@ -39,6 +39,7 @@ from quote_pipeline_tests.support.dagster_processes import (
     DAGSTER_YAML,
     PROJECT_ROOT,
     free_port,
+    loopback_only_env,
     open_instance,
     postgres_env,
     wait_until,
@@ -186,15 +187,9 @@ def celery_deployment(
             "QUOTE_PIPELINE_CELERY_BROKER": broker_url,
             "QUOTE_PIPELINE_CELERY_BACKEND": backend_url,
             "PYTHONUNBUFFERED": "1",
-            # Nothing leaves this machine: HTTP clients that honour proxies fail for every
-            # host but loopback.
-            "HTTP_PROXY": "http://127.0.0.1:9",
-            "HTTPS_PROXY": "http://127.0.0.1:9",
-            "NO_PROXY": "127.0.0.1,localhost",
+            **loopback_only_env(),
             **(env or {}),
         }
-        for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
-            process_env[name.lower()] = process_env[name]
         yield CeleryDeployment(home, process_env, urls["data"], urls["dagster"])
     finally:
         for role, name in names.items():

@@ -331,6 +331,17 @@ def open_instance(home: Path, env: Mapping[str, str]) -> Iterator[dg.DagsterInst
         instance.dispose()
 
 
+def loopback_only_env() -> dict[str, str]:
+    """Belt and braces for "nothing leaves this machine": any HTTP client that honours
+    proxies (either spelling) fails locally for every host but loopback."""
+    proxies = {
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+    return {**proxies, **{name.lower(): value for name, value in proxies.items()}}
+
+
 @contextlib.contextmanager
 def start_dagster_stack(
     tmp_dir: Path,
@@ -371,16 +382,10 @@ def start_dagster_stack(
                 "FMP_BASE_URL": fmp_base_url,
                 "FMP_API_KEY": fmp_api_key,
                 "PYTHONUNBUFFERED": "1",
-                # Belt and braces for "nothing leaves this machine": any HTTP client that
-                # honours proxies fails locally for every host but loopback.
-                "HTTP_PROXY": "http://127.0.0.1:9",
-                "HTTPS_PROXY": "http://127.0.0.1:9",
-                "NO_PROXY": "127.0.0.1,localhost",
+                **loopback_only_env(),
                 **(env or {}),
             }
         )
-        for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
-            process_env[name.lower()] = process_env[name]
 
         stack = DagsterStack(
             home=home,
