@@ -65,6 +65,7 @@ class Quote:
     change: Decimal | None
     quoted_at: datetime  # the API's timestamp where it gives one, else the fetch time (UTC)
     fetched_at: datetime  # when the response arrived (UTC)
+    source: str = "fmp"  # the provider that served it, e.g. "fmp" or "massive"
 
 
 class FailureKind(enum.StrEnum):

@@ -29,6 +29,7 @@ class DailyBar:
     vwap: Decimal | None
     fetched_at: datetime  # when the response arrived (aware UTC)
     price_basis: str = AS_TRADED  # see AS_TRADED / SPLIT_ADJUSTED
+    source: str = "fmp"  # the provider that served it, e.g. "fmp" or "massive"
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,6 +121,7 @@ _SPEC: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("change", EXACT, "stocks.change"),
         ("quoted_at", UTC_TIMESTAMP, "stocks.quoted_at"),
         ("updated_at", UTC_TIMESTAMP, "stocks.updated_at"),
+        ("source", TEXT, "stocks.source"),
         ("company_name", TEXT, "company_profiles.company_name"),
     ),
     "prices": (
@@ -147,6 +148,7 @@ _SPEC: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("vwap", EXACT, "daily_prices.vwap"),
         ("price_basis", TEXT, "daily_prices.price_basis"),
         ("fetched_at", UTC_TIMESTAMP, "daily_prices.fetched_at"),
+        ("source", TEXT, "daily_prices.source"),
     ),
     "metrics": (
         ("date", DATE, "daily_metrics.date"),
@@ -266,8 +268,9 @@ def latest_quotes(
     engine: Engine | None = None,
 ) -> pd.DataFrame:
     """The latest quote of each ticker (the ``stocks`` table), all of them or those of
-    ``tickers``, indexed by ticker (sorted), with the company's name from
-    ``company_profiles`` where it has a profile (else missing).
+    ``tickers``, indexed by ticker (sorted), with the provider that served it (``source``:
+    ``fmp`` or ``massive``) and the company's name from ``company_profiles`` where it has a
+    profile (else missing).
 
     {columns}
     """
@@ -275,7 +278,16 @@ def latest_quotes(
     _check_exact(exact)
     s, p = stocks.c, company_profiles.c
     query = (
-        sa.select(s.ticker, s.price, s.volume, s.change, s.quoted_at, s.updated_at, p.company_name)
+        sa.select(
+            s.ticker,
+            s.price,
+            s.volume,
+            s.change,
+            s.quoted_at,
+            s.updated_at,
+            s.source,
+            p.company_name,
+        )
         .select_from(stocks.outerjoin(company_profiles, p.ticker == s.ticker))
         .order_by(s.ticker)
     )
@@ -304,7 +316,8 @@ def prices(
     (CRSP-style backward adjustment: a later split divides earlier prices and multiplies their
     volume), the series to chart or compute returns from. ``adjusted=False``: ``daily_prices``
     as traded that day (``price_basis`` says ``as_traded``, or ``split_adjusted`` for rows
-    fetched before revision 0004).
+    fetched before revision 0004), each with the provider that served it (``source``: ``fmp``
+    or ``massive``).
 
     The index is a ``DatetimeIndex`` named ``date`` (the session's New York date, tz-naive),
     sorted by ``(ticker, date)``; with several tickers a date repeats once per ticker.

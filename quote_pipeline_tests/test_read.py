@@ -21,8 +21,10 @@ from sqlalchemy.engine import Engine
 
 from quote_pipeline import read
 from quote_pipeline.analytics import METRIC_COLUMNS
-from quote_pipeline.models import InvalidSymbolError
-from quote_pipeline.storage import create_db_engine
+from quote_pipeline.models import InvalidSymbolError, Quote
+from quote_pipeline.price_bars import AS_TRADED, DailyBar
+from quote_pipeline.storage import create_db_engine, write_quotes
+from quote_pipeline.storage.history import replace_daily_prices
 from quote_pipeline.storage.metrics import read_daily_metrics
 from quote_pipeline.storage.schema import (
     company_profiles,
@@ -189,6 +191,8 @@ def test_latest_quotes_are_the_stocks_table_exactly(filled: FilledDatabase, engi
     assert frame["quoted_at"].tolist() == [pd.Timestamp(r.quoted_at) for r in rows]
     assert str(frame["quoted_at"].dt.tz) == "UTC"
     assert frame["company_name"].tolist() == [names[r.ticker] for r in rows]
+    assert frame["source"].tolist() == [r.source for r in rows]
+    assert set(frame["source"]) == {"fmp"}
 
     one = read.latest_quotes("msft", database_url=filled.url)
     assert list(one.index) == ["MSFT"]
@@ -235,6 +239,8 @@ def test_raw_prices_are_the_table_exactly(filled: FilledDatabase, engine: Engine
         _assert_same_digits(text[column], [getattr(r, f"{column}_text") for r in rows])
     assert frame["volume"].tolist() == [r.volume for r in rows]
     assert set(frame["price_basis"]) == {"as_traded"}
+    assert frame["source"].tolist() == [r.source for r in rows]
+    assert set(frame["source"]) == {"fmp"}
     assert frame["fetched_at"].tolist() == [pd.Timestamp(r.fetched_at) for r in rows]
     assert str(frame["fetched_at"].dt.tz) == "UTC"
 
@@ -384,6 +390,34 @@ def test_empty_results_keep_the_contract(filled: FilledDatabase) -> None:
     for reader, frame in frames.items():
         assert frame.empty, reader
         _assert_dtypes(frame, reader)
+
+
+def test_the_provider_of_each_row_is_read(database_url: str) -> None:
+    engine = create_db_engine(database_url)  # migrated to the head, as the pipeline runs
+    try:
+        at = datetime(2026, 11, 24, 15, 1, tzinfo=UTC)
+        quotes = [
+            Quote("AAPL", Decimal("232.80"), 10, None, at, at),
+            Quote("MSFT", Decimal("410.12"), 20, Decimal("-1"), at, at, "massive"),
+        ]
+        write_quotes(engine, quotes, written_at=at)
+        day = date(2026, 11, 24)
+        bars = [
+            DailyBar(s, day, Decimal(1), Decimal(2), Decimal(1), Decimal(2), 5, None, None, None,
+                     at, AS_TRADED, source)
+            for s, source in (("AAPL", "massive"), ("MSFT", "fmp"))
+        ]  # fmt: skip
+        replace_daily_prices(engine, ["AAPL", "MSFT"], day, day, bars)
+
+        quoted = read.latest_quotes(engine=engine)
+        _assert_dtypes(quoted, "latest_quotes")
+        assert quoted["source"].to_dict() == {"AAPL": "fmp", "MSFT": "massive"}
+        raw = read.prices(["AAPL", "MSFT"], adjusted=False, engine=engine)
+        _assert_dtypes(raw, "prices(adjusted=False)")
+        assert raw["source"].tolist() == ["massive", "fmp"]
+        assert list(raw["ticker"]) == ["AAPL", "MSFT"]
+    finally:
+        engine.dispose()
 
 
 # --- errors (no filled database needed) ------------------------------------------------------

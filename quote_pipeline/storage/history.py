@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from quote_pipeline.compat import batched
 from quote_pipeline.price_bars import DailyBar, IntradayBar, bar_problem
 from quote_pipeline.storage.faults import crash_point
-from quote_pipeline.storage.repository import IN_LIST_LIMIT, as_date, dialect_insert
+from quote_pipeline.storage.repository import IN_LIST_LIMIT, as_date, dialect_insert, transaction
 from quote_pipeline.storage.schema import daily_prices, intraday_bars
 
 DEFAULT_CHUNK_ROWS = 5_000
@@ -34,6 +34,7 @@ _DAILY_UPDATE = (
     "vwap",
     "fetched_at",
     "price_basis",
+    "source",
 )
 _INTRADAY_UPDATE = (*_PRICE_COLUMNS, "fetched_at")
 
@@ -52,6 +53,7 @@ def _daily_row(bar: DailyBar) -> dict[str, Any]:
         "vwap": bar.vwap,
         "fetched_at": bar.fetched_at,
         "price_basis": bar.price_basis,
+        "source": bar.source,
     }
 
 
@@ -106,7 +108,8 @@ def replace_daily_prices(
     symbols, or outside the range, are never touched. ``starts`` narrows a symbol's replaced
     range to begin later (where the API's history for it begins), so rows older than what
     the API still serves are kept. A bar outside ``symbols`` and range, or a repeated
-    (ticker, date), is a caller's bug and raises ValueError before anything changes.
+    (ticker, date), is a caller's bug and raises ValueError before anything changes. Each
+    row records ``bar.source``, the provider that served it.
     """
     if chunk_rows < 1:
         raise ValueError("chunk_rows must be at least 1")
@@ -232,6 +235,7 @@ def _daily_bar(row: Any) -> DailyBar:
         vwap=row["vwap"],
         fetched_at=row["fetched_at"],
         price_basis=row["price_basis"],
+        source=row["source"],
     )
 
 
@@ -369,11 +373,25 @@ def daily_rows_by_day(engine: Engine, start: date, end: date) -> dict[date, int]
         return {as_date(day): count for day, count in conn.execute(query)}
 
 
+def daily_prices_by_source(bind: Engine | Connection, start: date, end: date) -> dict[str, int]:
+    """How many rows ``daily_prices`` holds per provider (``source``) for the days ``start``
+    to ``end`` (every ticker's; providers without a row are left out): a partition's split
+    per provider."""
+    query = (
+        sa.select(daily_prices.c.source, sa.func.count())
+        .where(daily_prices.c.date.between(start, end))
+        .group_by(daily_prices.c.source)
+    )
+    with transaction(bind) as conn:
+        return {source: count for source, count in conn.execute(query).tuples()}
+
+
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
     "BarConsistency",
     "DailyReplaceSummary",
     "daily_price_consistency",
+    "daily_prices_by_source",
     "daily_rows_by_day",
     "intraday_bar_consistency",
     "missing_sessions",

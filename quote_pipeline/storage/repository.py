@@ -166,7 +166,9 @@ def write_quotes(
     One transaction (``bind``'s own, if it is a connection) and one bulk statement per
     table: all rows land, or none do. A quote
     never replaces a newer one already stored, so re-running an old materialization cannot
-    move prices backwards; a repeated (ticker, quoted_at) adds no snapshot.
+    move prices backwards; a repeated (ticker, quoted_at) adds no snapshot. Both tables
+    record ``quote.source``, the provider that served it: a newer quote from another provider
+    moves the ``stocks`` row to that provider along with its price.
     """
     if len({q.symbol for q in quotes}) != len(quotes):
         raise ValueError("write_quotes got the same ticker twice; de-duplicate first")
@@ -194,6 +196,7 @@ def _stock_update(excluded: Any) -> dict[str, Any]:
         "change": excluded.change,
         "quoted_at": excluded.quoted_at,
         "updated_at": excluded.updated_at,
+        "source": excluded.source,
     }
 
 
@@ -215,6 +218,7 @@ def _write_quotes_executemany(
             "change": q.change,
             "quoted_at": q.quoted_at,
             "updated_at": written_at,
+            "source": q.source,
         }
         for q in quotes
     ]
@@ -232,6 +236,7 @@ def _write_quotes_executemany(
             "volume": q.volume,
             "quoted_at": q.quoted_at,
             "fetched_at": q.fetched_at,
+            "source": q.source,
         }
         for q in quotes
     ]
@@ -256,6 +261,7 @@ def _write_quotes_postgresql(
         sa.Column("quoted_at", sa.DateTime(timezone=True)),
         sa.Column("fetched_at", sa.DateTime(timezone=True)),
         sa.Column("updated_at", sa.DateTime(timezone=True)),
+        sa.Column("source", sa.String(16)),
         prefixes=["TEMPORARY"],
         postgresql_on_commit="DROP",
     )
@@ -266,11 +272,11 @@ def _write_quotes_postgresql(
     for q in quotes:
         change = "" if q.change is None else str(q.change)  # empty and unquoted: NULL
         row = (q.symbol, str(q.price), q.volume, change, q.quoted_at.isoformat(),
-               q.fetched_at.isoformat(), updated)  # fmt: skip
+               q.fetched_at.isoformat(), updated, q.source)  # fmt: skip
         writer.writerow(row)
     copy_csv(conn, "quote_stage", buffer)
 
-    stock_columns = ["ticker", "price", "volume", "change", "quoted_at", "updated_at"]
+    stock_columns = ["ticker", "price", "volume", "change", "quoted_at", "updated_at", "source"]
     insert_stock = postgresql.insert(stocks).from_select(
         stock_columns, sa.select(*(stage.c[c] for c in stock_columns))
     )
@@ -281,7 +287,7 @@ def _write_quotes_postgresql(
     )
     upserted = conn.execute(upsert).rowcount
     crash_point("after_stocks_upsert")  # tests only: see storage/faults.py
-    snapshot_columns = ["ticker", "price", "volume", "quoted_at", "fetched_at"]
+    snapshot_columns = ["ticker", "price", "volume", "quoted_at", "fetched_at", "source"]
     append = (
         postgresql.insert(quote_snapshots)
         .from_select(snapshot_columns, sa.select(*(stage.c[c] for c in snapshot_columns)))
@@ -300,6 +306,7 @@ class StockRow:
     change: Decimal | None
     quoted_at: datetime
     updated_at: datetime
+    source: str  # the provider that served the quote: "fmp", "massive"
 
 
 def read_stocks(engine: Engine, symbols: Iterable[str] | None = None) -> list[StockRow]:
@@ -315,6 +322,14 @@ def count_stocks(bind: Engine | Connection) -> int:
     """How many rows ``stocks`` holds (one per ticker ever quoted and still stored)."""
     with transaction(bind) as conn:
         return conn.scalar(sa.select(sa.func.count()).select_from(stocks)) or 0
+
+
+def stocks_by_source(bind: Bind) -> dict[str, int]:
+    """How many rows ``stocks`` holds per provider (``source``): the split per provider of the
+    latest quotes. Providers without a row are left out."""
+    query = sa.select(stocks.c.source, sa.func.count()).group_by(stocks.c.source)
+    with transaction(bind) as conn:
+        return {source: count for source, count in conn.execute(query).tuples()}
 
 
 def count_snapshots(engine: Engine) -> int:

@@ -11,6 +11,27 @@ metadata = sa.MetaData()
 
 TICKER = "Exchange symbol, upper case."
 
+# Which market-data provider served a row (revision 0006): rows stored before it, and
+# writers that name none, are FMP's.
+DEFAULT_SOURCE = "fmp"
+SOURCE_COMMENT = (
+    "The provider that served the row: fmp or massive (Massive, formerly Polygon.io). "
+    "Rows written before revision 0006 are fmp, the only provider then."
+)
+
+
+def source_column() -> sa.Column[str]:
+    """``source``: NOT NULL, defaulting to fmp on the server, so a writer that predates it
+    (and names no source) still works and labels its rows with the one provider it knew."""
+    return sa.Column(
+        "source",
+        sa.String(16),
+        nullable=False,
+        server_default=DEFAULT_SOURCE,
+        comment=SOURCE_COMMENT,
+    )
+
+
 tickers = sa.Table(
     "tickers",
     metadata,
@@ -28,6 +49,7 @@ stocks = sa.Table(
     sa.Column("change", ExactDecimal(), nullable=True, comment="Change since previous close."),
     sa.Column("quoted_at", UTCDateTime(), nullable=False, comment="Quote time (UTC)."),
     sa.Column("updated_at", UTCDateTime(), nullable=False, comment="When this row was written."),
+    source_column(),
     comment="The latest quote of each ticker.",
 )
 
@@ -39,6 +61,7 @@ quote_snapshots = sa.Table(
     sa.Column("volume", sa.BigInteger(), nullable=False, comment="Day volume (64-bit)."),
     sa.Column("quoted_at", UTCDateTime(), nullable=False, comment="Quote time (UTC)."),
     sa.Column("fetched_at", UTCDateTime(), nullable=False, comment="When the API answered."),
+    source_column(),
     # One observation per ticker and quote time: re-running a write adds nothing.
     sa.UniqueConstraint("ticker", "quoted_at", name="uq_quote_snapshots_ticker_quoted_at"),
     comment="Every quote ever written, append-only.",
@@ -66,6 +89,7 @@ daily_prices = sa.Table(
         "split_adjusted: fetched before revision 0004 from /full, split-adjusted as of "
         "fetched_at (re-based in daily_prices_adjusted, replaced by the next fetch of its range).",
     ),
+    source_column(),
     comment="End-of-day OHLCV per ticker and NYSE session, as traded (the daily_prices asset).",
 )
 

@@ -12,6 +12,7 @@ from quote_pipeline.market_calendar import sessions_between
 from quote_pipeline.price_bars import DailyBar, IntradayBar
 from quote_pipeline.storage.history import (
     daily_price_consistency,
+    daily_prices_by_source,
     intraday_bar_consistency,
     missing_sessions,
     read_daily_prices,
@@ -79,6 +80,29 @@ def test_replace_makes_the_range_exactly_the_new_rows(engine: Engine) -> None:
     stored = rows[0]
     assert stored.volume == 3_000_000_000 and stored.vwap == Decimal("10.25")
     assert stored.fetched_at == T0
+
+
+def test_each_row_records_the_provider_that_served_it(engine: Engine) -> None:
+    assert daily("AAPL", MARCH[0]).source == "fmp"  # the default
+    bars = [daily("AAPL", d) for d in MARCH[:3]]
+    bars += [daily("MSFT", d, source="massive") for d in MARCH[:2]]
+    replace_daily_prices(engine, ["AAPL", "MSFT"], MARCH[0], MARCH[2], bars)
+    assert read_daily_prices(engine) == sorted(bars, key=lambda b: (b.symbol, b.day))
+    assert daily_prices_by_source(engine, MARCH[0], MARCH[2]) == {"fmp": 3, "massive": 2}
+    assert daily_prices_by_source(engine, MARCH[2], MARCH[-1]) == {"fmp": 1}
+    assert daily_prices_by_source(engine, MARCH[-1], MARCH[-1]) == {}
+
+    # Re-fetching a range from the other provider relabels its rows.
+    again = [daily("AAPL", MARCH[1], source="massive")]
+    replace_daily_prices(engine, ["AAPL"], MARCH[1], MARCH[1], again)
+    stored = {(b.symbol, b.day): b.source for b in read_daily_prices(engine, ["AAPL"])}
+    assert stored == {
+        ("AAPL", MARCH[0]): "fmp",
+        ("AAPL", MARCH[1]): "massive",
+        ("AAPL", MARCH[2]): "fmp",
+    }
+    with engine.connect() as conn:  # inside the caller's transaction too
+        assert daily_prices_by_source(conn, MARCH[0], MARCH[2]) == {"fmp": 2, "massive": 3}
 
 
 def test_replace_can_start_later_for_a_symbol_and_keep_older_rows(engine: Engine) -> None:

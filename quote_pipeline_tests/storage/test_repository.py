@@ -17,13 +17,14 @@ from quote_pipeline.storage import (
     remove_tickers,
     write_quotes,
 )
+from quote_pipeline.storage.repository import stocks_by_source
 from quote_pipeline.storage.schema import quote_snapshots
 
 NOW = datetime(2026, 11, 24, 15, 1, tzinfo=UTC)
 
 
-def quote(symbol: str, price: str, volume: int, at: datetime = NOW) -> Quote:
-    return Quote(symbol, Decimal(price), volume, Decimal("-0.01"), at, at)
+def quote(symbol: str, price: str, volume: int, at: datetime = NOW, source: str = "fmp") -> Quote:
+    return Quote(symbol, Decimal(price), volume, Decimal("-0.01"), at, at, source)
 
 
 def test_tickers_add_list_remove(engine: Engine) -> None:
@@ -85,6 +86,47 @@ def test_newer_quotes_update_and_older_ones_never_regress(engine: Engine) -> Non
     (row,) = read_stocks(engine)
     assert (row.price, row.volume, row.quoted_at) == (Decimal("233.1"), 150, later)
     assert count_snapshots(engine) == 3  # every observation is kept in the history
+
+
+def snapshot_sources(engine: Engine) -> dict[tuple[str, datetime], str]:
+    q = quote_snapshots.c
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(q.ticker, q.quoted_at, q.source)).all()
+    return {(ticker, at): source for ticker, at, source in rows}
+
+
+def test_each_row_records_the_provider_that_served_it(engine: Engine) -> None:
+    assert stocks_by_source(engine) == {}
+    assert Quote("X", Decimal(1), 1, None, NOW, NOW).source == "fmp"  # the default
+    write_quotes(
+        engine,
+        [quote("AAPL", "232.8", 100), quote("MSFT", "410.12", 200, source="massive")],
+        written_at=NOW,
+    )
+    assert {r.ticker: r.source for r in read_stocks(engine)} == {"AAPL": "fmp", "MSFT": "massive"}
+    assert stocks_by_source(engine) == {"fmp": 1, "massive": 1}
+
+    # A newer quote moves the row to its provider, with its price; an older one does not.
+    later = NOW + timedelta(minutes=1)
+    write_quotes(engine, [quote("AAPL", "233", 1, later, source="massive")], written_at=later)
+    stale = write_quotes(
+        engine, [quote("MSFT", "1", 1, NOW - timedelta(hours=1))], written_at=later
+    )
+    assert stale.stale_skipped == 1
+    assert [(r.ticker, r.price, r.source) for r in read_stocks(engine)] == [
+        ("AAPL", Decimal("233"), "massive"),
+        ("MSFT", Decimal("410.12"), "massive"),
+    ]
+    assert stocks_by_source(engine) == {"massive": 2}
+    # Every snapshot keeps the provider of its own quote.
+    assert snapshot_sources(engine) == {
+        ("AAPL", NOW): "fmp",
+        ("MSFT", NOW): "massive",
+        ("AAPL", later): "massive",
+        ("MSFT", NOW - timedelta(hours=1)): "fmp",
+    }
+    with engine.connect() as conn:  # inside the caller's transaction too
+        assert stocks_by_source(conn) == {"massive": 2}
 
 
 def test_a_failing_write_leaves_both_tables_as_they_were(engine: Engine) -> None:

@@ -40,6 +40,7 @@ class Stock(models.Model):
     change = ExactDecimalField(null=True)
     quoted_at = models.DateTimeField()
     updated_at = models.DateTimeField()
+    source = models.CharField(max_length=16)  # the provider that served it: fmp, massive
 
     class Meta:
         managed = False
@@ -60,6 +61,7 @@ class QuoteSnapshot(models.Model):
     volume = models.BigIntegerField()
     quoted_at = models.DateTimeField()
     fetched_at = models.DateTimeField()
+    source = models.CharField(max_length=16)  # the provider that served it: fmp, massive
 
     class Meta:
         managed = False
