@@ -23,6 +23,7 @@ from quote_pipeline.fmp.fields import number, required_number, whole_number
 from quote_pipeline.market_calendar import NEW_YORK, NEW_YORK_TZ
 from quote_pipeline.models import FailureKind, SymbolFailure
 from quote_pipeline.price_bars import DailyBar, IntradayBar
+from quote_pipeline.providers.base import HistoryRequest
 
 # Unadjusted: a stored bar keeps its meaning when a split happens later (/full is
 # split-adjusted as of the day it answers, so rows fetched on either side of a split would
@@ -283,9 +284,6 @@ def _whole_response(symbol: str, exc: Exception) -> SymbolFailure:
 
 def _range_params(symbol: str, start: date, end: date) -> dict[str, str]:
     return {"symbol": symbol, "from": start.isoformat(), "to": end.isoformat()}
-
-
-HistoryRequest = Callable[[Sequence[str]], list[SymbolResult[SymbolHistory[Any]]]]
 
 
 def _history_request(

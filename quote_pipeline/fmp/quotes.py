@@ -13,16 +13,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import FIRST_COMPLETED, wait
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from quote_pipeline.fetch_engine import FetchEngine, FetchReport, SymbolResult
+from quote_pipeline.fetch_engine import FetchEngine, SymbolResult
 from quote_pipeline.fmp.client import FMPClient
 from quote_pipeline.fmp.errors import FMPEndpointRestrictedError, FMPError
 from quote_pipeline.fmp.fields import number, required_number, whole_number
 from quote_pipeline.models import FailureKind, Quote, SymbolFailure
+from quote_pipeline.providers.base import QuoteFetchResult
 
 QUOTE_PATH = "/stable/quote-short"
 BATCH_QUOTE_PATH = "/stable/batch-quote-short"
@@ -35,47 +35,6 @@ _PROBE_UNREACHABLE = frozenset({FailureKind.TRANSPORT_ERROR, FailureKind.SERVER_
 PROBE_SYMBOLS = 3
 # How long the probe waits for its first symbol before asking the others as well.
 PROBE_PATIENCE_SECONDS = 2.0
-
-
-@dataclass
-class QuoteFetchResult:
-    """The outcome of fetching quotes: quotes, per-symbol failures and what it cost."""
-
-    quotes: list[Quote] = field(default_factory=list)
-    failures: list[SymbolFailure] = field(default_factory=list)
-    requests_made: int = 0
-    used_batch_endpoint: bool = False
-    quota_exhausted: bool = False
-    attempts: dict[str, int] = field(default_factory=dict)
-    """Requests' passes per symbol that failed (how often it was asked in this run)."""
-    passes: int = 0
-    """Passes over the symbols (1, plus the retry budget's passes that were needed)."""
-
-    @classmethod
-    def combine(cls, results: Sequence[QuoteFetchResult]) -> QuoteFetchResult:
-        """One result from several (the fan-in of mapped fetches)."""
-        return cls(
-            quotes=[q for r in results for q in r.quotes],
-            failures=[f for r in results for f in r.failures],
-            requests_made=sum(r.requests_made for r in results),
-            used_batch_endpoint=any(r.used_batch_endpoint for r in results),
-            quota_exhausted=any(r.quota_exhausted for r in results),
-            attempts={s: n for r in results for s, n in r.attempts.items()},
-            passes=max((r.passes for r in results), default=0),
-        )
-
-    @classmethod
-    def from_report(cls, report: FetchReport[Quote], *, used_batch: bool) -> QuoteFetchResult:
-        failed = report.failed_symbols
-        return cls(
-            quotes=[r.value for r in report.results if r.value is not None],
-            failures=list(report.failures),
-            requests_made=report.requests_made,
-            used_batch_endpoint=used_batch,
-            quota_exhausted=report.quota_exhausted,
-            attempts={s: n for s, n in report.attempts.items() if s in failed},
-            passes=report.passes,
-        )
 
 
 # --- the probe ---------------------------------------------------------------------------------
