@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from quote_pipeline.sandbox.corporate import dividend_spec, split_spec
 from quote_pipeline.sandbox.server import (
+    DEFAULT_MASSIVE_KEY,
     GATED_ENDPOINTS,
+    MASSIVE_PLANS,
     FaultConfig,
     SandboxConfig,
     SandboxServer,
     check_clock,
     check_loopback,
+    default_market_universe,
+    synthetic_symbols,
 )
 
 DESCRIPTION = (
@@ -29,6 +35,12 @@ DESCRIPTION = (
     "news/stock, news/stock-latest. Daily history is consistent with the splits and "
     "dividends: 'full' is split-adjusted as of the sandbox clock, so moving the clock past an "
     "ex-date re-bases earlier days. "
+    "The same port speaks Massive's (Polygon.io's) dialect too, with its own key "
+    "(--massive-key, as 'Authorization: Bearer KEY' or apiKey=) and plan (--massive-plan): "
+    "/v2/snapshot/locale/us/markets/stocks/tickers, "
+    "/v2/aggs/grouped/locale/us/market/stocks/{date} (every symbol of --universe), "
+    "/v2/aggs/ticker/{T}/range/1/day/{from}/{to} and /v2/aggs/ticker/{T}/prev, priced like "
+    "the FMP endpoints. "
     "XBIGPRICE and XDUSTPRICE are priced at the limits of exactness (15 integer digits with "
     "8 decimals; 0.00001234) and never have splits or dividends."
 )
@@ -107,6 +119,27 @@ def _dividend(raw: str) -> tuple[str, date, Decimal]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _universe_file(raw: str) -> list[str]:
+    """The symbols of a ticker list: what ``quote-pipeline tickers import`` reads (one symbol a
+    line, or a CSV with a ``ticker`` column), or a CSV with a ``symbol`` column."""
+    from quote_pipeline.tickers_file import TickerFileError, read_ticker_file
+
+    path = Path(raw)
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {path}: {exc}") from None
+    header = next(csv.reader(lines[:1]), [])
+    columns = {name.strip().lower(): name for name in header}
+    if "symbol" in columns and "ticker" not in columns:
+        column = columns["symbol"]
+        return [v.strip() for row in csv.DictReader(lines) if (v := row.get(column) or "").strip()]
+    try:
+        return read_ticker_file(path)
+    except TickerFileError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _gate(raw: str) -> tuple[str, list[str]]:
     """``ENDPOINT:SYM[,SYM]``, e.g. dividends:PG,KO."""
     endpoint, sep, symbols = raw.partition(":")
@@ -137,6 +170,41 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument("--api-key", default="sandbox-key", help="the accepted apikey")
+    parser.add_argument(
+        "--massive-key",
+        default=DEFAULT_MASSIVE_KEY,
+        help="the key Massive's paths (/v2/...) accept, as Bearer header or apiKey=",
+    )
+    parser.add_argument(
+        "--massive-plan",
+        choices=MASSIVE_PLANS,
+        default="developer",
+        help=(
+            "Massive plan: basic refuses the snapshot and today's bars before the close "
+            "(add --calls-per-minute 5 for its rate), starter snapshots are DELAYED without "
+            "lastTrade, developer has lastTrade, advanced lastQuote too (default developer)"
+        ),
+    )
+    parser.add_argument(
+        "--universe",
+        type=_universe_file,
+        default=None,
+        metavar="FILE",
+        help=(
+            "the market universe of Massive's grouped daily and full snapshot: one symbol a "
+            "line, or a CSV with a ticker (or symbol) column. Default: the sample tickers"
+        ),
+    )
+    parser.add_argument(
+        "--universe-size",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help=(
+            "add N synthetic symbols (AAAA, AAAB, ... as benchmarks/run.py names them) to the "
+            "market universe"
+        ),
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for data and fault draws")
     parser.add_argument("--server-error-rate", type=_rate, default=0.0, help="share answered 5xx")
     parser.add_argument("--rate-limit-rate", type=_rate, default=0.0, help="share answered 429")
@@ -268,6 +336,12 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         clock=args.clock,
         splits=tuple(args.split),
         dividends=tuple(args.dividend),
+        massive_api_key=args.massive_key,
+        massive_plan=args.massive_plan,
+        market_universe=(
+            *(default_market_universe() if args.universe is None else args.universe),
+            *synthetic_symbols(args.universe_size),
+        ),
     )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import csv
+import functools
 import hashlib
 import ipaddress
 import json
@@ -15,6 +17,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from importlib import resources
 from typing import Any
 
 from aiohttp import web
@@ -101,8 +104,21 @@ API_PATHS = (
     SPLITS_PATH,
     DIVIDENDS_PATH,
 )
+# Massive (formerly Polygon.io) endpoints, served by quote_pipeline.sandbox.massive beside FMP's.
+# These are the stable templates the request log and by_endpoint count them under (the ticker
+# and dates are in the real path, so it cannot be the key).
+MASSIVE_SNAPSHOT_PATH = "/v2/snapshot/locale/us/markets/stocks/tickers"
+MASSIVE_GROUPED_PATH = "/v2/aggs/grouped/locale/us/market/stocks"
+MASSIVE_AGGS_PATH = "/v2/aggs/ticker/range"
+MASSIVE_PREV_PATH = "/v2/aggs/ticker/prev"
+MASSIVE_PATHS = (MASSIVE_SNAPSHOT_PATH, MASSIVE_GROUPED_PATH, MASSIVE_AGGS_PATH, MASSIVE_PREV_PATH)
+# Massive's stock plans, cheapest first (see SandboxConfig.massive_plan).
+MASSIVE_PLANS = ("basic", "starter", "developer", "advanced")
+DEFAULT_MASSIVE_KEY = "sandbox-massive-key"
 # The short endpoint names FaultConfig.endpoint_gated_symbols (and --gate) take, and the paths
-# each gates. "eod" is the three daily variants at once; each also has a name of its own.
+# each gates. "eod" is the three daily variants at once; each also has a name of its own. The
+# massive_* names gate one Massive endpoint: the symbol is left out of a snapshot or grouped
+# answer and answers 403 NOT_AUTHORIZED on the per-ticker ones.
 GATED_ENDPOINTS: dict[str, tuple[str, ...]] = {
     "quote": (QUOTE_PATH,),
     "batch-quote": (BATCH_QUOTE_PATH,),
@@ -115,6 +131,10 @@ GATED_ENDPOINTS: dict[str, tuple[str, ...]] = {
     "profile": (PROFILE_PATH,),
     "splits": (SPLITS_PATH,),
     "dividends": (DIVIDENDS_PATH,),
+    "massive_snapshot": (MASSIVE_SNAPSHOT_PATH,),
+    "massive_grouped": (MASSIVE_GROUPED_PATH,),
+    "massive_aggs": (MASSIVE_AGGS_PATH,),
+    "massive_prev": (MASSIVE_PREV_PATH,),
 }
 # FMP's news/stock answers for AAPL when `symbols` is missing (the singular is ignored).
 NEWS_DEFAULT_SYMBOL = "AAPL"
@@ -231,6 +251,8 @@ class FaultConfig:
     bad_shape_symbols: Collection[str] = frozenset()
     hang_symbols: Collection[str] = frozenset()
     hang_seconds: float = 30.0
+    # FMP only: these symbols answer FMP's 402 on every /stable endpoint. Massive paths ignore
+    # them; refuse a symbol there with endpoint_gated_symbols' massive_* names instead.
     plan_gated_symbols: Collection[str] = frozenset()
     # These symbols answer 500 on every request (until the faults are changed at run time,
     # as a test does to let an outage of one symbol end).
@@ -242,7 +264,12 @@ class FaultConfig:
     # FMP's free plan refuses some symbols on one endpoint and serves them on others (PG's
     # dividends answer 402 while its profile works). Endpoint name (see GATED_ENDPOINTS) ->
     # symbols that answer the plain-text 402 PLAN_GATED_MESSAGE there (and are left out of
-    # batch and news answers there).
+    # batch and news answers there); on a massive_* endpoint, Massive's 403 NOT_AUTHORIZED
+    # (and left out of snapshot and grouped daily answers).
+    #
+    # The other faults apply to Massive's paths too (see quote_pipeline.sandbox.massive), with
+    # Massive's bodies; the symbol faults there act on the tickers a request names, and
+    # calls_per_minute and daily_quota count each provider's calls apart (its own key's).
     endpoint_gated_symbols: Mapping[str, Collection[str]] = field(default_factory=GateMap)
 
     def __post_init__(self) -> None:
@@ -284,6 +311,43 @@ def check_clock(moment: datetime | None) -> datetime | None:
     return moment
 
 
+def synthetic_symbols(count: int) -> list[str]:
+    """``count`` made-up four-letter symbols, AAAA, AAAB, ...: the ones benchmarks/run.py
+    tracks, so a benchmark's tickers are in a universe made with --universe-size."""
+    if count < 0:
+        raise ValueError(f"the number of synthetic symbols must be >= 0, got {count}")
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    return ["".join(letters[i // 26**k % 26] for k in (3, 2, 1, 0)) for i in range(count)]
+
+
+@functools.cache
+def default_market_universe() -> tuple[str, ...]:
+    """The symbols of quote_pipeline/data/sample_tickers.csv (its ``ticker`` column)."""
+    text = (resources.files("quote_pipeline") / "data" / "sample_tickers.csv").read_text("utf-8")
+    rows = csv.DictReader(text.splitlines())
+    return normalize_universe(row["ticker"] for row in rows if (row.get("ticker") or "").strip())
+
+
+def normalize_universe(symbols: Iterable[str]) -> tuple[str, ...]:
+    """Upper-cased, stripped, first-seen order, repeats dropped; ValueError names any symbol
+    the sandbox would not serve."""
+    if isinstance(symbols, str):
+        symbols = symbols.split(",")
+    out: dict[str, None] = {}
+    bad: list[str] = []
+    for raw in symbols:
+        symbol = str(raw).strip().upper()
+        if not symbol:
+            continue
+        if _SYMBOL_RE.match(symbol):
+            out.setdefault(symbol, None)
+        else:
+            bad.append(str(raw))
+    if bad:
+        raise ValueError(f"invalid symbol(s) in the market universe: {', '.join(map(repr, bad))}")
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class SandboxConfig:
     """How the sandbox behaves: accepted key, plan, seed, latency, faults and clock.
@@ -300,6 +364,14 @@ class SandboxConfig:
     those actions of that kind instead of its generated ones, in /stable/splits,
     /stable/dividends, the three daily history endpoints and the profile alike. Decimal, int
     or numeric-string amounts are taken; they are kept as Decimal tuples (hashable).
+
+    Massive's dialect (quote_pipeline.sandbox.massive) is served on the same port under /v2:
+    ``massive_api_key`` is the key it accepts (``Authorization: Bearer KEY`` or ``apiKey=``;
+    the FMP ``api_key`` is refused there, and it here), ``massive_plan`` one of MASSIVE_PLANS
+    (basic refuses the snapshot and today's bars before the close; starter's snapshot is
+    DELAYED, without lastTrade; only advanced has lastQuote), and ``market_universe`` the
+    symbols the whole-market answers (grouped daily, a snapshot without ``tickers``) list:
+    by default the sample tickers, any iterable of symbols (upper-cased, deduplicated).
     """
 
     api_key: str = "sandbox-key"
@@ -314,11 +386,19 @@ class SandboxConfig:
     rate_clock: Callable[[], float] = field(default=time.monotonic, compare=False, repr=False)
     splits: tuple[SplitSpec, ...] = ()
     dividends: tuple[DividendSpec, ...] = ()
+    massive_api_key: str = DEFAULT_MASSIVE_KEY
+    massive_plan: str = "developer"
+    market_universe: tuple[str, ...] = field(default_factory=default_market_universe, repr=False)
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
             raise ValueError(f"latency_ms must be >= 0, got {self.latency_ms}")
+        if self.massive_plan not in MASSIVE_PLANS:
+            raise ValueError(
+                f"massive_plan must be one of {', '.join(MASSIVE_PLANS)}, got {self.massive_plan!r}"
+            )
         check_clock(self.clock)
+        object.__setattr__(self, "market_universe", normalize_universe(self.market_universe))
         object.__setattr__(self, "splits", normalize_splits(self.splits))
         object.__setattr__(self, "dividends", normalize_dividends(self.dividends))
 
@@ -347,9 +427,15 @@ class _State:
         self.by_endpoint: Counter[str] = Counter()
         self.by_status: Counter[str] = Counter()
         self.seen: Counter[str] = Counter()
+        # FMP's calls_per_minute window and daily quota; Massive's own are kept apart (each
+        # vendor counts its own key's calls), with the same FaultConfig limits.
         self.window: deque[float] = deque()
         self.quota_day: date | None = None
         self.quota_used = 0
+        self.massive_window: deque[float] = deque()
+        self.massive_quota_day: date | None = None
+        self.massive_quota_used = 0
+        self.massive_requests = 0  # numbers Massive's request_id
 
     def record(
         self,
@@ -358,6 +444,7 @@ class _State:
         symbols: list[str],
         status: int,
         window: dict[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         self.requests_total += 1
         self.by_endpoint[path] += 1
@@ -365,6 +452,8 @@ class _State:
         entry: dict[str, object] = {"t": t, "path": path, "symbols": symbols, "status": status}
         if window:
             entry["params"] = window
+        if extra:
+            entry.update(extra)
         self.log.append(entry)
 
     def now(self) -> datetime:
@@ -386,29 +475,38 @@ class _State:
             "generation": self.generation,
             "clock": self.clock.isoformat() if self.clock is not None else None,
             "quota_used": self.quota_used,
+            "massive_quota_used": self.massive_quota_used,
             "requests": list(self.log),
         }
 
-    def over_quota(self) -> bool:
-        """Count one API request against the daily quota; True once it is spent."""
+    def over_quota(self, provider: str = "fmp") -> bool:
+        """Count one API request against ``provider``'s daily quota; True once it is spent."""
         today = self.today()
-        if today != self.quota_day:
-            self.quota_day, self.quota_used = today, 0
-        self.quota_used += 1
+        if provider == "massive":
+            if today != self.massive_quota_day:
+                self.massive_quota_day, self.massive_quota_used = today, 0
+            self.massive_quota_used += 1
+            used = self.massive_quota_used
+        else:
+            if today != self.quota_day:
+                self.quota_day, self.quota_used = today, 0
+            self.quota_used += 1
+            used = self.quota_used
         quota = self.config.faults.daily_quota
-        return quota is not None and self.quota_used > quota
+        return quota is not None and used > quota
 
-    def over_rate(self) -> bool:
-        """True if the rolling window is full; otherwise the request takes a slot in it."""
+    def over_rate(self, provider: str = "fmp") -> bool:
+        """True if ``provider``'s rolling window is full; otherwise the request takes a slot."""
         faults = self.config.faults
         if faults.calls_per_minute is None:
             return False
+        window = self.massive_window if provider == "massive" else self.window
         now = self.config.rate_clock()
-        while self.window and self.window[0] <= now - faults.rate_window_seconds:
-            self.window.popleft()
-        if len(self.window) >= faults.calls_per_minute:
+        while window and window[0] <= now - faults.rate_window_seconds:
+            window.popleft()
+        if len(window) >= faults.calls_per_minute:
             return True
-        self.window.append(now)
+        window.append(now)
         return False
 
 
@@ -896,7 +994,11 @@ async def _admin_unknown(request: web.Request) -> web.Response:
 
 
 def build_app(config: SandboxConfig | None = None) -> web.Application:
-    """The aiohttp application serving the FMP imitation and its /_sandbox admin endpoints."""
+    """The aiohttp application serving the FMP imitation, Massive's dialect (under /v1, /v2,
+    /v3, /vX) and the /_sandbox admin endpoints."""
+    # massive builds on this module's helpers, so it is imported when an app is built.
+    from quote_pipeline.sandbox.massive import massive_api
+
     app = web.Application()
     app[STATE_KEY] = _State(config or SandboxConfig())
     app.router.add_get("/_sandbox/stats", _admin_stats)
@@ -906,6 +1008,8 @@ def build_app(config: SandboxConfig | None = None) -> web.Application:
     app.router.add_post("/_sandbox/clock", _admin_clock)
     app.router.add_get("/_sandbox/health", _admin_health)
     app.router.add_route("*", "/_sandbox/{tail:.*}", _admin_unknown)
+    app.router.add_route("*", r"/{version:v[1-9X]}", massive_api)
+    app.router.add_route("*", r"/{version:v[1-9X]}/{tail:.*}", massive_api)
     app.router.add_route("*", "/{tail:.*}", _api)
     return app
 
@@ -1068,7 +1172,10 @@ class SandboxServer:
 
 __all__ = [
     "API_PATHS",
+    "DEFAULT_MASSIVE_KEY",
     "GATED_ENDPOINTS",
+    "MASSIVE_PATHS",
+    "MASSIVE_PLANS",
     "FaultConfig",
     "GateMap",
     "SandboxConfig",
@@ -1076,5 +1183,8 @@ __all__ = [
     "build_app",
     "check_clock",
     "check_loopback",
+    "default_market_universe",
     "json_dumps",
+    "normalize_universe",
+    "synthetic_symbols",
 ]
