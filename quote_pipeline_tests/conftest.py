@@ -24,12 +24,18 @@ from quote_pipeline_tests.support.postgres import (
 )
 
 SANDBOX_KEY = "test-key-7f3a9c1e55d2"  # distinctive, so a leak is easy to search for
+MASSIVE_SANDBOX_KEY = "massive-test-key-4be81d09c3"  # the same, for Massive's
 
 # Nothing a test runs may reach a real API or pick up a developer's settings.
 _ISOLATED_ENV = (
     "FMP_API_KEY",
     "FMP_BASE_URL",
     "FMP_CALLS_PER_MINUTE",
+    "MASSIVE_API_KEY",
+    "MASSIVE_BASE_URL",
+    "MASSIVE_CALLS_PER_MINUTE",
+    "QUOTE_PIPELINE_QUOTE_PROVIDERS",
+    "QUOTE_PIPELINE_HISTORY_PROVIDERS",
     "QUOTE_PIPELINE_DATABASE_URL",
     "QUOTE_PIPELINE_DATA_DIR",
     "DAGSTER_HOME",
@@ -141,6 +147,7 @@ def start_sandbox() -> Iterator[SandboxFactory]:
 
     def start(*, faults: FaultConfig | None = None, **config: object) -> SandboxServer:
         config.setdefault("api_key", SANDBOX_KEY)
+        config.setdefault("massive_api_key", MASSIVE_SANDBOX_KEY)
         server = SandboxServer(SandboxConfig(faults=faults or FaultConfig(), **config))  # type: ignore[arg-type]
         servers.append(server.start())
         return server

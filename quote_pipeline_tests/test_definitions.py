@@ -57,7 +57,7 @@ def test_every_domain_folder_contributes_its_definitions(loaded: dg.Definitions)
         "run_failure_alerts",
         "check_failure_alerts",
     }
-    assert set(loaded.resources or {}) == {"database", "fmp", "io_manager"}
+    assert set(loaded.resources or {}) == {"database", "fmp", "massive", "providers", "io_manager"}
 
 
 def test_the_history_shows_its_lineage_from_the_tickers(loaded: dg.Definitions) -> None:
@@ -104,6 +104,7 @@ def test_refresh_quotes_selects_the_quote_assets_and_runs_in_process(
         "prices_positive",
         "no_duplicate_tickers",
         "fetch_failures",
+        "providers_agree",
     }
 
 

@@ -27,6 +27,7 @@ STOCKS_CHECKS = {
     "freshness",
     "prices_positive",
     "no_duplicate_tickers",
+    "providers_agree",
 }
 TWENTY_STEPS = {
     "ops": {

@@ -15,11 +15,12 @@ from typing import Any, TypeVar
 
 import dagster as dg
 
+from quote_pipeline.api_errors import ApiError
 from quote_pipeline.defs.metadata import OWNERS, counts_text
 from quote_pipeline.defs.resources import DatabaseResource, FMPResource
 from quote_pipeline.fetch_engine import FetchReport, GroupHandler, RequestFunction
-from quote_pipeline.fmp import FMPError
 from quote_pipeline.market_calendar import NEW_YORK_TZ
+from quote_pipeline.providers.base import MarketDataProvider
 from quote_pipeline.run_policy import code_version_tags
 from quote_pipeline.storage import list_tickers
 from quote_pipeline.storage.fetch_state import quota_hold
@@ -44,7 +45,7 @@ def tracked_symbols(database: DatabaseResource, only: list[str] | None = None) -
 
 
 def api_refusal(
-    exc: FMPError, reason: str = "The FMP API refused the run", *, api_requests: int | None = None
+    exc: ApiError, reason: str = "The FMP API refused the run", *, api_requests: int | None = None
 ) -> dg.Failure:
     """The run's failure for what no symbol survives (a refused key, an endpoint outside the
     plan, a spent quota): the reason in words, no retries (the same answer would come)."""
@@ -55,7 +56,7 @@ def api_refusal(
 
 
 def fetch_through_engine(
-    fmp: FMPResource,
+    fmp: FMPResource | MarketDataProvider,
     symbols: Sequence[str],
     request: RequestFunction[T],
     *,
@@ -67,9 +68,10 @@ def fetch_through_engine(
     """Fetch ``symbols`` through the run's fetch engine, handing each group to ``on_group``
     (one transaction each) while the next is fetched. A refused key or an endpoint outside
     the plan fails the run in words; groups already written stay written."""
-    requests_before = fmp.client.requests_made
+    engine = fmp.engine
+    requests_before = engine.client.requests_made
     try:
-        return fmp.engine.fetch(
+        return engine.fetch(
             symbols,
             request,
             symbols_per_request=symbols_per_request,
@@ -77,8 +79,13 @@ def fetch_through_engine(
             on_group=on_group,
             log=log,
         )
-    except FMPError as exc:  # invalid key, endpoint not in the plan
-        raise api_refusal(exc, api_requests=fmp.client.requests_made - requests_before) from None
+    except ApiError as exc:  # invalid key, endpoint not in the plan
+        who = getattr(fmp, "name", "fmp")
+        raise api_refusal(
+            exc,
+            "The FMP API refused the run" if who == "fmp" else f"The {who} API refused the run",
+            api_requests=engine.client.requests_made - requests_before,
+        ) from None
 
 
 def fail_unless_complete(

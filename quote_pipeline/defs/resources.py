@@ -14,7 +14,7 @@ import pickle
 import tempfile
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
@@ -26,12 +26,26 @@ from quote_pipeline.defs.settings import (
     API_KEY_ENV,
     BASE_URL_ENV,
     CALLS_PER_MINUTE_ENV,
+    HISTORY_PROVIDERS_ENV,
+    MASSIVE_API_KEY_ENV,
+    MASSIVE_BASE_URL_ENV,
+    MASSIVE_CALLS_PER_MINUTE_ENV,
+    QUOTE_PROVIDERS_ENV,
     DeploymentSettings,
     calls_per_minute_from_env,
+    provider_order,
 )
 from quote_pipeline.fetch_engine import FetchEngine, RetryBudget
 from quote_pipeline.fmp import DEFAULT_BASE_URL, ClientSettings, FMPClient
 from quote_pipeline.fmp.pacing import CallPacer
+from quote_pipeline.http_client import HttpClientSettings
+from quote_pipeline.massive.client import DEFAULT_BASE_URL as MASSIVE_DEFAULT_BASE_URL
+from quote_pipeline.massive.client import MassiveClient, MassiveSettings
+from quote_pipeline.providers.base import MarketDataProvider
+from quote_pipeline.providers.fmp import NAME as FMP_NAME
+from quote_pipeline.providers.fmp import FMPProvider
+from quote_pipeline.providers.massive import NAME as MASSIVE_NAME
+from quote_pipeline.providers.massive import MassiveProvider
 from quote_pipeline.storage import create_db_engine, display_url, resolve_database_url
 from quote_pipeline.storage.call_ledger import SqlCallLedger
 from quote_pipeline.storage.fetch_state import (
@@ -69,32 +83,23 @@ class DatabaseResource(dg.ConfigurableResource):
         return display_url(resolve_database_url(self.url))
 
 
-class FMPResource(dg.ConfigurableResource, ClientSettings):
-    """Financial Modeling Prep (or any API that speaks its `/stable` dialect): the HTTP client,
-    the fetch engine over it, and what happens to symbols that keep failing.
+class ProviderResource(dg.ConfigurableResource):
+    """What every market-data provider's resource has: its key, host and cap (read when a
+    run starts), the fetch engine's retry budget, and the database where its calls are
+    counted and an exhausted quota remembered. A subclass names its client and variables."""
 
-    The key comes from an `EnvVar`, so the UI shows the variable's name, never its value.
-    Every client setting (timeouts, concurrency, tries) is a field here, with its default.
-    """
-
-    api_key: str = Field(description="FMP API key; set it with the FMP_API_KEY variable.")
     # Read when a run starts, like the database URL: a launchpad edit of any other field
     # keeps the deployment's API host and cap.
     base_url: str | None = Field(  # type: ignore[assignment]
         default=None,
-        description=f"Scheme and host of the API. Unset: the {BASE_URL_ENV} variable, else "
-        f"{DEFAULT_BASE_URL}.",
+        description="Scheme and host of the API. Unset: the provider's *_BASE_URL variable, "
+        "else the vendor's own host.",
     )
     calls_per_minute: int | None = Field(
         default=None,
         ge=1,
         description="Client-side cap on calls per rolling minute (the plan's limit). Unset: "
-        f"the {CALLS_PER_MINUTE_ENV} variable, else no cap.",
-    )
-    endpoint_mode: Literal["auto", "single"] = Field(
-        default="auto",
-        description="auto: use the premium batch endpoint when the plan allows it (one probe "
-        "request per run), else single-symbol requests; single: never try the batch endpoint.",
+        "the provider's *_CALLS_PER_MINUTE variable, else no cap.",
     )
     extra_passes: int = Field(
         default=1,
@@ -105,26 +110,12 @@ class FMPResource(dg.ConfigurableResource, ClientSettings):
     pass_delay_seconds: float = Field(
         default=30.0, ge=0, description="Pause before each extra pass."
     )
-    retry_first_delay_minutes: float = Field(
-        default=1.0,
-        gt=0,
-        description="A symbol still failing after the budget is asked again alone, by the "
-        "retry sensor, this long after the run; the delay doubles with every failing run.",
-    )
-    retry_max_delay_minutes: float = Field(
-        default=30.0, gt=0, description="Longest delay between two retries of a symbol."
-    )
-    give_up_after_hours: float = Field(
-        default=6.0,
-        gt=0,
-        description="Stop asking a symbol again this long after it first failed; it stays "
-        "recorded (symbol_retries) and reported by the coverage check.",
-    )
     quota_hold_minutes: float = Field(
         default=30.0,
         gt=0,
         description="After the quota ran out, no run makes a request for this long (the "
-        "schedule skips, a manual run fails at once); then one probe asks again.",
+        "schedule skips, a manual run fails at once or uses the next provider); then one "
+        "probe asks again.",
     )
     database: DatabaseResource | None = Field(
         default=None,
@@ -133,17 +124,29 @@ class FMPResource(dg.ConfigurableResource, ClientSettings):
         "database shares them. Unset: each run counts and remembers for itself.",
     )
 
-    _client: FMPClient | None = PrivateAttr(default=None)
+    # What a subclass says about its vendor.
+    provider_name: ClassVar[str]
+    settings_class: ClassVar[type[HttpClientSettings]]
+    default_base_url: ClassVar[str]
+    base_url_env: ClassVar[str]
+    calls_per_minute_env: ClassVar[str]
+
+    _client: Any = PrivateAttr(default=None)
     _engine: FetchEngine | None = PrivateAttr(default=None)
     _quota_memory: SqlQuotaMemory | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._open()
+        # Opened on first use: a provider the run's configuration does not ask (or one
+        # without a key) costs nothing and fails nothing.
+        pass
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._client is not None:
             self._client.close()
         self._client = self._engine = self._quota_memory = None
+
+    def _make_client(self, settings: Any, pacer: CallPacer) -> Any:
+        raise NotImplementedError
 
     def _open(self) -> None:
         database = self.database.get_engine() if self.database is not None else None
@@ -161,32 +164,34 @@ class FMPResource(dg.ConfigurableResource, ClientSettings):
             ),
             quota_memory=self._quota_memory,
         )
-        self._client = FMPClient(self.api_key, settings, pacer=pacer)
+        self._client = self._make_client(settings, pacer)
         self._engine = FetchEngine(
             self._client,
             RetryBudget(extra_passes=self.extra_passes, pass_delay_seconds=self.pass_delay_seconds),
         )
 
-    def client_settings(self) -> ClientSettings:
+    def client_settings(self) -> Any:
         """The client's settings: these fields, with the API host and cap resolved."""
-        fields = {name: getattr(self, name) for name in ClientSettings.model_fields}
-        fields["base_url"] = self.base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+        fields = {name: getattr(self, name) for name in self.settings_class.model_fields}
+        fields["base_url"] = (
+            self.base_url or os.environ.get(self.base_url_env) or self.default_base_url
+        )
         if self.calls_per_minute is None:
-            fields["calls_per_minute"] = calls_per_minute_from_env()
-        return ClientSettings(**fields)
+            fields["calls_per_minute"] = calls_per_minute_from_env(name=self.calls_per_minute_env)
+        return self.settings_class(**fields)
 
     @property
     def account(self) -> str:
         """The plan's account, as a hash of the base URL and key (never the key itself)."""
         base_url = self.client_settings().base_url
-        return hashlib.sha256(f"{base_url}|{self.api_key}".encode()).hexdigest()
+        key = getattr(self, "api_key", None) or ""
+        return hashlib.sha256(f"{base_url}|{key}".encode()).hexdigest()
 
     @property
-    def client(self) -> FMPClient:
+    def client(self) -> Any:
         """This run's client, shared by its steps (threads and connections stay warm)."""
         if self._client is None:
             self._open()
-        assert self._client is not None
         return self._client
 
     @property
@@ -197,6 +202,80 @@ class FMPResource(dg.ConfigurableResource, ClientSettings):
         assert self._engine is not None
         return self._engine
 
+    def quota_held(self) -> str | None:
+        """Why no request may be made now (this account's exhausted quota, remembered in
+        ``database``), or None."""
+        if self._quota_memory is None and self.database is not None:
+            self._open()
+        if self._quota_memory is not None and (hold := self._quota_memory.current_hold()):
+            return hold.message()
+        return None
+
+    def refuse_if_quota_held(self) -> None:
+        """Fail the run at once, before any request, while this account's exhausted quota is
+        remembered (in ``database``; without one, each run finds out for itself)."""
+        if held := self.quota_held():
+            raise dg.Failure(held, allow_retries=False)
+
+    @property
+    def provider(self) -> MarketDataProvider:
+        """This run's client as a provider the fallback chain can ask."""
+        raise NotImplementedError
+
+
+class FMPResource(ProviderResource, ClientSettings):
+    """Financial Modeling Prep (or any API that speaks its `/stable` dialect): the HTTP client,
+    the fetch engine over it, and what happens to symbols that keep failing.
+
+    The key comes from an `EnvVar`, so the UI shows the variable's name, never its value.
+    Every client setting (timeouts, concurrency, tries) is a field here, with its default.
+    """
+
+    provider_name: ClassVar[str] = FMP_NAME
+    settings_class: ClassVar[type[HttpClientSettings]] = ClientSettings
+    default_base_url: ClassVar[str] = DEFAULT_BASE_URL
+    base_url_env: ClassVar[str] = BASE_URL_ENV
+    calls_per_minute_env: ClassVar[str] = CALLS_PER_MINUTE_ENV
+
+    # Required, not defaulted: Dagster keeps a required field's code value (the EnvVar)
+    # when a run's config sets only some of the other fields; an optional one it drops.
+    api_key: str = Field(
+        description="FMP API key; set it with the FMP_API_KEY variable. Empty: FMP refuses "
+        "to run in one line (and the next provider, if any, is used).",
+    )
+    endpoint_mode: Literal["auto", "single"] = Field(
+        default="auto",
+        description="auto: use the premium batch endpoint when the plan allows it (one probe "
+        "request per run), else single-symbol requests; single: never try the batch endpoint.",
+    )
+    retry_first_delay_minutes: float = Field(
+        default=1.0,
+        gt=0,
+        description="A symbol still failing after the budget is asked again alone, by the "
+        "retry sensor, this long after the run; the delay doubles with every failing run.",
+    )
+    retry_max_delay_minutes: float = Field(
+        default=30.0, gt=0, description="Longest delay between two retries of a symbol."
+    )
+    give_up_after_hours: float = Field(
+        default=6.0,
+        gt=0,
+        description="Stop asking a symbol again this long after it first failed; it stays "
+        "recorded (symbol_retries) and reported by the coverage check.",
+    )
+
+    def _make_client(self, settings: Any, pacer: CallPacer) -> FMPClient:
+        return FMPClient(self.api_key, settings, pacer=pacer)
+
+    @property
+    def client(self) -> FMPClient:
+        """This run's client, shared by its steps (threads and connections stay warm)."""
+        return super().client  # type: ignore[no-any-return]
+
+    @property
+    def provider(self) -> FMPProvider:
+        return FMPProvider(self.client, self.engine, self.endpoint_mode, held=self.quota_held)
+
     def retry_backoff(self) -> RetryBackoff:
         return RetryBackoff(
             first_delay=timedelta(minutes=self.retry_first_delay_minutes),
@@ -204,13 +283,57 @@ class FMPResource(dg.ConfigurableResource, ClientSettings):
             give_up_after=timedelta(hours=self.give_up_after_hours),
         )
 
-    def refuse_if_quota_held(self) -> None:
-        """Fail the run at once, before any request, while this account's exhausted quota is
-        remembered (in ``database``; without one, each run finds out for itself)."""
-        if self._quota_memory is None and self.database is not None:
-            self._open()
-        if self._quota_memory is not None and (hold := self._quota_memory.current_hold()):
-            raise dg.Failure(hold.message(), allow_retries=False)
+
+class MassiveResource(ProviderResource, MassiveSettings):
+    """Massive (formerly Polygon.io): snapshots of many tickers' quotes per request, and every
+    US stock's daily bar for a session in one request. Its key travels in the
+    `Authorization: Bearer` header, never in a URL; set it with MASSIVE_API_KEY (an
+    `EnvVar`: the UI shows the variable's name). Used only when a run's provider order
+    names it."""
+
+    provider_name: ClassVar[str] = MASSIVE_NAME
+    settings_class: ClassVar[type[HttpClientSettings]] = MassiveSettings
+    default_base_url: ClassVar[str] = MASSIVE_DEFAULT_BASE_URL
+    base_url_env: ClassVar[str] = MASSIVE_BASE_URL_ENV
+    calls_per_minute_env: ClassVar[str] = MASSIVE_CALLS_PER_MINUTE_ENV
+
+    api_key: str = Field(
+        description="Massive API key; set it with the MASSIVE_API_KEY variable. Empty: the "
+        "provider refuses to run in one line, and the next one is used.",
+    )
+
+    def _make_client(self, settings: Any, pacer: CallPacer) -> MassiveClient:
+        return MassiveClient(self.api_key, settings, pacer=pacer)
+
+    @property
+    def provider(self) -> MassiveProvider:
+        return MassiveProvider(self.client, self.engine, held=self.quota_held)
+
+
+class ProviderChoice(dg.ConfigurableResource):
+    """Which providers a run asks, primary first. What the primary cannot serve (the whole
+    run when its key, quota or plan refuses; single symbols otherwise) is asked of the next."""
+
+    quote_providers: list[str] | None = Field(
+        default=None,
+        description="Quote providers in order, e.g. [fmp, massive]. Unset: the "
+        f"{QUOTE_PROVIDERS_ENV} variable (comma-separated), else [fmp].",
+    )
+    history_providers: list[str] | None = Field(
+        default=None,
+        description="Daily history providers in order, e.g. [massive, fmp] (Massive's "
+        "grouped daily costs one request per session for every ticker). Unset: the "
+        f"{HISTORY_PROVIDERS_ENV} variable, else [fmp].",
+    )
+
+    def quote_order(self) -> list[str]:
+        return provider_order(self.quote_providers, QUOTE_PROVIDERS_ENV, PROVIDER_NAMES)
+
+    def history_order(self) -> list[str]:
+        return provider_order(self.history_providers, HISTORY_PROVIDERS_ENV, PROVIDER_NAMES)
+
+
+PROVIDER_NAMES = (FMP_NAME, MASSIVE_NAME)
 
 
 class RunValueStore(dg.IOManager):
@@ -275,6 +398,12 @@ class RunValueStoreFactory(dg.ConfigurableIOManagerFactory):
         return RunValueStore(Path(base))
 
 
+def _key_from(variable: str) -> Any:
+    """``EnvVar(variable)`` where the deployment sets it; empty (the provider says in one line
+    that it has no key) where it does not."""
+    return dg.EnvVar(variable) if os.environ.get(variable, "").strip() else ""
+
+
 @dg.definitions
 def shared_definitions() -> dg.Definitions:
     """The resources every domain uses, configured for this deployment, and the executor.
@@ -289,7 +418,11 @@ def shared_definitions() -> dg.Definitions:
     return dg.Definitions(
         resources={
             "database": database,
-            "fmp": FMPResource(api_key=dg.EnvVar(API_KEY_ENV), database=database),
+            # An unset EnvVar fails every run that names the resource, used or not: a key is
+            # an EnvVar only where the deployment has one (its value is read at run time).
+            "fmp": FMPResource(api_key=_key_from(API_KEY_ENV), database=database),
+            "massive": MassiveResource(api_key=_key_from(MASSIVE_API_KEY_ENV), database=database),
+            "providers": ProviderChoice(),
             "io_manager": RunValueStoreFactory(),
         },
         executor=build_executor(DeploymentSettings.from_env()),

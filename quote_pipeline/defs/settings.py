@@ -20,6 +20,13 @@ import dagster as dg
 API_KEY_ENV = "FMP_API_KEY"
 BASE_URL_ENV = "FMP_BASE_URL"
 CALLS_PER_MINUTE_ENV = "FMP_CALLS_PER_MINUTE"
+MASSIVE_API_KEY_ENV = "MASSIVE_API_KEY"
+MASSIVE_BASE_URL_ENV = "MASSIVE_BASE_URL"
+MASSIVE_CALLS_PER_MINUTE_ENV = "MASSIVE_CALLS_PER_MINUTE"
+# Which providers a run asks, in order (primary first), comma-separated: fmp, massive.
+QUOTE_PROVIDERS_ENV = "QUOTE_PIPELINE_QUOTE_PROVIDERS"
+HISTORY_PROVIDERS_ENV = "QUOTE_PIPELINE_HISTORY_PROVIDERS"
+DEFAULT_PROVIDER = "fmp"
 FETCH_RETRIES_ENV = "QUOTE_PIPELINE_FETCH_RETRIES"
 FETCH_RETRY_DELAY_ENV = "QUOTE_PIPELINE_FETCH_RETRY_DELAY_SECONDS"
 HISTORY_START_ENV = "QUOTE_PIPELINE_HISTORY_START"
@@ -108,9 +115,37 @@ class DeploymentSettings:
         )
 
 
-def calls_per_minute_from_env(environ: Mapping[str, str] | None = None) -> int | None:
-    """``FMP_CALLS_PER_MINUTE``, read when a run starts (unset: no cap)."""
-    return _positive_int(os.environ if environ is None else environ, CALLS_PER_MINUTE_ENV)
+def calls_per_minute_from_env(
+    environ: Mapping[str, str] | None = None, name: str = CALLS_PER_MINUTE_ENV
+) -> int | None:
+    """A provider's cap (``FMP_CALLS_PER_MINUTE`` by default), read when a run starts
+    (unset: no cap)."""
+    return _positive_int(os.environ if environ is None else environ, name)
+
+
+def provider_order(
+    configured: list[str] | None,
+    env_name: str,
+    known: tuple[str, ...],
+    environ: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The providers to ask, primary first: ``configured`` (resource config, editable in
+    the launchpad), else the comma-separated variable ``env_name``, else FMP alone.
+    Unknown or repeated names are refused in one line."""
+    env = os.environ if environ is None else environ
+    if configured is not None:
+        names, origin = [n.strip().lower() for n in configured], "providers config"
+    else:
+        raw = env.get(env_name, "")
+        names, origin = [n.strip().lower() for n in raw.split(",") if n.strip()], env_name
+    names = names or [DEFAULT_PROVIDER]
+    unknown = [n for n in names if n not in known]
+    if unknown or len(set(names)) != len(names):
+        raise ValueError(
+            f"{origin}: {', '.join(names)} is not an ordered list of distinct providers "
+            f"among {', '.join(known)}"
+        )
+    return names
 
 
 def _positive_int(env: Mapping[str, str], name: str) -> int | None:

@@ -145,7 +145,14 @@ def test_a_backfill_gives_each_session_its_own_figures(
         assert metadata["session"].startswith(f"{day:%A} {key}, 09:30 to ")
         # Only this session's own figures are numbers (they plot); the run's are a table.
         numbers = {k for k, v in metadata.items() if isinstance(v, int | float)}
-        assert numbers == {"dagster/row_count", "rows_written"}
+        assert numbers == {
+            "dagster/row_count",
+            "rows_written",
+            "rows_from_fmp",
+            "rows_from_massive",
+        }
+        assert (metadata["rows_from_fmp"], metadata["rows_from_massive"]) == (len(tickers), 0)
+        assert metadata["rows_written_by_source"] == f"fmp: {len(tickers)}"
         assert metadata["run_scope"] == (
             "One run for the whole range 2026-11-20 … 2026-11-27 (5 sessions): the run_* "
             "figures are the range's, not this session's."

@@ -17,8 +17,10 @@ import dagster as dg
 from pydantic import Field
 from sqlalchemy.engine import Engine
 
+from quote_pipeline.api_errors import ApiError
 from quote_pipeline.celery_config import fmp_queue_tags
 from quote_pipeline.defs.fetching import (
+    api_refusal,
     fail_unless_complete,
     fetch_through_engine,
     tracked_symbols,
@@ -32,17 +34,23 @@ from quote_pipeline.defs.history.checks import (
 )
 from quote_pipeline.defs.metadata import (
     OWNERS,
+    counts_text,
     failures_value,
     pending_value,
     table_metadata,
     table_value,
 )
-from quote_pipeline.defs.resources import DatabaseResource, FMPResource
+from quote_pipeline.defs.providers import PROVIDER_NAMES, history_provider_chain, refused_by
+from quote_pipeline.defs.resources import (
+    DatabaseResource,
+    FMPResource,
+    MassiveResource,
+    ProviderChoice,
+)
 from quote_pipeline.fetch_engine import FetchReport, SymbolResult
 from quote_pipeline.fmp.history import (
     HistoryRequest,
     SymbolHistory,
-    daily_history_request,
     intraday_bars_request,
 )
 from quote_pipeline.market_calendar import (
@@ -54,8 +62,10 @@ from quote_pipeline.market_calendar import (
     sessions_between,
     weekday_closures,
 )
-from quote_pipeline.models import FailureKind, SymbolFailure
+from quote_pipeline.models import TRANSIENT_FAILURE_KINDS, FailureKind, SymbolFailure
 from quote_pipeline.price_bars import DailyBar
+from quote_pipeline.providers.base import GroupedDay, MarketDataProvider, ProviderRefusal
+from quote_pipeline.providers.fallback import ProvidersRefused, combined_failure
 from quote_pipeline.storage import schema as tables
 from quote_pipeline.storage.fetch_state import (
     PendingSymbol,
@@ -117,6 +127,12 @@ class HistoryTally:
     without_data: list[str] = field(default_factory=list)
     preview: list[dict[str, Any]] = field(default_factory=list)
 
+    def book(self, done: "GroupWrite") -> None:
+        self.rows_written += done.rows_written
+        self.rows_deleted += done.rows_deleted
+        self.statements += done.statements
+        self.transactions += 1
+
     def account(self, histories: Sequence[SymbolHistory[Any]]) -> None:
         for history in histories:
             self.rows_dropped += history.rows_outside_range
@@ -153,21 +169,245 @@ def fetch_history(
     invalid key or an endpoint outside the plan stops the run (groups already written stay).
     """
     tally = HistoryTally()
+    report = fetch_through_engine(
+        fmp, symbols, request, on_group=writer_of(write, tally), group_size=group_size, log=log
+    )
+    return report, tally
+
+
+def writer_of(
+    write: WriteGroup, tally: HistoryTally
+) -> Callable[[list[SymbolResult[SymbolHistory[Any]]]], None]:
+    """The engine's hand-over: each group's answered histories written in one transaction,
+    and booked in ``tally``."""
 
     def on_group(results: list[SymbolResult[SymbolHistory[Any]]]) -> None:
         answered = [r.value for r in results if r.value is not None]
         if answered:
-            done = write(answered)
-            tally.rows_written += done.rows_written
-            tally.rows_deleted += done.rows_deleted
-            tally.statements += done.statements
-            tally.transactions += 1
+            tally.book(write(answered))
         tally.account(answered)  # after the write, which counts the bars it drops
 
-    report = fetch_through_engine(
-        fmp, symbols, request, on_group=on_group, group_size=group_size, log=log
+    return on_group
+
+
+@dataclass(frozen=True)
+class DailyWork:
+    """Tickers still to be asked for their bars over one date range."""
+
+    symbols: tuple[str, ...]
+    start: date
+    end: date
+
+
+# What a provider's empty answer for a ticker says, so that a later provider is asked and,
+# if none has bars either, the ticker is reported as without data (its rows kept).
+_NO_BARS = "no daily bars in this range"
+
+
+def fetch_daily_in_order(
+    chain: Sequence[MarketDataProvider],
+    symbols: Sequence[str],
+    sessions: Sequence[date],
+    *,
+    write_range: Callable[[date, date], WriteGroup],
+    write_session: Callable[[date, list[DailyBar]], GroupWrite],
+    max_rows_in_memory: int,
+    log: Callable[[str], None],
+) -> tuple[FetchReport[Any], HistoryTally, list[str]]:
+    """Daily bars of ``symbols`` over ``sessions`` from the history providers in order.
+
+    Each provider is asked the cheapest way it offers: a provider with grouped daily bars
+    (every US stock for one session per request) is asked once per session when there are
+    fewer sessions than tickers, else one request per ticker for the whole range. What a
+    provider could not serve — tickers it refused or had no bars for, sessions it failed
+    — is asked of the next, and only that. Returns the run's report (a ticker fails only
+    when every provider failed it; its record lists each one's reason), the tally, and the
+    fallbacks in words.
+    """
+    tally = HistoryTally()
+    report: FetchReport[Any] = FetchReport(symbols=len(symbols))
+    said: dict[str, list[tuple[str, SymbolFailure]]] = {}
+    notes: list[str] = []
+    work = [DailyWork(tuple(symbols), sessions[0], sessions[-1])]
+    refusals: list[ProviderRefusal] = []
+    for index, provider in enumerate(chain):
+        if not work:
+            break
+        following = chain[index + 1].name if index + 1 < len(chain) else None
+        if held := provider.held_reason():
+            for item in work:
+                _all_said(said, item.symbols, provider.name, FailureKind.QUOTA_EXHAUSTED, held)
+            refusals.append(ProviderRefusal(provider.name, held))
+            if following:
+                notes.append(f"{provider.name} skipped ({held}): asking {following}")
+            continue
+        requests_before = provider.requests_made
+        leftover: list[DailyWork] = []
+        for item in work:
+            item_sessions = [d for d in sessions if item.start <= d <= item.end]
+            try:
+                if provider.has_grouped_daily and len(item_sessions) < len(item.symbols):
+                    log(
+                        f"{provider.name}: {len(item_sessions)} grouped-daily request(s) for "
+                        f"{len(item.symbols)} tickers ({item.start} to {item.end})"
+                    )
+                    part, left = _grouped(
+                        provider, item, item_sessions, write_session, tally, max_rows_in_memory,
+                        said, log,
+                    )  # fmt: skip
+                else:
+                    part, left = _per_ticker(
+                        provider, item, len(item_sessions), write_range, tally,
+                        max_rows_in_memory, said, log,
+                    )  # fmt: skip
+            except ApiError as exc:  # the key or the endpoint: nothing more from this one
+                if len(chain) == 1:
+                    raise
+                refusals.append(ProviderRefusal(provider.name, f"{exc.kind.value}: {exc}"))
+                _all_said(said, item.symbols, provider.name, exc.kind, str(exc))
+                leftover.extend(work[work.index(item) :])
+                notes.append(f"{provider.name} refused the run ({exc.kind.value}: {exc})")
+                break
+            report.passes = max(report.passes, part.passes)
+            for symbol, attempts in part.attempts.items():
+                report.attempts[symbol] = report.attempts.get(symbol, 0) + attempts
+            leftover.extend(left)
+        report.requests_made += provider.requests_made - requests_before
+        work = leftover
+        if work and following:
+            count = len({s for item in work for s in item.symbols})
+            notes.append(f"{count} ticker(s) {provider.name} could not serve asked of {following}")
+    if len(refusals) == len(chain):
+        raise ProvidersRefused(refusals, FailureKind.AUTH_ERROR)
+    failed = {s for item in work for s in item.symbols}
+    order = {s: i for i, s in enumerate(symbols)}
+    for symbol in sorted(failed, key=order.__getitem__):
+        reasons = said.get(symbol, [])
+        if reasons and all(f.message == _NO_BARS for _, f in reasons):
+            tally.without_data.append(symbol)
+        else:
+            report.failures.append(combined_failure(symbol, reasons))
+    # Answered, as before providers: a ticker with no bars anywhere was still answered.
+    report.succeeded = len(symbols) - len({f.symbol for f in report.failures})
+    report.quota_exhausted = any(f.kind == FailureKind.QUOTA_EXHAUSTED for f in report.failures)
+    return report, tally, notes
+
+
+def _all_said(
+    said: dict[str, list[tuple[str, SymbolFailure]]],
+    symbols: Sequence[str],
+    provider: str,
+    kind: FailureKind,
+    message: str,
+) -> None:
+    for symbol in symbols:
+        said.setdefault(symbol, []).append((provider, SymbolFailure(symbol, kind, message)))
+
+
+def _per_ticker(
+    provider: MarketDataProvider,
+    item: DailyWork,
+    session_count: int,
+    write_range: Callable[[date, date], WriteGroup],
+    tally: HistoryTally,
+    max_rows_in_memory: int,
+    said: dict[str, list[tuple[str, SymbolFailure]]],
+    log: Callable[[str], None],
+) -> tuple[FetchReport[Any], list[DailyWork]]:
+    """One request per ticker for the item's range; the tickers left over, for the next."""
+    on_group = writer_of(write_range(item.start, item.end), tally)
+    empty: list[str] = []
+
+    def booked(results: list[SymbolResult[SymbolHistory[Any]]]) -> None:
+        on_group(results)
+        empty.extend(
+            r.value.symbol
+            for r in results
+            if r.value is not None and not r.value.bars and r.value.failure is None
+        )
+
+    without_before = len(tally.without_data)
+    part = provider.engine.fetch(
+        item.symbols,
+        provider.daily_bars_request(item.start, item.end),
+        group_size=max(1, max_rows_in_memory // (2 * max(session_count, 1))),
+        on_group=booked,
+        log=log,
     )
-    return report, tally
+    # An empty answer is passed on (another provider may have bars), not yet reported.
+    del tally.without_data[without_before:]
+    for failure in part.failures:
+        said.setdefault(failure.symbol, []).append((provider.name, failure))
+    _all_said(said, empty, provider.name, FailureKind.NO_QUOTE, _NO_BARS)
+    left = {f.symbol for f in part.failures} | set(empty)
+    kept = tuple(s for s in item.symbols if s in left)
+    return part, [DailyWork(kept, item.start, item.end)] if kept else []
+
+
+def _grouped(
+    provider: MarketDataProvider,
+    item: DailyWork,
+    sessions: Sequence[date],
+    write_session: Callable[[date, list[DailyBar]], GroupWrite],
+    tally: HistoryTally,
+    max_rows_in_memory: int,
+    said: dict[str, list[tuple[str, SymbolFailure]]],
+    log: Callable[[str], None],
+) -> tuple[FetchReport[Any], list[DailyWork]]:
+    """One whole-market request per session; each session's rows of the item's tickers
+    replaced in one transaction. Left over for the next provider: tickers in no session's
+    answer, tickers with a rejected row (for the whole range), and every ticker for the
+    span of sessions that failed."""
+    wanted = set(item.symbols)
+    covered: set[str] = set()
+    spoiled: dict[str, str] = {}
+
+    def request(unit: Sequence[str]) -> list[SymbolResult[GroupedDay]]:
+        return [SymbolResult(unit[0], provider.grouped_daily(date.fromisoformat(unit[0])))]
+
+    def on_group(results: list[SymbolResult[GroupedDay]]) -> None:
+        for result in results:
+            if result.value is None:
+                continue
+            grouped = result.value
+            for ticker, reason in grouped.rejected.items():
+                if ticker in wanted:
+                    spoiled.setdefault(ticker, f"{grouped.day}: {reason}")
+            bars = [b for t, b in grouped.bars.items() if t in wanted and t not in spoiled]
+            if bars:
+                tally.book(write_session(grouped.day, bars))
+                covered.update(b.symbol for b in bars)
+
+    part = provider.engine.fetch(
+        [d.isoformat() for d in sessions],
+        request,
+        group_size=max(1, max_rows_in_memory // max(len(item.symbols), 1)),
+        on_group=on_group,
+        log=log,
+    )
+    for ticker, reason in spoiled.items():
+        said.setdefault(ticker, []).append(
+            (provider.name, SymbolFailure(ticker, FailureKind.BAD_RESPONSE, reason))
+        )
+    absent = [s for s in item.symbols if s not in covered and s not in spoiled]
+    _all_said(said, absent, provider.name, FailureKind.NO_QUOTE, _NO_BARS)
+    again = set(spoiled) | set(absent)
+    left = [DailyWork(tuple(s for s in item.symbols if s in again), item.start, item.end)]
+    if part.failures:
+        days = sorted(date.fromisoformat(f.symbol) for f in part.failures)
+        reason = "; ".join(f"{f.symbol}: {f.message}" for f in part.failures[:3])
+        kind = next(
+            (f.kind for f in part.failures if f.kind in TRANSIENT_FAILURE_KINDS),
+            part.failures[0].kind,
+        )
+        rest = tuple(s for s in item.symbols if s not in again)
+        _all_said(said, rest, provider.name, kind, f"grouped daily failed for {reason}")
+        left.append(DailyWork(rest, days[0], days[-1]))
+    left = [w for w in left if w.symbols]
+    # The engine's failures are sessions, not tickers: the report keeps only their cost.
+    return FetchReport(
+        symbols=len(item.symbols), requests_made=part.requests_made, passes=part.passes
+    ), left
 
 
 def _preview_rows(histories: Sequence[SymbolHistory[Any]], limit: int) -> list[dict[str, Any]]:
@@ -398,6 +638,7 @@ def _session_metadata(
     *,
     stored: int,
     written: int,
+    by_source: Mapping[str, int],
     preview: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any]:
     """One session's own figures: what its partition's materialization says about it."""
@@ -406,6 +647,9 @@ def _session_metadata(
         # run for some tickers only, as the retry sensor's, writes fewer).
         "dagster/row_count": stored,
         "rows_written": written,
+        # Which provider served the rows written for the day (the `source` column).
+        "rows_written_by_source": counts_text(by_source),
+        **{f"rows_from_{name}": by_source.get(name, 0) for name in PROVIDER_NAMES},
         "session": _session_text(day),
         "preview": table_value(preview),
     }
@@ -442,6 +686,8 @@ def build_daily_prices(partitions: dg.TimeWindowPartitionsDefinition) -> dg.Asse
         context: dg.AssetExecutionContext,
         config: HistoryFetchConfig,
         fmp: FMPResource,
+        massive: MassiveResource,
+        providers: ProviderChoice,
         database: DatabaseResource,
     ) -> dg.MaterializeResult:
         """Daily open, high, low, close and volume of every tracked ticker **as traded**
@@ -476,6 +722,7 @@ def build_daily_prices(partitions: dg.TimeWindowPartitionsDefinition) -> dg.Asse
             )
         symbols = tracked_symbols(database, config.only_symbols)
         written: Counter[date] = Counter()
+        written_by_source: defaultdict[date, Counter[str]] = defaultdict(Counter)
         previews: defaultdict[date, list[dict[str, Any]]] = defaultdict(list)
 
         def materialized(
@@ -489,7 +736,11 @@ def build_daily_prices(partitions: dg.TimeWindowPartitionsDefinition) -> dg.Asse
             for key in context.partition_keys:
                 day = date.fromisoformat(key)
                 own = _session_metadata(
-                    day, stored=stored.get(day, 0), written=written[day], preview=previews[day]
+                    day,
+                    stored=stored.get(day, 0),
+                    written=written[day],
+                    by_source=written_by_source[day],
+                    preview=previews[day],
                 )
                 context.add_asset_metadata({**own, **run}, partition_key=key)
             return dg.MaterializeResult(
@@ -504,49 +755,73 @@ def build_daily_prices(partitions: dg.TimeWindowPartitionsDefinition) -> dg.Asse
             # closure): the partition exists, and says there is nothing to fetch.
             context.log.info(f"No NYSE session from {start} to {end}: nothing to fetch or write.")
             return materialized(FetchReport(symbols=len(symbols)), HistoryTally(), [])
-        fmp.refuse_if_quota_held()
+
+        chain = history_provider_chain(providers, fmp, massive)
+        if len(chain) == 1 and (held := chain[0].held_reason()):
+            raise dg.Failure(held, allow_retries=False)
 
         session_days = set(sessions)
-        group_size = max(1, config.max_rows_in_memory // (2 * len(sessions)))
         context.log.info(
-            f"{len(symbols)} tickers x {len(sessions)} sessions ({start} to {end}): one request "
-            f"per ticker, {min(group_size, len(symbols))} tickers per write"
+            f"{len(symbols)} tickers x {len(sessions)} sessions ({start} to {end}) from "
+            f"{', then '.join(p.name for p in chain)}"
         )
 
-        def write(histories: list[SymbolHistory[DailyBar]]) -> GroupWrite:
-            # Only a clean answer replaces stored rows: an empty answer (a plan's history
-            # horizon, a delisting) or one with rejected rows keeps what is stored, and is
-            # reported.
-            clean = [h for h in histories if h.bars and h.failure is None]
-            for history in histories:
-                history.rows_outside_range += sum(
-                    1 for b in history.bars if b.day not in session_days
-                )
-            bars = [b for h in clean for b in h.bars if b.day in session_days]
-            summary = replace_daily_prices(
-                engine,
-                [h.symbol for h in clean],
-                start,
-                end,
-                bars,
-                chunk_rows=config.chunk_rows,
-                starts={h.symbol: min(b.day for b in h.bars) for h in clean},
-            )
+        def book(bars: Sequence[DailyBar]) -> None:
             # Committed: each session's rows, counted and previewed for its own partition.
             for bar in bars:
                 written[bar.day] += 1
+                written_by_source[bar.day][bar.source] += 1
                 if len(previews[bar.day]) < SESSION_PREVIEW_ROWS:
                     previews[bar.day].append(_preview_row(bar))
+
+        def write_range(first: date, last: date) -> WriteGroup:
+            def write(histories: list[SymbolHistory[DailyBar]]) -> GroupWrite:
+                # Only a clean answer replaces stored rows: an empty answer (a plan's
+                # history horizon, a delisting) or one with rejected rows keeps what is
+                # stored, and is reported.
+                clean = [h for h in histories if h.bars and h.failure is None]
+                for history in histories:
+                    history.rows_outside_range += sum(
+                        1 for b in history.bars if b.day not in session_days
+                    )
+                bars = [b for h in clean for b in h.bars if b.day in session_days]
+                summary = replace_daily_prices(
+                    engine,
+                    [h.symbol for h in clean],
+                    first,
+                    last,
+                    bars,
+                    chunk_rows=config.chunk_rows,
+                    starts={h.symbol: min(b.day for b in h.bars) for h in clean},
+                )
+                book(bars)
+                return GroupWrite(summary.rows_written, summary.rows_deleted, summary.statements)
+
+            return write
+
+        def write_session(day: date, bars: list[DailyBar]) -> GroupWrite:
+            # A whole-market answer replaces the session's rows of the tickers it has;
+            # a ticker it lacks keeps its stored row.
+            summary = replace_daily_prices(
+                engine, [b.symbol for b in bars], day, day, bars, chunk_rows=config.chunk_rows
+            )
+            book(bars)
             return GroupWrite(summary.rows_written, summary.rows_deleted, summary.statements)
 
-        report, tally = fetch_history(
-            fmp,
-            symbols,
-            daily_history_request(fmp.client, start, end),
-            write,
-            group_size=group_size,
-            log=context.log.info,
-        )
+        try:
+            report, tally, fallbacks = fetch_daily_in_order(
+                chain,
+                symbols,
+                sessions,
+                write_range=write_range,
+                write_session=write_session,
+                max_rows_in_memory=config.max_rows_in_memory,
+                log=context.log.info,
+            )
+        except ApiError as exc:  # every provider refused the key or the endpoint
+            raise api_refusal(exc, f"{refused_by(chain)} refused the run") from None
+        for note in fallbacks:
+            context.log.warning(note)
         no_data = [
             SymbolFailure(
                 s, FailureKind.NO_QUOTE, "the API has no daily bars in this range; stored rows kept"

@@ -10,6 +10,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from quote_pipeline.api_errors import ApiError
 from quote_pipeline.celery_config import fmp_queue_tags
 from quote_pipeline.defs.fetching import api_refusal
 from quote_pipeline.defs.metadata import (
@@ -22,11 +23,25 @@ from quote_pipeline.defs.metadata import (
     table_value,
     utc_minute,
 )
-from quote_pipeline.defs.resources import DatabaseResource, FMPResource
+from quote_pipeline.defs.providers import (
+    describe_plans,
+    provider_for,
+    provider_split,
+    quote_provider_chain,
+    refused_by,
+    requests_made,
+)
+from quote_pipeline.defs.resources import (
+    DatabaseResource,
+    FMPResource,
+    MassiveResource,
+    ProviderChoice,
+)
 from quote_pipeline.defs.retries import pending_summary
-from quote_pipeline.fmp import FMPError, QuoteFetchResult, fetch_quotes, probe
 from quote_pipeline.market_calendar import NEW_YORK_TZ
 from quote_pipeline.models import TRANSIENT_FAILURE_KINDS, FailureKind, Quote, SymbolFailure
+from quote_pipeline.providers.base import QuoteFetchResult, QuotePlan
+from quote_pipeline.providers.fallback import fetch_quotes_in_order, plan_quote_providers
 from quote_pipeline.storage import count_stocks, list_tickers, write_quotes
 from quote_pipeline.storage import schema as tables
 from quote_pipeline.storage.fetch_state import (
@@ -34,6 +49,7 @@ from quote_pipeline.storage.fetch_state import (
     pending_symbols,
     record_failed_symbols,
 )
+from quote_pipeline.storage.repository import stocks_by_source
 
 GROUP = "quotes"
 DATASET = "quotes"  # the name of this dataset's rows in symbol_retries
@@ -41,10 +57,10 @@ DATASET = "quotes"  # the name of this dataset's rows in symbol_retries
 
 @dataclass(frozen=True, slots=True)
 class QuoteBatch:
-    """One mapped step's share of the tickers."""
+    """One mapped step's share of the tickers, and the providers to ask for them, in order."""
 
     symbols: tuple[str, ...]
-    use_batch_endpoint: bool
+    plans: tuple[QuotePlan, ...]
     probe_requests: int = 0
     """The plan's probe requests, carried by the first batch so the run's total is whole."""
 
@@ -117,11 +133,14 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition:
         context: dg.OpExecutionContext,
         config: QuoteBatchingConfig,
         fmp: FMPResource,
+        massive: MassiveResource,
+        providers: ProviderChoice,
         database: DatabaseResource,
         tickers: list[str],
     ) -> Iterator[dg.DynamicOutput[QuoteBatch]]:
-        """Probe the API once (key valid? quota left? batch endpoint in the plan?) and split
-        the tickers into batches, one mapped step each."""
+        """Probe the quote providers in order until one can serve the run (key valid? quota
+        left? endpoint in the plan?), keep the others as fallbacks, and split the tickers
+        into batches, one mapped step each."""
         symbols = tickers
         if config.only_symbols is not None:
             wanted = {s.upper() for s in config.only_symbols}
@@ -133,15 +152,12 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition:
                 else "None of only_symbols is tracked any more: nothing to fetch.",
                 allow_retries=False,
             )
-        fmp.refuse_if_quota_held()
-        client = fmp.client
-        requests_before = client.requests_made
+        chain = quote_provider_chain(providers, fmp, massive)
+        requests_before = requests_made(chain)
         stragglers = {p.ticker for p in pending_symbols(database.get_engine(), DATASET)}
         try:
-            use_batch = probe(
-                client, symbols, try_batch=fmp.endpoint_mode == "auto", ask_last=stragglers
-            )
-        except FMPError as exc:  # invalid key, quota gone, API unreachable
+            plan = plan_quote_providers(chain, symbols, ask_last=stragglers)
+        except ApiError as exc:  # invalid key, quota gone, API unreachable: every provider
             if config.only_symbols is not None and exc.kind in TRANSIENT_FAILURE_KINDS:
                 # A retry run whose symbols all still fail: that is their failure, not the
                 # API's. Record it, so their back-off moves on (and the sensor's run key).
@@ -161,25 +177,28 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition:
                 ) from None
             raise api_refusal(
                 exc,
-                "The FMP API refused the run before any fan-out",
-                api_requests=client.requests_made - requests_before,
+                f"{refused_by(chain)} refused the run before any fan-out",
+                api_requests=requests_made(chain) - requests_before,
             ) from None
-        if fmp.endpoint_mode == "auto" and not use_batch:
+        for note in plan.notes():
+            context.log.warning(note)
+        primary = plan.plans[0]
+        if primary.provider == "fmp" and fmp.endpoint_mode == "auto" and not primary.multi_symbol:
             context.log.info(
                 "The plan has no batch endpoint (402): using single-symbol requests this run."
             )
         size = batch_size_for(len(symbols), config)
         steps = math.ceil(len(symbols) / size)
         context.log.info(
-            f"{len(symbols)} tickers in {steps} mapped step(s) of up to {size}, "
-            f"{'batch' if use_batch else 'single-symbol'} endpoint"
+            f"{len(symbols)} tickers in {steps} mapped step(s) of up to {size}, from "
+            f"{describe_plans(plan.plans)}"
         )
-        probe_requests = client.requests_made - requests_before
+        probe_requests = requests_made(chain) - requests_before
         for index, start in enumerate(range(0, len(symbols), size)):
             yield dg.DynamicOutput(
                 QuoteBatch(
                     tuple(symbols[start : start + size]),
-                    use_batch,
+                    tuple(plan.plans),
                     probe_requests=probe_requests if index == 0 else 0,
                 ),
                 mapping_key=f"batch_{index:04d}",
@@ -187,23 +206,28 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition:
 
     @dg.op(retry_policy=retry_policy, pool="fmp_api", tags=fmp_queue_tags())
     def fetch_quote_batch(
-        context: dg.OpExecutionContext, fmp: FMPResource, batch: QuoteBatch
+        context: dg.OpExecutionContext,
+        fmp: FMPResource,
+        massive: MassiveResource,
+        batch: QuoteBatch,
     ) -> dg.Output[QuoteFetchResult]:
         """Fetch one batch's quotes through the fetch engine: concurrent requests, then the
-        run's retry budget for symbols that failed transiently. Symbols still failing after
-        it are returned as failures (the retry sensor asks them again), never retried here:
-        a straggler must not hold the other symbols' rows."""
+        run's retry budget for symbols that failed transiently; what the first provider
+        could not serve is asked of the next. Symbols still failing after that are returned
+        as failures (the retry sensor asks them again), never retried here: a straggler
+        must not hold the other symbols' rows."""
+        chain = [provider_for(plan.provider, fmp, massive) for plan in batch.plans]
         try:
-            result = fetch_quotes(
-                fmp.engine,
-                fmp.client,
+            result = fetch_quotes_in_order(
+                list(zip(chain, batch.plans, strict=True)),
                 batch.symbols,
-                use_batch_endpoint=batch.use_batch_endpoint,
-                on_fallback=context.log.warning,
+                log=context.log.warning,
             )
             result.requests_made += batch.probe_requests
-        except FMPError as exc:  # what no symbol survives: a refused key, an endpoint
-            raise api_refusal(exc) from None
+        except ApiError as exc:  # what no symbol survives anywhere: a refused key, an endpoint
+            raise api_refusal(exc, f"{refused_by(chain)} refused the run") from None
+        for note in result.fallbacks:
+            context.log.warning(note)
         transient = [f for f in result.failures if f.kind in TRANSIENT_FAILURE_KINDS]
         if (
             not result.quotes
@@ -221,6 +245,7 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition:
             result,
             metadata={
                 "quotes": len(result.quotes),
+                **provider_split(result),
                 "failures": len(result.failures),
                 "still_failing_transiently": len(transient),
                 "api_requests": result.requests_made,
@@ -246,10 +271,12 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition:
                     else {}
                 ),
                 "dagster/row_count": len(combined.quotes),
+                **provider_split(combined),
                 "failures": len(combined.failures),
                 "failures_by_kind": counts_text(Counter(f.kind.value for f in combined.failures)),
                 "api_requests": combined.requests_made,
                 "endpoint": "batch" if combined.used_batch_endpoint else "single-symbol",
+                **({"fallbacks": "\n".join(combined.fallbacks)} if combined.fallbacks else {}),
                 "quota_exhausted": combined.quota_exhausted,
                 "batches": table_value(
                     [
@@ -257,6 +284,7 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition:
                             "batch": index,
                             "tickers": len(r.quotes) + len(r.failures),
                             "quotes": len(r.quotes),
+                            "served_by": counts_text(Counter(r.served_by())),
                             "failures": len(r.failures),
                             "requests": r.requests_made,  # the first with the probe's
                             "passes": r.passes,
@@ -274,8 +302,10 @@ def build_raw_quotes(retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition:
         kinds={"python", "api"},
     )
     def raw_quotes(tickers: list[str]) -> QuoteFetchResult:
-        """Latest quotes from the FMP API: one row per ticker that got a quote, and a
-        failure record (symbol, kind, message) for each that did not.
+        """Latest quotes from the configured providers (FMP by default; Massive, formerly
+        Polygon.io, too, primary first): one row per ticker that got a quote, with the
+        provider that served it, and a failure record (symbol, kind, what each provider
+        said) for each that no provider could serve.
 
         The tickers are split into a few large batches, each a mapped step (pool `fmp_api`)
         whose requests run concurrently through the fetch engine. A symbol that keeps
@@ -320,6 +350,9 @@ def fetch_summary(result: QuoteFetchResult) -> str:
         f"requests ({'batch' if result.used_batch_endpoint else 'single-symbol'} endpoint, "
         f"{result.passes} pass{'es' if result.passes != 1 else ''})"
     )
+    served = result.served_by()
+    if len(served) > 1 or (served and next(iter(served)) != "fmp"):
+        line += f"; served by {counts_text(Counter(served))}"
     if result.failures:
         line += f"; no quote: {failures_summary(result.failures)}"
     if result.quota_exhausted:
@@ -443,6 +476,7 @@ def stocks(
             backoff=fmp.retry_backoff(),
         )
         stored_rows = count_stocks(conn)
+        stored_by_source = stocks_by_source(conn)
     written = (
         f"wrote {summary.stocks_upserted} stocks rows and {summary.snapshots_inserted} snapshots"
     )
@@ -466,6 +500,10 @@ def stocks(
             "biggest_movers": movers_value(valid),
             "dagster/row_count": stored_rows,
             "rows_written": summary.stocks_upserted,
+            # Which provider served this run's quotes, and the stored rows' split.
+            **provider_split(raw_quotes),
+            "stored_rows_by_source": counts_text(stored_by_source),
+            **({"fallbacks": "\n".join(raw_quotes.fallbacks)} if raw_quotes.fallbacks else {}),
             "tickers_requested": len(valid) + len({f.symbol for f in failures}),
             "tickers_without_quote": len({f.symbol for f in failures}),
             "pending_retry": len(pending),

@@ -11,16 +11,26 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 from pydantic import Field
 
+from quote_pipeline.api_errors import ApiError
 from quote_pipeline.defs.metadata import (
     counts_text,
     failures_summary,
     failures_value,
     names_summary,
+    table_value,
     utc_minute,
 )
-from quote_pipeline.defs.resources import DatabaseResource
-from quote_pipeline.fmp import QuoteFetchResult
+from quote_pipeline.defs.providers import quote_provider_chain
+from quote_pipeline.defs.resources import (
+    DatabaseResource,
+    FMPResource,
+    MassiveResource,
+    ProviderChoice,
+)
 from quote_pipeline.market_calendar import within_market_hours
+from quote_pipeline.models import FailureKind
+from quote_pipeline.providers.base import QuoteFetchResult
+from quote_pipeline.providers.consistency import compare_prices, sample_symbols
 from quote_pipeline.storage.quality import duplicate_tickers, invalid_stock_rows, stale_tickers
 
 
@@ -120,4 +130,89 @@ def fetch_failures(raw_quotes: QuoteFetchResult) -> dg.AssetCheckResult:
     )
 
 
-quote_checks = [prices_positive, no_duplicate_tickers, freshness, fetch_failures]
+class ProviderConsistencyConfig(dg.Config):
+    sample_size: int = Field(
+        default=20,
+        ge=1,
+        le=500,
+        description="Tickers compared per run (the same ones run after run: a stable sample).",
+    )
+    tolerance_pct: float = Field(
+        default=2.0,
+        gt=0,
+        description="A price further than this from the other provider's (in % of it) is a "
+        "disagreement. Delayed data differs legitimately: Massive's Starter plan is 15 "
+        "minutes behind FMP's latest trade, and a stock can move a percent in 15 minutes.",
+    )
+
+
+@dg.asset_check(asset="stocks", additional_ins={"raw_quotes": dg.AssetIn()}, blocking=False)
+def providers_agree(
+    context: dg.AssetCheckExecutionContext,
+    config: ProviderConsistencyConfig,
+    fmp: FMPResource,
+    massive: MassiveResource,
+    providers: ProviderChoice,
+    raw_quotes: QuoteFetchResult,
+) -> dg.AssetCheckResult:
+    """When two quote providers are configured: a sample of the latest refresh's prices
+    matches the other provider's within the tolerance (a warning, not an error: delayed
+    data differs). Costs one or two requests of the other provider per refresh; with one
+    provider there is nothing to compare."""
+    chain = quote_provider_chain(providers, fmp, massive)
+    if len(chain) < 2:
+        return dg.AssetCheckResult(
+            passed=True,
+            description=f"one quote provider configured ({chain[0].name}): nothing to compare",
+            metadata={"compared": 0},
+        )
+    served = Counter(q.source for q in raw_quotes.quotes)
+    if not served:
+        return dg.AssetCheckResult(
+            passed=True, description="the refresh got no quote: nothing to compare"
+        )
+    ours_name = served.most_common(1)[0][0]
+    other = next(p for p in chain if p.name != ours_name)
+    sample = set(
+        sample_symbols(
+            [q.symbol for q in raw_quotes.quotes if q.source == ours_name], config.sample_size
+        )
+    )
+    ours = [q for q in raw_quotes.quotes if q.symbol in sample and q.source == ours_name]
+    try:
+        if held := other.held_reason():
+            raise ApiError(FailureKind.QUOTA_EXHAUSTED, held)
+        plan = other.prepare_quotes(sorted(sample), probe=False)
+        theirs = other.fetch_quotes(sorted(sample), plan, log=context.log.warning)
+    except ApiError as exc:
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"could not ask {other.name} to compare ({exc.kind.value}: {exc})",
+        )
+    compared = compare_prices(ours, theirs.quotes)
+    apart = [c for c in compared if c.difference_pct > config.tolerance_pct]
+    worst = sorted(compared, key=lambda c: c.difference_pct, reverse=True)
+    description = (
+        f"{len(apart)} of {len(compared)} sampled tickers differ by more than "
+        f"{config.tolerance_pct:g}% between {ours_name} and {other.name}: "
+        f"{names_summary([c.symbol for c in apart])}"
+        if apart
+        else f"{len(compared)} sampled tickers agree between {ours_name} and {other.name} "
+        f"within {config.tolerance_pct:g}%"
+    )
+    return dg.AssetCheckResult(
+        passed=not apart,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=description,
+        metadata={
+            "compared": len(compared),
+            "disagreeing": len(apart),
+            "max_difference_pct": round(worst[0].difference_pct, 4) if worst else 0.0,
+            "not_quoted_by_other": len(sample) - len(compared),
+            "comparisons": table_value([c.row() for c in worst[:20]]),
+        },
+    )
+
+
+quote_checks = [prices_positive, no_duplicate_tickers, freshness, fetch_failures, providers_agree]

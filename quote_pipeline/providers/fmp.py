@@ -1,0 +1,67 @@
+"""Financial Modeling Prep as a :class:`~quote_pipeline.providers.base.MarketDataProvider`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Literal
+
+from quote_pipeline.fetch_engine import FetchEngine
+from quote_pipeline.fmp.client import FMPClient
+from quote_pipeline.fmp.history import daily_history_request
+from quote_pipeline.fmp.quotes import fetch_quotes
+from quote_pipeline.fmp.quotes import probe as probe_quotes
+from quote_pipeline.providers.base import GroupedDay, HistoryRequest, QuoteFetchResult, QuotePlan
+
+NAME = "fmp"
+
+
+@dataclass
+class FMPProvider:
+    """FMP's quote endpoints (batch where the plan has it, else one symbol per request) and
+    its as-traded end-of-day history, one request per symbol for a whole range. FMP has no
+    whole-market daily endpoint on its plans, so there is no grouped daily."""
+
+    client: FMPClient
+    engine: FetchEngine
+    endpoint_mode: Literal["auto", "single"] = "auto"
+    held: Callable[[], str | None] = lambda: None
+    name: str = NAME
+
+    @property
+    def requests_made(self) -> int:
+        return self.client.requests_made
+
+    @property
+    def has_grouped_daily(self) -> bool:
+        return False
+
+    def held_reason(self) -> str | None:
+        return self.held()
+
+    def prepare_quotes(
+        self, symbols: Sequence[str], *, ask_last: Collection[str] = (), probe: bool = True
+    ) -> QuotePlan:
+        try_batch = self.endpoint_mode == "auto"
+        if not probe:  # a fallback: a plan without the batch endpoint answers 402, then alone
+            return QuotePlan(self.name, multi_symbol=try_batch)
+        use_batch = probe_quotes(self.client, symbols, try_batch=try_batch, ask_last=ask_last)
+        return QuotePlan(self.name, multi_symbol=use_batch)
+
+    def fetch_quotes(
+        self, symbols: Sequence[str], plan: QuotePlan, *, log: Callable[[str], None]
+    ) -> QuoteFetchResult:
+        return fetch_quotes(
+            self.engine,
+            self.client,
+            symbols,
+            use_batch_endpoint=plan.multi_symbol,
+            on_fallback=log,
+        )
+
+    def daily_bars_request(self, start: date, end: date) -> HistoryRequest:
+        return daily_history_request(self.client, start, end)
+
+    def grouped_daily(self, day: date) -> GroupedDay:
+        raise NotImplementedError("FMP has no whole-market daily endpoint")
