@@ -7,6 +7,28 @@ import dagster as dg
 from quote_pipeline.market_calendar import NEW_YORK_TZ
 
 
+def after_upstream_updates() -> dg.AutomationCondition:
+    """Dagster's eager(), except that an upstream update committed while the asset is being
+    computed is followed by one more run.
+
+    eager() counts the asset's own materialization as handling every upstream update before
+    it, even one committed after that run had read its inputs (a daily_prices run finishing
+    while an evening catch-up of the adjusted prices is still running): the table would miss
+    that update until the next day's catch-up. Here only a request of the asset handles an
+    update, so such a run is followed by another, which finds the new rows. Missing upstream
+    partitions never hold it back; a run in progress upstream or of the asset does, until
+    it ends.
+    """
+    handled = dg.AutomationCondition.newly_requested() | dg.AutomationCondition.initial_evaluation()
+    return (
+        (dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated())
+        .since(handled)
+        .with_label("upstream_updated_since_last_request")
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label("after_upstream_updates")
+
+
 def weekday_catch_up(cron_schedule: str) -> dg.AutomationCondition:
     """True once after each tick of ``cron_schedule`` (New York time) unless a run is in
     progress: an update the eager condition could not see (committed while the asset was

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from quote_pipeline.analytics import METRIC_COLUMNS
 from quote_pipeline.charts import ChartError, ticker_chart
 from quote_pipeline.defs.analytics.checks import METRICS_CHECK_SPECS, metrics_check_results
-from quote_pipeline.defs.automation import missed_update_catch_up
+from quote_pipeline.defs.automation import after_upstream_updates, missed_update_catch_up
 from quote_pipeline.defs.metadata import OWNERS, names_summary, table_metadata, table_value
 from quote_pipeline.defs.resources import DatabaseResource
 from quote_pipeline.models import InvalidSymbolError, normalize_symbols
@@ -124,7 +124,7 @@ def latest_metrics(engine: Engine, tickers: Sequence[str]) -> list[dict[str, Any
     metadata=table_metadata(tables.daily_metrics),
     check_specs=METRICS_CHECK_SPECS,
     automation_condition=(
-        dg.AutomationCondition.eager() | missed_update_catch_up(DAILY_CATCH_UP_CRON)
+        after_upstream_updates() | missed_update_catch_up(DAILY_CATCH_UP_CRON)
     ).with_label("after_daily_prices_adjusted"),
 )
 def daily_metrics(

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from pydantic import Field
 
 from quote_pipeline.celery_config import fmp_queue_tags
-from quote_pipeline.defs.automation import weekday_catch_up
+from quote_pipeline.defs.automation import after_upstream_updates, weekday_catch_up
 from quote_pipeline.defs.corporate_actions.checks import (
     ADJUSTED_CHECK_SPECS,
     SPLIT_CHECK_SPECS,
@@ -196,14 +196,9 @@ def adjusted_prices_condition() -> dg.AutomationCondition:
     actions_fetched = ~dg.AutomationCondition.any_deps_match(
         dg.AutomationCondition.missing()
     ).allow(dg.AssetSelection.assets("stock_splits", "dividends"))
-    eager = (
-        dg.AutomationCondition.eager()
-        .without(~dg.AutomationCondition.any_deps_missing())
-        .with_label("eager_allow_missing_partitions")
-    )
-    return ((eager | weekday_catch_up(DAILY_CATCH_UP_CRON)) & actions_fetched).with_label(
-        "after_daily_prices_or_corporate_actions"
-    )
+    return (
+        (after_upstream_updates() | weekday_catch_up(DAILY_CATCH_UP_CRON)) & actions_fetched
+    ).with_label("after_daily_prices_or_corporate_actions")
 
 
 class AdjustedPricesConfig(dg.Config):
