@@ -78,6 +78,7 @@ MATERIALIZE_QUOTES = [
     "--select", "tickers,raw_quotes,stocks,quote_snapshots",
 ]  # fmt: skip
 DEFAULT_TIMEOUT_SECONDS = 900.0
+MARKET_SIZE = 11_000  # US stocks in a grouped-daily answer
 POSTGRES_CASES = (
     "upsert_50k_postgres",
     "refresh_5000_pg_instance",
@@ -767,7 +768,9 @@ def backfill_case(
     with tempfile.TemporaryDirectory(prefix="qp-bench-") as tmp:
         workdir = Path(tmp)
         url = fresh_database(workdir, database_url, tickers, tree)
-        flags = ("--latency-ms", "50", "--universe-size", str(tickers))
+        # The whole US market answers a grouped-daily request (~11,000 tickers), whatever
+        # is tracked: the sandbox's universe is that size, the tracked tickers among them.
+        flags = ("--latency-ms", "50", "--universe-size", str(max(tickers, MARKET_SIZE)))
         with sandbox_process(*flags) as base_url:
             env = dagster_env(
                 workdir, base_url, url, tree=tree, QUOTE_PIPELINE_HISTORY_PROVIDERS=provider

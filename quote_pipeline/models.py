@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import MISSING, dataclass, fields
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 MAX_SYMBOL_LENGTH = 15
 _SYMBOL_PATTERN = re.compile(r"[A-Z0-9.\-^=]+")
@@ -55,6 +56,18 @@ def normalize_symbols(raw_symbols: Iterable[str]) -> list[str]:
     return list(normalized)
 
 
+def restore_fields(obj: object, state: Sequence[Any]) -> None:
+    """``__setstate__`` of a frozen slots dataclass that gained fields with defaults: a value
+    pickled by older code (a run's stored step output, loaded after an upgrade) has fewer
+    values; the missing trailing fields take their defaults instead of staying unset."""
+    names = fields(obj)  # type: ignore[arg-type]
+    for index, field in enumerate(names):
+        value = state[index] if index < len(state) else field.default
+        if value is MISSING:
+            raise TypeError(f"{type(obj).__name__}: no pickled value for {field.name}")
+        object.__setattr__(obj, field.name, value)
+
+
 @dataclass(frozen=True, slots=True)
 class Quote:
     """One ticker's latest price as the API gave it."""
@@ -66,6 +79,9 @@ class Quote:
     quoted_at: datetime  # the API's timestamp where it gives one, else the fetch time (UTC)
     fetched_at: datetime  # when the response arrived (UTC)
     source: str = "fmp"  # the provider that served it, e.g. "fmp" or "massive"
+
+    def __setstate__(self, state: Sequence[Any]) -> None:
+        restore_fields(self, state)  # a quote pickled before `source`: FMP's
 
 
 class FailureKind(enum.StrEnum):

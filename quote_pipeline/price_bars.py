@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
+
+from quote_pipeline.models import restore_fields
 
 AS_TRADED = "as_traded"
 """Prices and volume as traded that day: what every daily bar fetched now is."""
@@ -30,6 +34,9 @@ class DailyBar:
     fetched_at: datetime  # when the response arrived (aware UTC)
     price_basis: str = AS_TRADED  # see AS_TRADED / SPLIT_ADJUSTED
     source: str = "fmp"  # the provider that served it, e.g. "fmp" or "massive"
+
+    def __setstate__(self, state: Sequence[Any]) -> None:
+        restore_fields(self, state)  # a bar pickled before `source`: FMP's
 
 
 @dataclass(frozen=True, slots=True)

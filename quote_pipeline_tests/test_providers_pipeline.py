@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -19,8 +19,9 @@ from quote_pipeline.definitions import build_definitions
 from quote_pipeline.defs.resources import FMPResource, MassiveResource
 from quote_pipeline.sandbox import FaultConfig, SandboxServer
 from quote_pipeline.sandbox.market import simulated_quote
-from quote_pipeline.storage import create_db_engine, read_stocks
+from quote_pipeline.storage import add_tickers, create_db_engine, read_stocks
 from quote_pipeline.storage import schema as tables
+from quote_pipeline.storage.fetch_state import pending_symbols
 from quote_pipeline_tests.conftest import MASSIVE_SANDBOX_KEY, SANDBOX_KEY, SandboxFactory
 from quote_pipeline_tests.helpers import materialization_metadata, pipeline_definitions, run_refresh
 from quote_pipeline_tests.history.support import metadata_by_partition, run_daily
@@ -529,3 +530,81 @@ def test_grouped_daily_sessions_that_fail_are_asked_of_the_next_provider(
     fmp_requests = [e for e in fmp_side.stats()["requests"] if e["path"].startswith("/stable/")]
     assert len(fmp_requests) == len(TICKERS)  # one per ticker, for the failed span only
     assert {(e["params"]["from"], e["params"]["to"]) for e in fmp_requests} == {span}
+
+
+def test_grouped_daily_that_fails_every_session_fails_the_run_and_leaves_tickers_pending(
+    sqlite_url: str,
+    start_sandbox: SandboxFactory,
+    dagster_instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Massive alone, every grouped-daily request a 5xx: not "no data" — the run fails in
+    words, every ticker is left to the retry sensor, stored rows are untouched."""
+    sandbox = massive_sandbox(start_sandbox, faults=FaultConfig(server_error_rate=1.0))
+    provider_definitions(
+        monkeypatch, sandbox, sqlite_url, TICKERS, QUOTE_PIPELINE_HISTORY_PROVIDERS="massive"
+    )
+    no_retry: dict[str, Any] = {"attempts": 1, "extra_passes": 0}
+    defs = build_definitions(
+        resources={
+            "fmp": FMPResource(api_key=dg.EnvVar("FMP_API_KEY")),
+            "massive": MassiveResource(api_key=dg.EnvVar("MASSIVE_API_KEY"), **no_retry),
+        }
+    )
+    result = run_daily(defs, dagster_instance, FIRST, LAST)
+    assert not result.success
+    failure = result.failure_data_for_node("daily_prices")
+    assert failure is not None
+    assert f"{len(TICKERS)} tickers still failed" in str(failure.user_failure_data.description)
+    assert stored_daily(sqlite_url) == []
+    pending = {p.ticker for p in pending_symbols(create_db_engine(sqlite_url))}
+    assert pending == set(TICKERS)
+
+
+def test_a_configured_provider_without_a_key_is_skipped_in_words(
+    sqlite_url: str,
+    start_sandbox: SandboxFactory,
+    dagster_instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """massive,fmp with no MASSIVE_API_KEY in the deployment: the run says Massive has no
+    key and is served by FMP; nothing fails."""
+    sandbox = massive_sandbox(start_sandbox)
+    defs = pipeline_definitions(
+        monkeypatch, sandbox, sqlite_url, TICKERS, QUOTE_PIPELINE_QUOTE_PROVIDERS="massive,fmp"
+    )
+    result = run_refresh(defs, dagster_instance)
+    assert result.success
+    assert set(quote_sources(sqlite_url).values()) == {"fmp"}
+    logs = " ".join(str(e.message) for e in dagster_instance.all_logs(result.run_id))
+    assert "massive cannot serve this run (no Massive API key: set MASSIVE_API_KEY" in logs
+
+
+def test_a_share_class_is_asked_of_massive_in_its_own_spelling(
+    sqlite_url: str,
+    start_sandbox: SandboxFactory,
+    dagster_instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tracked as FMP spells it (BRK-B), asked of Massive as BRK.B, stored as tracked — in
+    the snapshot, the per-ticker aggregates and the grouped daily bars alike."""
+    universe = (*TICKERS, "BRK.B")
+    sandbox = massive_sandbox(start_sandbox, market_universe=universe)
+    defs = provider_definitions(
+        monkeypatch,
+        sandbox,
+        sqlite_url,
+        ("AAPL", "BRK-B"),
+        QUOTE_PIPELINE_QUOTE_PROVIDERS="massive",
+        QUOTE_PIPELINE_HISTORY_PROVIDERS="massive",
+    )
+    assert run_refresh(defs, dagster_instance).success
+    assert quote_sources(sqlite_url) == {"AAPL": "massive", "BRK-B": "massive"}
+    asked = {s for e in sandbox.stats()["requests"] for s in e["symbols"]}
+    assert "BRK.B" in asked and "BRK-B" not in asked
+    assert run_daily(defs, dagster_instance, FIRST, LAST).success  # 2 tickers: aggregates
+    add_tickers(create_db_engine(sqlite_url), TICKERS, now=datetime.now(UTC))
+    assert run_daily(defs, dagster_instance, FIRST, LAST).success  # 13 tickers: grouped
+    rows = stored_daily(sqlite_url)
+    assert sum(r["ticker"] == "BRK-B" for r in rows) == SESSIONS
+    assert len(rows) == (len(TICKERS) + 2 - 1) * SESSIONS  # AAPL is one of TICKERS

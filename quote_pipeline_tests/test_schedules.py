@@ -20,7 +20,7 @@ from quote_pipeline.defs.quotes.schedules import (
     ScheduleOptions,
     build_refresh_quotes_schedule,
 )
-from quote_pipeline.defs.resources import DatabaseResource, FMPResource
+from quote_pipeline.defs.resources import DatabaseResource, FMPResource, MassiveResource
 from quote_pipeline.market_calendar import NEW_YORK
 from quote_pipeline.storage.fetch_state import SqlQuotaMemory
 
@@ -214,3 +214,28 @@ def test_a_remembered_exhausted_quota_skips_the_tick_and_says_until_when(tmp_pat
     # A success clears it (the pacer forgets it at the first answer): the next tick runs.
     memory.forget_exhausted()
     assert isinstance(evaluate(HOURLY, tick, database), dg.RunRequest)
+
+
+def test_a_held_provider_skips_a_tick_only_when_every_provider_of_the_job_is_held(
+    tmp_path, monkeypatch
+) -> None:
+    """FMP's quota spent: the hourly refresh still runs when Massive is configured after it
+    (the run falls back); both spent, it skips; a Massive hold never skips FMP-only jobs."""
+    database = quota_database(f"sqlite:///{tmp_path / 'quota.db'}")
+    tick = new_york(2026, 11, 25, 10, 1)
+    fmp = SqlQuotaMemory(
+        database.get_engine(), FMPResource(api_key="unused").account, hold=timedelta(minutes=30)
+    )
+    massive_account = MassiveResource(api_key="unused").account
+    assert massive_account.startswith("massive:") and len(massive_account) == 64
+    massive = SqlQuotaMemory(database.get_engine(), massive_account, hold=timedelta(minutes=30))
+    monkeypatch.setenv("QUOTE_PIPELINE_QUOTE_PROVIDERS", "fmp,massive")
+    fmp.remember_exhausted("429 'Limit Reach' on 10 calls in a row over 66 s")
+    assert not isinstance(evaluate(HOURLY, tick, database), str)  # Massive can serve it
+    massive.remember_exhausted("429 on 10 calls in a row over 66 s")
+    skipped = evaluate(HOURLY, tick, database)
+    assert isinstance(skipped, str) and "fmp:" in skipped and "massive:" in skipped
+    # Massive alone spent: a job that asks FMP only is not held back by it.
+    fmp.forget_exhausted()
+    monkeypatch.setenv("QUOTE_PIPELINE_QUOTE_PROVIDERS", "fmp")
+    assert not isinstance(evaluate(HOURLY, tick, database), str)

@@ -23,7 +23,7 @@ from quote_pipeline.market_calendar import NEW_YORK_TZ
 from quote_pipeline.providers.base import MarketDataProvider
 from quote_pipeline.run_policy import code_version_tags
 from quote_pipeline.storage import list_tickers
-from quote_pipeline.storage.fetch_state import quota_hold
+from quote_pipeline.storage.fetch_state import held_providers
 
 T = TypeVar("T")
 
@@ -97,8 +97,9 @@ def fail_unless_complete(
     failed transiently after the retry budget, or the quota ran out."""
     if report.quota_exhausted:
         raise dg.Failure(
-            "The FMP API quota ran out during the run: the tickers fetched before it were "
-            "written; the others keep their stored rows. Runs resume once the quota is back.",
+            "The API quota ran out during the run (of every provider asked): the tickers "
+            "fetched before it were written; the others keep their stored rows. Runs resume "
+            "once the quota is back.",
             metadata=metadata,
             allow_retries=False,
         )
@@ -113,15 +114,29 @@ def fail_unless_complete(
         )
 
 
+def quota_skip_reason(
+    database: DatabaseResource, providers: Sequence[str] = ("fmp",)
+) -> str | None:
+    """Why a tick should start no run: every provider the job may ask has an exhausted quota
+    remembered (a run would only fail). None while one of them can still be asked."""
+    held = held_providers(database.get_engine(), providers, datetime.now(UTC))
+    if not held or len(held) < len(providers):
+        return None
+    return "; ".join(
+        hold.message() if len(held) == 1 else f"{name}: {hold.message()}" for name, hold in held
+    )
+
+
 def unless_quota_held(
-    database: DatabaseResource, request: dg.RunRequest | dg.SkipReason
+    database: DatabaseResource,
+    request: dg.RunRequest | dg.SkipReason,
+    providers: Sequence[str] = ("fmp",),
 ) -> dg.RunRequest | dg.SkipReason:
-    """A schedule's request, unless an exhausted API quota is remembered: then the tick says
-    why, and until when, and no run starts only to fail."""
-    if isinstance(request, dg.RunRequest) and (
-        hold := quota_hold(database.get_engine(), None, datetime.now(UTC))
-    ):
-        return dg.SkipReason(f"Skipped: {hold.message()}")
+    """A schedule's request, unless every provider the job asks (FMP alone by default) has
+    an exhausted quota remembered: then the tick says why, and until when, and no run
+    starts only to fail."""
+    if isinstance(request, dg.RunRequest) and (reason := quota_skip_reason(database, providers)):
+        return dg.SkipReason(f"Skipped: {reason}")
     return request
 
 

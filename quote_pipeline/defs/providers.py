@@ -23,7 +23,6 @@ from quote_pipeline.defs.resources import (
     ProviderChoice,
     ProviderResource,
 )
-from quote_pipeline.http_client import MissingAPIKeyError
 from quote_pipeline.providers.base import (
     GroupedDay,
     HistoryRequest,
@@ -62,7 +61,7 @@ class UnavailableProvider:
     def daily_bars_request(self, start: date, end: date) -> HistoryRequest:
         raise AssertionError("an unavailable provider is never asked")
 
-    def grouped_daily(self, day: date) -> GroupedDay:
+    def grouped_daily(self, day: date, symbols: Collection[str]) -> GroupedDay:
         raise AssertionError("an unavailable provider is never asked")
 
 
@@ -71,8 +70,8 @@ def provider_for(name: str, fmp: FMPResource, massive: MassiveResource) -> Marke
     resources: dict[str, ProviderResource] = {"fmp": fmp, "massive": massive}
     try:
         return resources[name].provider
-    except MissingAPIKeyError as exc:
-        return UnavailableProvider(name, str(exc))
+    except dg.Failure as exc:  # no key: the run goes on with the next provider
+        return UnavailableProvider(name, exc.description or f"{name} has no key")
 
 
 def quote_provider_chain(

@@ -8,7 +8,6 @@ Nothing is cached per process.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import tempfile
@@ -38,7 +37,7 @@ from quote_pipeline.defs.settings import (
 from quote_pipeline.fetch_engine import FetchEngine, RetryBudget
 from quote_pipeline.fmp import DEFAULT_BASE_URL, ClientSettings, FMPClient
 from quote_pipeline.fmp.pacing import CallPacer
-from quote_pipeline.http_client import HttpClientSettings
+from quote_pipeline.http_client import HttpClientSettings, MissingAPIKeyError
 from quote_pipeline.massive.client import DEFAULT_BASE_URL as MASSIVE_DEFAULT_BASE_URL
 from quote_pipeline.massive.client import MassiveClient, MassiveSettings
 from quote_pipeline.providers.base import MarketDataProvider
@@ -51,6 +50,7 @@ from quote_pipeline.storage.call_ledger import SqlCallLedger
 from quote_pipeline.storage.fetch_state import (
     RetryBackoff,
     SqlQuotaMemory,
+    account_name,
 )
 
 
@@ -182,23 +182,30 @@ class ProviderResource(dg.ConfigurableResource):
 
     @property
     def account(self) -> str:
-        """The plan's account, as a hash of the base URL and key (never the key itself)."""
-        base_url = self.client_settings().base_url
+        """The plan's account, as a hash of the base URL and key (never the key itself),
+        named after its provider (see :func:`account_name`)."""
         key = getattr(self, "api_key", None) or ""
-        return hashlib.sha256(f"{base_url}|{key}".encode()).hexdigest()
+        return account_name(self.provider_name, self.client_settings().base_url, key)
 
     @property
     def client(self) -> Any:
-        """This run's client, shared by its steps (threads and connections stay warm)."""
+        """This run's client, shared by its steps (threads and connections stay warm).
+        Without a key, the run fails in one line."""
         if self._client is None:
-            self._open()
+            self._open_or_fail()
         return self._client
+
+    def _open_or_fail(self) -> None:
+        try:
+            self._open()
+        except MissingAPIKeyError as exc:
+            raise dg.Failure(str(exc), allow_retries=False) from None
 
     @property
     def engine(self) -> FetchEngine:
         """This run's fetch engine over :attr:`client`, with the configured retry budget."""
         if self._engine is None:
-            self._open()
+            self._open_or_fail()
         assert self._engine is not None
         return self._engine
 
@@ -206,7 +213,7 @@ class ProviderResource(dg.ConfigurableResource):
         """Why no request may be made now (this account's exhausted quota, remembered in
         ``database``), or None."""
         if self._quota_memory is None and self.database is not None:
-            self._open()
+            self._open_or_fail()
         if self._quota_memory is not None and (hold := self._quota_memory.current_hold()):
             return hold.message()
         return None
@@ -418,9 +425,11 @@ def shared_definitions() -> dg.Definitions:
     return dg.Definitions(
         resources={
             "database": database,
-            # An unset EnvVar fails every run that names the resource, used or not: a key is
-            # an EnvVar only where the deployment has one (its value is read at run time).
-            "fmp": FMPResource(api_key=_key_from(API_KEY_ENV), database=database),
+            # FMP's key is required, as it always was: a run without FMP_API_KEY is refused
+            # at launch, naming the variable. An unset EnvVar fails every run that names the
+            # resource, used or not, so Massive's key is an EnvVar only where the deployment
+            # (the code location's environment) sets it; its value is read at run time.
+            "fmp": FMPResource(api_key=dg.EnvVar(API_KEY_ENV), database=database),
             "massive": MassiveResource(api_key=_key_from(MASSIVE_API_KEY_ENV), database=database),
             "providers": ProviderChoice(),
             "io_manager": RunValueStoreFactory(),

@@ -18,7 +18,12 @@ import dagster as dg
 
 from quote_pipeline.defs.resources import DatabaseResource
 from quote_pipeline.run_policy import code_version_tags
-from quote_pipeline.storage.fetch_state import PENDING, PendingSymbol, pending_symbols, quota_hold
+from quote_pipeline.storage.fetch_state import (
+    PENDING,
+    PendingSymbol,
+    held_providers,
+    pending_symbols,
+)
 
 RETRY_TAG = "quote_pipeline/retry_of_symbols"
 MINIMUM_INTERVAL_SECONDS = 30
@@ -74,8 +79,10 @@ def build_retry_sensor(
     datasets: Callable[[str], bool],
     run_requests: RunRequestsFor,
     description: str,
+    providers: Callable[[], Sequence[str]] = lambda: ("fmp",),
 ) -> dg.SensorDefinition:
-    """A sensor that asks the due symbols of the ``datasets`` it owns again, alone."""
+    """A sensor that asks the due symbols of the ``datasets`` it owns again, alone, unless
+    every provider its job asks (``providers``, read at each tick) has its quota spent."""
 
     @dg.sensor(
         name=name,
@@ -96,8 +103,10 @@ def build_retry_sensor(
         if not due:
             return dg.SkipReason(pending_summary(pending, now))
         # Read from the database, not asked of the API: the daemon needs no key for this.
-        if hold := quota_hold(engine, None, now):
-            return dg.SkipReason(f"{len(due)} symbol(s) due, but {hold.message()}")
+        held = held_providers(engine, asked := providers(), now)
+        if held and len(held) == len(asked):
+            reason = "; ".join(hold.message() for _, hold in held)
+            return dg.SkipReason(f"{len(due)} symbol(s) due, but {reason}")
         return dg.SensorResult(run_requests=run_requests(due))
 
     return retry_sensor

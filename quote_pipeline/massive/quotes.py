@@ -25,6 +25,7 @@ from typing import Any
 from quote_pipeline.api_errors import ApiAuthError, ApiEndpointRestricted, ApiQuotaExhausted
 from quote_pipeline.fetch_engine import RequestFunction, SymbolResult
 from quote_pipeline.fmp.fields import INT64_LIMIT, number, required_number
+from quote_pipeline.market_calendar import new_york_day, session_hours, sessions_between
 from quote_pipeline.massive.client import MassiveClient
 from quote_pipeline.massive.errors import MassiveError
 from quote_pipeline.models import TRANSIENT_FAILURE_KINDS, FailureKind, Quote, SymbolFailure
@@ -33,10 +34,15 @@ SNAPSHOT_PATH = "/v2/snapshot/locale/us/markets/stocks/tickers"
 SOURCE = "massive"
 NO_SNAPSHOT_QUOTE = "Massive's snapshot has no quote for this symbol"
 
-# Where a row's price may be, best first (see the module's docstring).
-_PRICE_FIELDS = (("lastTrade", "p"), ("min", "c"), ("day", "c"), ("prevDay", "c"))
-# Where its time may be, best first; each epoch's unit is told by its magnitude.
-_TIME_FIELDS = (("lastTrade", "t"), ("min", "t"), (None, "updated"))
+# Where a row's price may be, best first (see the module's docstring), each with the time
+# that price is from: a quote is stamped with its own price's time, never a fresher one (an
+# epoch's unit is told by its magnitude). prevDay has none: its session's close is used.
+_PRICE_FIELDS = (
+    (("lastTrade", "p"), ("lastTrade", "t")),
+    (("min", "c"), ("min", "t")),
+    (("day", "c"), (None, "updated")),
+    (("prevDay", "c"), None),
+)
 
 
 # --- numbers and times (shared with history.py) ----------------------------------------------
@@ -107,10 +113,11 @@ def parse_snapshot_row(row: dict[str, Any], fetched_at: datetime) -> Quote:
     symbol = row["ticker"]
     try:
         price: Decimal | None = None
-        for part, key in _PRICE_FIELDS:
+        time_field: tuple[str | None, str] | None = None
+        for (part, key), paired_time in _PRICE_FIELDS:
             candidate = number(_part(row, part), key, required=False)
             if candidate is not None and candidate > 0:
-                price = candidate
+                price, time_field = candidate, paired_time
                 break
         if price is None:
             raise ValueError(
@@ -125,12 +132,15 @@ def parse_snapshot_row(row: dict[str, Any], fetched_at: datetime) -> Quote:
             volume = whole_volume(minute, "av")
         change = number(row, "todaysChange", required=False)
         quoted_at = fetched_at
-        for part, key in _TIME_FIELDS:
-            stamp = _part(row, part).get(key)
-            if stamp is not None and stamp != 0:
-                label = f"{part}.{key}" if part else key
-                quoted_at = epoch_to_utc(stamp, label)
-                break
+        stamp = _part(row, time_field[0]).get(time_field[1]) if time_field else None
+        if time_field and stamp is not None and stamp != 0:
+            label = f"{time_field[0]}.{time_field[1]}" if time_field[0] else time_field[1]
+            quoted_at = epoch_to_utc(stamp, label)
+        elif time_field is None:  # yesterday's close: the last session before today's date
+            today = new_york_day(fetched_at)
+            earlier = sessions_between(today - timedelta(days=10), today - timedelta(days=1))
+            if earlier:
+                quoted_at = session_hours(earlier[-1])[1]
     except ValueError as exc:
         raise ValueError(f"{symbol}: {exc}") from None
     return Quote(symbol, price, volume, change, quoted_at, fetched_at, source=SOURCE)

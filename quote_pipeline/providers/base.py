@@ -100,6 +100,10 @@ class QuoteFetchResult:
             requests_by_provider={provider: report.requests_made},
         )
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A result pickled before providers (a stored raw_quotes loaded after an upgrade).
+        self.__dict__.update({"requests_by_provider": {}, "fallbacks": [], **state})
+
     def served_by(self) -> dict[str, int]:
         """Quotes per provider."""
         counts: dict[str, int] = {}
@@ -163,8 +167,9 @@ class MarketDataProvider(Protocol):
         """The engine's request for one symbol's as-traded daily bars from start to end."""
         ...
 
-    def grouped_daily(self, day: date) -> GroupedDay:
-        """Every stock's as-traded bar on ``day`` in one request (only if has_grouped_daily)."""
+    def grouped_daily(self, day: date, symbols: Collection[str]) -> GroupedDay:
+        """The as-traded bars of ``symbols`` on ``day``, from one request for every stock
+        (only if has_grouped_daily)."""
         ...
 
 

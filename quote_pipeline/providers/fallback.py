@@ -103,7 +103,7 @@ def fetch_quotes_in_order(
     only when every provider refused so (the primary's own error if it was the only one).
     """
     remaining = list(dict.fromkeys(symbols))
-    said: dict[str, list[tuple[str, SymbolFailure]]] = {}
+    said: Said = {}
     results: list[QuoteFetchResult] = []
     refusals: list[tuple[str, ApiError]] = []
     notes: list[str] = []
@@ -115,14 +115,14 @@ def fetch_quotes_in_order(
             # Its quota ran out (in this run's other steps, or remembered): not asked, like
             # the symbols the engine leaves when the quota runs out mid-fetch.
             not_asked = ApiError(FailureKind.QUOTA_EXHAUSTED, f"not requested: {held}")
-            _all_failed(said, remaining, provider.name, not_asked)
+            record_failure(said, remaining, provider.name, not_asked.kind, str(not_asked))
             if following:
                 notes.append(f"{provider.name} skipped ({held}): asking {following}")
             continue
         try:
             result = provider.fetch_quotes(remaining, plan, log=log)
         except ApiError as exc:  # the key or the endpoint: none of them can succeed there
-            _all_failed(said, remaining, provider.name, exc)
+            record_failure(said, remaining, provider.name, exc.kind, str(exc))
             refusals.append((provider.name, exc))
             if following:
                 notes.append(
@@ -162,38 +162,47 @@ def fetch_quotes_in_order(
 def combined_failure(symbol: str, reasons: Sequence[tuple[str, SymbolFailure]]) -> SymbolFailure:
     """One failure record for a symbol no provider served, listing what each one said.
 
-    Its kind is transient if any provider failed it transiently (a later run may succeed
-    there), else the first provider's. A single provider's record is kept as it was."""
+    Its kind says what can still change: transient if any provider failed it transiently
+    (a later run may succeed there), else ``quota_exhausted`` if a provider was not asked
+    (its quota was spent: the symbol stays pending, the quota check reports it), else the
+    last provider's. A single provider's record is kept as it was."""
     if not reasons:
         return SymbolFailure(symbol, FailureKind.NO_QUOTE, "no provider was asked")
     if len(reasons) == 1:
         return reasons[0][1]
-    kind = next(
-        (f.kind for _, f in reasons if f.kind in TRANSIENT_FAILURE_KINDS), reasons[0][1].kind
+    return SymbolFailure(
+        symbol,
+        combined_kind([f.kind for _, f in reasons]),
+        "; ".join(
+            f"{provider}: {failure.kind.value} ({failure.message[:_REASON_CHARS]})"
+            for provider, failure in reasons
+        ),
     )
-    text = "; ".join(
-        f"{provider}: {failure.kind.value} ({failure.message[:_REASON_CHARS]})"
-        for provider, failure in reasons
-    )
-    return SymbolFailure(symbol, kind, text)
 
 
-def _all_failed(
-    said: dict[str, list[tuple[str, SymbolFailure]]],
-    symbols: Sequence[str],
-    provider: str,
-    error: ApiError,
+def combined_kind(kinds: Sequence[FailureKind]) -> FailureKind:
+    """The kind of a failure several providers gave (see :func:`combined_failure`)."""
+    return next(
+        (k for k in kinds if k in TRANSIENT_FAILURE_KINDS),
+        FailureKind.QUOTA_EXHAUSTED if FailureKind.QUOTA_EXHAUSTED in kinds else kinds[-1],
+    )
+
+
+Said = dict[str, list[tuple[str, SymbolFailure]]]
+"""What each provider said about each symbol it did not serve, in the order asked."""
+
+
+def record_failure(
+    said: Said, symbols: Sequence[str], provider: str, kind: FailureKind, message: str
 ) -> None:
+    """``provider`` failed every one of ``symbols`` for the same reason."""
     for symbol in symbols:
-        said.setdefault(symbol, []).append(
-            (provider, SymbolFailure(symbol, error.kind, str(error)))
-        )
+        said.setdefault(symbol, []).append((provider, SymbolFailure(symbol, kind, message)))
 
 
 def _run_kind(errors: Sequence[ApiError]) -> FailureKind:
-    """The kind a run refused by every provider reports: transient if any was (worth a step
-    retry), else the primary's."""
-    return next((e.kind for e in errors if e.kind in TRANSIENT_FAILURE_KINDS), errors[0].kind)
+    """The kind a run refused by every provider reports (transient: worth a step retry)."""
+    return combined_kind([e.kind for e in errors])
 
 
 def _kinds_text(kinds: Iterable[FailureKind]) -> str:
@@ -206,7 +215,10 @@ def _kinds_text(kinds: Iterable[FailureKind]) -> str:
 __all__ = [
     "ProvidersRefused",
     "QuoteProviderPlan",
+    "Said",
     "combined_failure",
+    "combined_kind",
     "fetch_quotes_in_order",
     "plan_quote_providers",
+    "record_failure",
 ]

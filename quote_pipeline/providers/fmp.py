@@ -63,5 +63,5 @@ class FMPProvider:
     def daily_bars_request(self, start: date, end: date) -> HistoryRequest:
         return daily_history_request(self.client, start, end)
 
-    def grouped_daily(self, day: date) -> GroupedDay:
+    def grouped_daily(self, day: date, symbols: Collection[str]) -> GroupedDay:
         raise NotImplementedError("FMP has no whole-market daily endpoint")

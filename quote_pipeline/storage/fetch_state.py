@@ -6,6 +6,7 @@ refresh, a backfill, a retry run, on any machine) sees the same state. No Dagste
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -207,21 +208,53 @@ class QuotaHold:
         )
 
 
-def quota_hold(engine: Engine, account: str | None, now: datetime) -> QuotaHold | None:
-    """The account's hold (any account's, with None: the one ending last), if one is still
-    in force at ``now``.
+def quota_hold(
+    engine: Engine, account: str | None, now: datetime, *, provider: str | None = None
+) -> QuotaHold | None:
+    """The account's hold (any account's, with None: the one ending last; with ``provider``,
+    any of that provider's accounts), if one is still in force at ``now``.
 
-    Schedules and sensors ask about any account: they run in the daemon, which needs no API
-    key to tell that the deployment's quota is spent.
+    Schedules and sensors ask by provider: they run in the daemon, which needs no API key
+    to tell that a provider's quota is spent. An account is named ``<provider>:<hash>``,
+    except FMP's, a bare hash (as before there were other providers).
     """
     query = sa.select(api_quota_state).order_by(api_quota_state.c.hold_until.desc())
     if account is not None:
         query = query.where(api_quota_state.c.account == account)
+    elif provider == DEFAULT_ACCOUNT_PROVIDER:
+        query = query.where(~api_quota_state.c.account.contains(":"))
+    elif provider is not None:
+        query = query.where(api_quota_state.c.account.startswith(f"{provider}:"))
     with engine.connect() as conn:
         row = conn.execute(query).first()
     if row is None or row.hold_until <= now:
         return None
     return QuotaHold(row.exhausted_at, row.hold_until, row.reason)
+
+
+DEFAULT_ACCOUNT_PROVIDER = "fmp"
+"""The provider whose accounts are bare hashes (the only one before there were others)."""
+
+
+def account_name(provider: str, base_url: str, api_key: str) -> str:
+    """An API account as stored in ``api_calls`` and ``api_quota_state``: a hash of the base
+    URL and key (never the key), prefixed by the provider except for FMP's; 64 characters."""
+    digest = hashlib.sha256(f"{base_url}|{api_key}".encode()).hexdigest()
+    if provider == DEFAULT_ACCOUNT_PROVIDER:
+        return digest
+    prefix = f"{provider}:"
+    return prefix + digest[: 64 - len(prefix)]
+
+
+def held_providers(
+    engine: Engine, providers: Sequence[str], now: datetime
+) -> list[tuple[str, QuotaHold]]:
+    """The holds in force for each of ``providers`` that has one, in their order."""
+    return [
+        (name, hold)
+        for name in providers
+        if (hold := quota_hold(engine, None, now, provider=name)) is not None
+    ]
 
 
 class SqlQuotaMemory:

@@ -373,6 +373,23 @@ def daily_rows_by_day(engine: Engine, start: date, end: date) -> dict[date, int]
         return {as_date(day): count for day, count in conn.execute(query)}
 
 
+def daily_rows_by_day_and_source(
+    engine: Engine, start: date, end: date
+) -> dict[date, dict[str, int]]:
+    """Rows ``daily_prices`` holds per day and provider from ``start`` to ``end``: each daily
+    partition's split per provider, as stored (a row rewritten by a fallback counts once)."""
+    query = (
+        sa.select(daily_prices.c.date, daily_prices.c.source, sa.func.count())
+        .where(daily_prices.c.date.between(start, end))
+        .group_by(daily_prices.c.date, daily_prices.c.source)
+    )
+    found: dict[date, dict[str, int]] = {}
+    with engine.connect() as conn:
+        for day, source, count in conn.execute(query):
+            found.setdefault(as_date(day), {})[source] = count
+    return found
+
+
 def daily_prices_by_source(bind: Engine | Connection, start: date, end: date) -> dict[str, int]:
     """How many rows ``daily_prices`` holds per provider (``source``) for the days ``start``
     to ``end`` (every ticker's; providers without a row are left out): a partition's split
@@ -393,6 +410,7 @@ __all__ = [
     "daily_price_consistency",
     "daily_prices_by_source",
     "daily_rows_by_day",
+    "daily_rows_by_day_and_source",
     "intraday_bar_consistency",
     "missing_sessions",
     "read_daily_prices",

@@ -151,8 +151,10 @@ def test_a_backfill_gives_each_session_its_own_figures(
             "rows_from_fmp",
             "rows_from_massive",
         }
-        assert (metadata["rows_from_fmp"], metadata["rows_from_massive"]) == (len(tickers), 0)
-        assert metadata["rows_written_by_source"] == f"fmp: {len(tickers)}"
+        # The day's stored rows by provider (all FMP's here), like dagster/row_count.
+        stored_today = metadata["dagster/row_count"]
+        assert (metadata["rows_from_fmp"], metadata["rows_from_massive"]) == (stored_today, 0)
+        assert metadata["rows_by_source"] == f"fmp: {stored_today}"
         assert metadata["run_scope"] == (
             "One run for the whole range 2026-11-20 … 2026-11-27 (5 sessions): the run_* "
             "figures are the range's, not this session's."

@@ -97,14 +97,14 @@ def test_a_full_row_takes_the_last_trade_exactly() -> None:
             '"v": 0, "vw": 0}, "min": {"o": 0, "c": 0, "t": 0, "av": 0}, '
             '"prevDay": {"c": 230.16, "v": 50000000}, "updated": 1764000000000000}',
             "230.16",
-            AT,
+            datetime(2025, 11, 21, 21, 0, tzinfo=UTC),  # Friday's close, not `updated`
             id="zero-day-bar",
         ),
         pytest.param(  # a zero last trade is not a price: the next field is asked
             '{"ticker": "AAPL", "lastTrade": {"p": 0, "t": 1764000000000000000}, '
             '"min": {"c": 232.75}, "day": {"c": 232.7}}',
             "232.75",
-            AT,
+            FETCHED,  # the minute bar has no time here; the zero trade's time is not its
             id="zero-last-trade",
         ),
         pytest.param(  # null parts are absent parts; no time at all: the fetch time
@@ -449,6 +449,14 @@ def test_grouped_daily_gives_every_tickers_bar_and_says_why_rows_were_rejected()
     assert set(found.rejected) == {"ZERO", "FRAC"}
     assert "must be positive" in found.rejected["ZERO"]
     assert "v must be a number" in found.rejected["FRAC"]
+
+
+def test_grouped_daily_reads_only_the_tickers_asked_for() -> None:
+    """The whole market arrives; only the tracked tickers are validated and kept (a bad
+    row of an untracked ticker is nobody's business)."""
+    with stubbed(Recorder(decoded(GROUPED))) as client:
+        found = grouped_daily(client, date(2025, 11, 24), tickers={"AAPL", "ZERO"})
+    assert set(found.bars) == {"AAPL"} and set(found.rejected) == {"ZERO"}
 
 
 def test_grouped_daily_on_a_holiday_has_no_bars() -> None:

@@ -184,14 +184,14 @@ def build_corporate_action_assets() -> list[dg.AssetsDefinition]:
 def adjusted_prices_condition() -> dg.AutomationCondition:
     """When the adjusted_prices_automation sensor materializes daily_prices_adjusted.
 
-    - After any daily_prices partition or corporate-action table is materialized (eager).
+    - After any daily_prices partition or corporate-action table is materialized (eager,
+      and once more after an update that landed while it was running).
       Missing daily_prices partitions — most of the history, usually — do not hold it back;
       never-fetched splits or dividends do: an "adjusted" history without them would be the
       raw one under another name.
     - And once every weekday evening after the corporate-actions schedule, so that an update
-      the eager condition could not see (committed while it was running, or by a run that
-      failed after writing most tickers) waits a day at most. A refresh with nothing to do
-      is a couple of queries.
+      no condition can see (committed by a run that failed after writing most tickers)
+      waits a day at most. A refresh with nothing to do is a couple of queries.
     """
     actions_fetched = ~dg.AutomationCondition.any_deps_match(
         dg.AutomationCondition.missing()

@@ -7,7 +7,7 @@ import dagster as dg
 from quote_pipeline.defs.fetching import unless_quota_held
 from quote_pipeline.defs.history.jobs import DAILY_PRICES_JOB, INTRADAY_BARS_JOB
 from quote_pipeline.defs.metadata import OWNERS
-from quote_pipeline.defs.resources import DatabaseResource
+from quote_pipeline.defs.resources import DatabaseResource, ProviderChoice
 from quote_pipeline.market_calendar import (
     EXCHANGE,
     NEW_YORK,
@@ -96,7 +96,9 @@ def build_history_schedules(
     ) -> dg.RunRequest | dg.SkipReason:
         """Materialize the day's `daily_prices` partition at 17:00 New York time on NYSE
         sessions (weekday holidays are skipped, early closes included)."""
-        return unless_quota_held(database, daily_prices_request(_tick(context)))
+        return unless_quota_held(
+            database, daily_prices_request(_tick(context)), ProviderChoice().history_order()
+        )
 
     @dg.schedule(
         job_name=INTRADAY_BARS_JOB,

@@ -6,13 +6,13 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from quote_pipeline.defs.fetching import quota_skip_reason
 from quote_pipeline.defs.metadata import OWNERS
 from quote_pipeline.defs.news.jobs import REFRESH_NEWS
 from quote_pipeline.defs.resources import DatabaseResource
 from quote_pipeline.defs.settings import ScheduleOptions
 from quote_pipeline.market_calendar import NEW_YORK, within_market_hours
 from quote_pipeline.run_policy import code_version_tags
-from quote_pipeline.storage.fetch_state import quota_hold
 
 NEWS_SCHEDULE_NAME = "refresh_news_every_30_minutes"
 NEWS_CRON = "0,30 * * * *"
@@ -54,8 +54,8 @@ def build_news_schedule(options: ScheduleOptions | None = None) -> dg.ScheduleDe
         tick = context.scheduled_execution_time or datetime.now(UTC)
         if reason := news_skip_reason(tick):
             return dg.SkipReason(reason)
-        if hold := quota_hold(database.get_engine(), None, datetime.now(UTC)):
-            return dg.SkipReason(f"Skipped: {hold.message()}")
+        if held := quota_skip_reason(database):
+            return dg.SkipReason(f"Skipped: {held}")
         return dg.RunRequest(run_key=f"{NEWS_SCHEDULE_NAME}:{tick.astimezone(UTC):%Y-%m-%dT%H:%MZ}")
 
     return refresh_news_every_30_minutes

@@ -39,7 +39,13 @@ from quote_pipeline.defs.resources import (
 )
 from quote_pipeline.defs.retries import pending_summary
 from quote_pipeline.market_calendar import NEW_YORK_TZ
-from quote_pipeline.models import TRANSIENT_FAILURE_KINDS, FailureKind, Quote, SymbolFailure
+from quote_pipeline.models import (
+    TRANSIENT_FAILURE_KINDS,
+    FailureKind,
+    Quote,
+    SymbolFailure,
+    restore_fields,
+)
 from quote_pipeline.providers.base import QuoteFetchResult, QuotePlan
 from quote_pipeline.providers.fallback import fetch_quotes_in_order, plan_quote_providers
 from quote_pipeline.storage import count_stocks, list_tickers, write_quotes
@@ -63,6 +69,13 @@ class QuoteBatch:
     plans: tuple[QuotePlan, ...]
     probe_requests: int = 0
     """The plan's probe requests, carried by the first batch so the run's total is whole."""
+
+    def __setstate__(self, state: Sequence[Any]) -> None:
+        # Pickled before providers (re-executing an older run): (symbols, use_batch, probe).
+        symbols, plans, *rest = state
+        if isinstance(plans, bool):
+            plans = (QuotePlan("fmp", multi_symbol=plans),)
+        restore_fields(self, (symbols, plans, *rest))
 
 
 class QuoteBatchingConfig(dg.Config):
@@ -583,8 +596,8 @@ def stocks_refresh_outcome(
         )
     not_requested = sum(1 for f in failures if f.kind == FailureKind.QUOTA_EXHAUSTED)
     quota_text = (
-        f"the FMP quota ran out: {not_requested} tickers were not requested; the quotes "
-        "fetched before it were written"
+        f"the API quota ran out: {not_requested} tickers were not requested of any provider; "
+        "the quotes fetched before it were written"
         if raw_quotes.quota_exhausted
         else "the API answered without exhausting the quota"
     )

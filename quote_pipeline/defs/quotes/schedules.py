@@ -11,13 +11,13 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from quote_pipeline.defs.fetching import quota_skip_reason
 from quote_pipeline.defs.metadata import OWNERS
 from quote_pipeline.defs.quotes.jobs import CHECK_STOCKS_FRESHNESS, REFRESH_QUOTES
-from quote_pipeline.defs.resources import DatabaseResource
+from quote_pipeline.defs.resources import DatabaseResource, ProviderChoice
 from quote_pipeline.defs.settings import DEFAULT_STATUS_ENV, MARKET_HOURS_ONLY_ENV, ScheduleOptions
 from quote_pipeline.market_calendar import EXCHANGE, NEW_YORK, market_day, refresh_window
 from quote_pipeline.run_policy import code_version_tags
-from quote_pipeline.storage.fetch_state import quota_hold
 
 SCHEDULE_NAME = "refresh_quotes_hourly"
 CRON_SCHEDULE = "1 * * * 1-5"
@@ -89,8 +89,8 @@ def build_refresh_quotes_schedule(options: ScheduleOptions | None = None) -> dg.
         tick = context.scheduled_execution_time or datetime.now(UTC)
         if reason := skip_reason_for(tick, market_hours_only=options.market_hours_only):
             return dg.SkipReason(reason)
-        if hold := quota_hold(database.get_engine(), None, datetime.now(UTC)):
-            return dg.SkipReason(f"Skipped: {hold.message()}")
+        if held := quota_skip_reason(database, ProviderChoice().quote_order()):
+            return dg.SkipReason(f"Skipped: {held}")
         local = tick.astimezone(NEW_YORK)
         return dg.RunRequest(
             # One run per tick, even when the daemon retries an interrupted tick.

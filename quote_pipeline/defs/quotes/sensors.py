@@ -6,6 +6,7 @@ import dagster as dg
 
 from quote_pipeline.defs.quotes.assets import DATASET
 from quote_pipeline.defs.quotes.jobs import REFRESH_QUOTES
+from quote_pipeline.defs.resources import ProviderChoice
 from quote_pipeline.defs.retries import build_retry_sensor, retry_run_key, retry_tags
 from quote_pipeline.run_policy import refresh_quotes_run_config
 from quote_pipeline.storage.fetch_state import PendingSymbol
@@ -31,6 +32,7 @@ def build_quote_retry_sensor() -> dg.SensorDefinition:
         job_name=REFRESH_QUOTES,
         datasets=lambda dataset: dataset == DATASET,
         run_requests=retry_run_requests,
+        providers=lambda: ProviderChoice().quote_order(),
         description=(
             "Ask the API again, alone, for the tickers a quote refresh could not get, with "
             "back-off (1, 2, 4 … minutes, at most 30; given up after 6 hours). A skipped tick "
