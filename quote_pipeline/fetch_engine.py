@@ -20,7 +20,7 @@ an exhausted quota marks every symbol not yet asked ``quota_exhausted`` and stop
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
@@ -52,6 +52,26 @@ class SymbolResult(Generic[T]):
     @classmethod
     def failed(cls, symbol: str, kind: FailureKind, message: str) -> SymbolResult[T]:
         return cls(symbol, failure=SymbolFailure(symbol, kind, message))
+
+
+def one_result_per_symbol(
+    requested: Sequence[str],
+    values: Mapping[str, T],
+    failures: Mapping[str, SymbolFailure],
+    missing: str,
+) -> list[SymbolResult[T]]:
+    """A multi-symbol answer as one result per requested symbol, in the order asked: its
+    value, else its failure, else ``missing`` (a ``no_quote`` failure: the answer left it
+    out)."""
+    results: list[SymbolResult[T]] = []
+    for symbol in requested:
+        if symbol in values:
+            results.append(SymbolResult(symbol, values[symbol]))
+        elif symbol in failures:
+            results.append(SymbolResult(symbol, failure=failures[symbol]))
+        else:
+            results.append(SymbolResult.failed(symbol, FailureKind.NO_QUOTE, missing))
+    return results
 
 
 RequestFunction = Callable[[Sequence[str]], list[SymbolResult[T]]]
@@ -306,4 +326,5 @@ __all__ = [
     "RequestFunction",
     "RetryBudget",
     "SymbolResult",
+    "one_result_per_symbol",
 ]

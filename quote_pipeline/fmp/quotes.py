@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from quote_pipeline.fetch_engine import FetchEngine, SymbolResult
+from quote_pipeline.fetch_engine import FetchEngine, SymbolResult, one_result_per_symbol
 from quote_pipeline.fmp.client import FMPClient
 from quote_pipeline.fmp.errors import FMPEndpointRestrictedError, FMPError
 from quote_pipeline.fmp.fields import number, required_number, whole_number
@@ -229,19 +229,9 @@ def parse_quote_rows(
             failures.pop(symbol, None)
         except ValueError as exc:
             failures.setdefault(symbol, SymbolFailure(symbol, FailureKind.BAD_RESPONSE, str(exc)))
-    results: list[SymbolResult[Quote]] = []
-    for symbol in requested:
-        if symbol in quotes:
-            results.append(SymbolResult(symbol, quotes[symbol]))
-        elif symbol in failures:
-            results.append(SymbolResult(symbol, failure=failures[symbol]))
-        else:
-            results.append(
-                SymbolResult.failed(
-                    symbol, FailureKind.NO_QUOTE, "the API returned no quote for this symbol"
-                )
-            )
-    return results
+    return one_result_per_symbol(
+        requested, quotes, failures, "the API returned no quote for this symbol"
+    )
 
 
 def parse_quote(row: dict[str, Any], fetched_at: datetime) -> Quote:

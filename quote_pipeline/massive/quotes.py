@@ -23,7 +23,7 @@ from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from quote_pipeline.api_errors import ApiAuthError, ApiEndpointRestricted, ApiQuotaExhausted
-from quote_pipeline.fetch_engine import RequestFunction, SymbolResult
+from quote_pipeline.fetch_engine import RequestFunction, SymbolResult, one_result_per_symbol
 from quote_pipeline.fmp.fields import INT64_LIMIT, number, required_number
 from quote_pipeline.market_calendar import new_york_day, session_hours, sessions_between
 from quote_pipeline.massive.client import MassiveClient
@@ -169,15 +169,7 @@ def parse_snapshot(
             failures.pop(symbol, None)
         except ValueError as exc:
             failures.setdefault(symbol, SymbolFailure(symbol, FailureKind.BAD_RESPONSE, str(exc)))
-    results: list[SymbolResult[Quote]] = []
-    for symbol in requested:
-        if symbol in quotes:
-            results.append(SymbolResult(symbol, quotes[symbol]))
-        elif symbol in failures:
-            results.append(SymbolResult(symbol, failure=failures[symbol]))
-        else:
-            results.append(SymbolResult.failed(symbol, FailureKind.NO_QUOTE, NO_SNAPSHOT_QUOTE))
-    return results
+    return one_result_per_symbol(requested, quotes, failures, NO_SNAPSHOT_QUOTE)
 
 
 # --- requests ---------------------------------------------------------------------------------

@@ -107,9 +107,12 @@ def fetch_quotes_in_order(
     results: list[QuoteFetchResult] = []
     refusals: list[tuple[str, ApiError]] = []
     notes: list[str] = []
+    # Every request counts, a refused provider's too (its results are not kept).
+    requests: dict[str, int] = {}
     for index, (provider, plan) in enumerate(providers):
         if not remaining:
             break
+        before = provider.requests_made
         following = providers[index + 1][0].name if index + 1 < len(providers) else None
         if held := provider.held_reason():
             # Its quota ran out (in this run's other steps, or remembered): not asked, like
@@ -122,6 +125,7 @@ def fetch_quotes_in_order(
         try:
             result = provider.fetch_quotes(remaining, plan, log=log)
         except ApiError as exc:  # the key or the endpoint: none of them can succeed there
+            requests[provider.name] = provider.requests_made - before
             record_failure(said, remaining, provider.name, exc.kind, str(exc))
             refusals.append((provider.name, exc))
             if following:
@@ -130,6 +134,7 @@ def fetch_quotes_in_order(
                     f"{len(remaining)} symbol(s) asked of {following}"
                 )
             continue
+        requests[provider.name] = provider.requests_made - before
         results.append(result)
         for failure in result.failures:
             said.setdefault(failure.symbol, []).append((provider.name, failure))
@@ -154,6 +159,8 @@ def fetch_quotes_in_order(
     combined.attempts = {s: n for s, n in combined.attempts.items() if s in failed}
     combined.quota_exhausted = any(f.kind == FailureKind.QUOTA_EXHAUSTED for f in combined.failures)
     combined.fallbacks = [*combined.fallbacks, *notes]
+    combined.requests_by_provider = {name: n for name, n in requests.items() if n}
+    combined.requests_made = sum(requests.values())
     # The primary's endpoint decides how the run reads (batch or single-symbol requests).
     combined.used_batch_endpoint = results[0].used_batch_endpoint if results else False
     return combined
