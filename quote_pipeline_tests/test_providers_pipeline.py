@@ -608,3 +608,26 @@ def test_a_share_class_is_asked_of_massive_in_its_own_spelling(
     rows = stored_daily(sqlite_url)
     assert sum(r["ticker"] == "BRK-B" for r in rows) == SESSIONS
     assert len(rows) == (len(TICKERS) + 2 - 1) * SESSIONS  # AAPL is one of TICKERS
+
+
+def test_a_share_class_whose_grouped_row_is_malformed_comes_from_the_next_provider(
+    sqlite_url: str,
+    start_sandbox: SandboxFactory,
+    dagster_instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sandbox = massive_sandbox(
+        start_sandbox,
+        market_universe=(*TICKERS, "BRK.B"),
+        faults=FaultConfig(bad_shape_symbols={"BRK.B"}),
+    )
+    defs = provider_definitions(
+        monkeypatch,
+        sandbox,
+        sqlite_url,
+        (*TICKERS, "BRK-B"),
+        QUOTE_PIPELINE_HISTORY_PROVIDERS="massive,fmp",
+    )
+    assert run_daily(defs, dagster_instance, FIRST, LAST).success
+    brk = [r for r in stored_daily(sqlite_url) if r["ticker"] == "BRK-B"]
+    assert len(brk) == SESSIONS and {r["source"] for r in brk} == {"fmp"}

@@ -239,3 +239,10 @@ def test_a_held_provider_skips_a_tick_only_when_every_provider_of_the_job_is_hel
     fmp.forget_exhausted()
     monkeypatch.setenv("QUOTE_PIPELINE_QUOTE_PROVIDERS", "fmp")
     assert not isinstance(evaluate(HOURLY, tick, database), str)
+
+
+def test_a_misspelt_provider_order_never_crashes_a_tick(tmp_path, monkeypatch) -> None:
+    """The run refuses it in one line; the tick itself still decides (FMP alone)."""
+    database = quota_database(f"sqlite:///{tmp_path / 'quota.db'}")
+    monkeypatch.setenv("QUOTE_PIPELINE_QUOTE_PROVIDERS", "fmp,polygon")
+    assert not isinstance(evaluate(HOURLY, new_york(2026, 11, 25, 10, 1), database), str)

@@ -114,6 +114,16 @@ def fail_unless_complete(
         )
 
 
+def providers_or_fmp(read: Callable[[], Sequence[str]]) -> Sequence[str]:
+    """The providers a job asks (``read``: a ProviderChoice order), for a tick's quota
+    check; FMP alone when the configured order is unreadable: the run then fails in one
+    line, the tick never crashes."""
+    try:
+        return read()
+    except ValueError:
+        return ("fmp",)
+
+
 def quota_skip_reason(
     database: DatabaseResource, providers: Sequence[str] = ("fmp",)
 ) -> str | None:

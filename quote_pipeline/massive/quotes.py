@@ -113,11 +113,11 @@ def parse_snapshot_row(row: dict[str, Any], fetched_at: datetime) -> Quote:
     symbol = row["ticker"]
     try:
         price: Decimal | None = None
-        time_field: tuple[str | None, str] | None = None
-        for (part, key), paired_time in _PRICE_FIELDS:
+        found_at = len(_PRICE_FIELDS)
+        for index, ((part, key), _) in enumerate(_PRICE_FIELDS):
             candidate = number(_part(row, part), key, required=False)
             if candidate is not None and candidate > 0:
-                price, time_field = candidate, paired_time
+                price, found_at = candidate, index
                 break
         if price is None:
             raise ValueError(
@@ -131,16 +131,22 @@ def parse_snapshot_row(row: dict[str, Any], fetched_at: datetime) -> Quote:
             # accumulated volume counts the pre-market's.
             volume = whole_volume(minute, "av")
         change = number(row, "todaysChange", required=False)
+        # Its own time, else the next older one (never a fresher one); yesterday's close:
+        # the last session before today's date; no time at all: the fetch's.
         quoted_at = fetched_at
-        stamp = _part(row, time_field[0]).get(time_field[1]) if time_field else None
-        if time_field and stamp is not None and stamp != 0:
-            label = f"{time_field[0]}.{time_field[1]}" if time_field[0] else time_field[1]
-            quoted_at = epoch_to_utc(stamp, label)
-        elif time_field is None:  # yesterday's close: the last session before today's date
+        if _PRICE_FIELDS[found_at][1] is None:
             today = new_york_day(fetched_at)
             earlier = sessions_between(today - timedelta(days=10), today - timedelta(days=1))
             if earlier:
                 quoted_at = session_hours(earlier[-1])[1]
+        for _, time_field in _PRICE_FIELDS[found_at:]:
+            if time_field is None:
+                break
+            stamp = _part(row, time_field[0]).get(time_field[1])
+            if stamp is not None and stamp != 0:
+                label = f"{time_field[0]}.{time_field[1]}" if time_field[0] else time_field[1]
+                quoted_at = epoch_to_utc(stamp, label)
+                break
     except ValueError as exc:
         raise ValueError(f"{symbol}: {exc}") from None
     return Quote(symbol, price, volume, change, quoted_at, fetched_at, source=SOURCE)

@@ -126,4 +126,7 @@ class MassiveProvider:
         for ticker, bar in list(found.bars.items()):
             if "." in ticker and (fmp_spelling := ticker.replace(".", "-")) not in found.bars:
                 found.bars[fmp_spelling] = replace(bar, symbol=fmp_spelling)
+        for ticker, reason in list(found.rejected.items()):
+            if "." in ticker:
+                found.rejected.setdefault(ticker.replace(".", "-"), reason)
         return found

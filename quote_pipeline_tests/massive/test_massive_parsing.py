@@ -107,6 +107,13 @@ def test_a_full_row_takes_the_last_trade_exactly() -> None:
             FETCHED,  # the minute bar has no time here; the zero trade's time is not its
             id="zero-last-trade",
         ),
+        pytest.param(  # a last trade without its time: the minute bar's, never a fresher one
+            '{"ticker": "AAPL", "lastTrade": {"p": 232.8}, "min": {"c": 232.75, '
+            '"t": 1764000000000}}',
+            "232.8",
+            AT,
+            id="trade-without-time",
+        ),
         pytest.param(  # null parts are absent parts; no time at all: the fetch time
             '{"ticker": "AAPL", "lastTrade": null, "min": null, "day": {"c": 1.5E2}}',
             "150",

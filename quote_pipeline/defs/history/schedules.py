@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from quote_pipeline.defs.fetching import unless_quota_held
+from quote_pipeline.defs.fetching import providers_or_fmp, unless_quota_held
 from quote_pipeline.defs.history.jobs import DAILY_PRICES_JOB, INTRADAY_BARS_JOB
 from quote_pipeline.defs.metadata import OWNERS
 from quote_pipeline.defs.resources import DatabaseResource, ProviderChoice
@@ -97,7 +97,9 @@ def build_history_schedules(
         """Materialize the day's `daily_prices` partition at 17:00 New York time on NYSE
         sessions (weekday holidays are skipped, early closes included)."""
         return unless_quota_held(
-            database, daily_prices_request(_tick(context)), ProviderChoice().history_order()
+            database,
+            daily_prices_request(_tick(context)),
+            providers_or_fmp(ProviderChoice().history_order),
         )
 
     @dg.schedule(

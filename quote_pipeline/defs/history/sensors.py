@@ -9,6 +9,7 @@ from itertools import groupby
 
 import dagster as dg
 
+from quote_pipeline.defs.fetching import providers_or_fmp
 from quote_pipeline.defs.history.assets import DAILY_DATASET_PREFIX, daily_range
 from quote_pipeline.defs.history.jobs import DAILY_PRICES_JOB
 from quote_pipeline.defs.resources import ProviderChoice
@@ -52,7 +53,7 @@ def build_daily_retry_sensor() -> dg.SensorDefinition:
         job_name=DAILY_PRICES_JOB,
         datasets=lambda dataset: dataset.startswith(DAILY_DATASET_PREFIX),
         run_requests=retry_run_requests,
-        providers=lambda: ProviderChoice().history_order(),
+        providers=lambda: providers_or_fmp(ProviderChoice().history_order),
         description=(
             "Ask the API again, alone, for the tickers a daily_prices run (or backfill) could "
             "not get after its retry budget: the same partition range, just those tickers, "

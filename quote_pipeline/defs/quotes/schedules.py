@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from quote_pipeline.defs.fetching import quota_skip_reason
+from quote_pipeline.defs.fetching import providers_or_fmp, quota_skip_reason
 from quote_pipeline.defs.metadata import OWNERS
 from quote_pipeline.defs.quotes.jobs import CHECK_STOCKS_FRESHNESS, REFRESH_QUOTES
 from quote_pipeline.defs.resources import DatabaseResource, ProviderChoice
@@ -89,7 +89,7 @@ def build_refresh_quotes_schedule(options: ScheduleOptions | None = None) -> dg.
         tick = context.scheduled_execution_time or datetime.now(UTC)
         if reason := skip_reason_for(tick, market_hours_only=options.market_hours_only):
             return dg.SkipReason(reason)
-        if held := quota_skip_reason(database, ProviderChoice().quote_order()):
+        if held := quota_skip_reason(database, providers_or_fmp(ProviderChoice().quote_order)):
             return dg.SkipReason(f"Skipped: {held}")
         local = tick.astimezone(NEW_YORK)
         return dg.RunRequest(

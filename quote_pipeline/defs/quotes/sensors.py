@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from quote_pipeline.defs.fetching import providers_or_fmp
 from quote_pipeline.defs.quotes.assets import DATASET
 from quote_pipeline.defs.quotes.jobs import REFRESH_QUOTES
 from quote_pipeline.defs.resources import ProviderChoice
@@ -32,7 +33,7 @@ def build_quote_retry_sensor() -> dg.SensorDefinition:
         job_name=REFRESH_QUOTES,
         datasets=lambda dataset: dataset == DATASET,
         run_requests=retry_run_requests,
-        providers=lambda: ProviderChoice().quote_order(),
+        providers=lambda: providers_or_fmp(ProviderChoice().quote_order),
         description=(
             "Ask the API again, alone, for the tickers a quote refresh could not get, with "
             "back-off (1, 2, 4 … minutes, at most 30; given up after 6 hours). A skipped tick "
