@@ -281,7 +281,9 @@ class FMPResource(ProviderResource, ClientSettings):
 
     @property
     def provider(self) -> FMPProvider:
-        return FMPProvider(self.client, self.engine, self.endpoint_mode, held=self.quota_held)
+        return FMPProvider(
+            self.client, self.engine, held=self.quota_held, endpoint_mode=self.endpoint_mode
+        )
 
     def retry_backoff(self) -> RetryBackoff:
         return RetryBackoff(

@@ -123,6 +123,23 @@ class GroupedDay:
     fetched_at: datetime
 
 
+@dataclass
+class ClientProvider:
+    """What every provider over an HTTP client shares: the client, the run's fetch engine
+    over it, and whether its quota memory lets it be asked (``held``: the reason if not)."""
+
+    client: Any
+    engine: FetchEngine
+    held: Callable[[], str | None] = lambda: None
+
+    @property
+    def requests_made(self) -> int:
+        return int(self.client.requests_made)
+
+    def held_reason(self) -> str | None:
+        return self.held()
+
+
 class MarketDataProvider(Protocol):
     """One vendor's data, as the pipeline asks for it."""
 
@@ -174,6 +191,7 @@ class MarketDataProvider(Protocol):
 
 
 __all__ = [
+    "ClientProvider",
     "GroupedDay",
     "HistoryRequest",
     "MarketDataProvider",

@@ -7,38 +7,34 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
-from quote_pipeline.fetch_engine import FetchEngine
 from quote_pipeline.fmp.client import FMPClient
 from quote_pipeline.fmp.history import daily_history_request
 from quote_pipeline.fmp.quotes import fetch_quotes
 from quote_pipeline.fmp.quotes import probe as probe_quotes
-from quote_pipeline.providers.base import GroupedDay, HistoryRequest, QuoteFetchResult, QuotePlan
+from quote_pipeline.providers.base import (
+    ClientProvider,
+    GroupedDay,
+    HistoryRequest,
+    QuoteFetchResult,
+    QuotePlan,
+)
 
 NAME = "fmp"
 
 
 @dataclass
-class FMPProvider:
+class FMPProvider(ClientProvider):
     """FMP's quote endpoints (batch where the plan has it, else one symbol per request) and
     its as-traded end-of-day history, one request per symbol for a whole range. FMP has no
     whole-market daily endpoint on its plans, so there is no grouped daily."""
 
     client: FMPClient
-    engine: FetchEngine
     endpoint_mode: Literal["auto", "single"] = "auto"
-    held: Callable[[], str | None] = lambda: None
     name: str = NAME
-
-    @property
-    def requests_made(self) -> int:
-        return self.client.requests_made
 
     @property
     def has_grouped_daily(self) -> bool:
         return False
-
-    def held_reason(self) -> str | None:
-        return self.held()
 
     def prepare_quotes(
         self, symbols: Sequence[str], *, ask_last: Collection[str] = (), probe: bool = True

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import TypeVar
 
-from quote_pipeline.fetch_engine import FetchEngine, RequestFunction, SymbolResult
+from quote_pipeline.fetch_engine import RequestFunction, SymbolResult
 from quote_pipeline.fmp.history import SymbolHistory
 from quote_pipeline.massive.client import MassiveClient
 from quote_pipeline.massive.errors import MassiveEndpointRestricted, MassiveError
@@ -16,7 +16,13 @@ from quote_pipeline.massive.history import daily_aggs_request, grouped_daily
 from quote_pipeline.massive.quotes import probe_snapshot, snapshot_request
 from quote_pipeline.models import FailureKind, Quote
 from quote_pipeline.price_bars import DailyBar
-from quote_pipeline.providers.base import GroupedDay, HistoryRequest, QuoteFetchResult, QuotePlan
+from quote_pipeline.providers.base import (
+    ClientProvider,
+    GroupedDay,
+    HistoryRequest,
+    QuoteFetchResult,
+    QuotePlan,
+)
 
 NAME = "massive"
 T = TypeVar("T")
@@ -67,27 +73,18 @@ def _history_as(history: SymbolHistory[DailyBar], symbol: str) -> SymbolHistory[
 
 
 @dataclass
-class MassiveProvider:
+class MassiveProvider(ClientProvider):
     """Massive's full-market snapshot (many tickers per request; paid plans, 15-minute
     delayed on Starter), its per-ticker daily aggregates and its grouped daily bars (every
     US stock for one session in one request, on every plan). Bars are asked
     ``adjusted=false``: as traded, like every stored `daily_prices` row."""
 
     client: MassiveClient
-    engine: FetchEngine
-    held: Callable[[], str | None] = lambda: None
     name: str = NAME
-
-    @property
-    def requests_made(self) -> int:
-        return self.client.requests_made
 
     @property
     def has_grouped_daily(self) -> bool:
         return True
-
-    def held_reason(self) -> str | None:
-        return self.held()
 
     def prepare_quotes(
         self, symbols: Sequence[str], *, ask_last: Collection[str] = (), probe: bool = True

@@ -361,18 +361,6 @@ def missing_sessions(
     return missing
 
 
-def daily_rows_by_day(engine: Engine, start: date, end: date) -> dict[date, int]:
-    """How many rows ``daily_prices`` holds for each day from ``start`` to ``end`` (every
-    ticker's; days without rows are left out): a daily partition's row count."""
-    query = (
-        sa.select(daily_prices.c.date, sa.func.count())
-        .where(daily_prices.c.date.between(start, end))
-        .group_by(daily_prices.c.date)
-    )
-    with engine.connect() as conn:
-        return {as_date(day): count for day, count in conn.execute(query)}
-
-
 def daily_rows_by_day_and_source(
     engine: Engine, start: date, end: date
 ) -> dict[date, dict[str, int]]:
@@ -409,7 +397,6 @@ __all__ = [
     "DailyReplaceSummary",
     "daily_price_consistency",
     "daily_prices_by_source",
-    "daily_rows_by_day",
     "daily_rows_by_day_and_source",
     "intraday_bar_consistency",
     "missing_sessions",

@@ -42,6 +42,7 @@ from quote_pipeline_tests.support.dagster_processes import (
     loopback_only_env,
     open_instance,
     postgres_env,
+    stop_group,
     wait_until,
 )
 from quote_pipeline_tests.support.postgres import create_database, drop_database
@@ -65,7 +66,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
     def stop(self) -> None:
-        _stop_group(self.process, grace=5)
+        stop_group(self.process, grace=5)
 
 
 def start_redis(directory: Path, timeout: float = 20) -> RedisServer:
@@ -111,19 +112,6 @@ def start_redis(directory: Path, timeout: float = 20) -> RedisServer:
         server.stop()
         raise
     return server
-
-
-def _stop_group(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
-    """SIGTERM the process group led by ``process``, SIGKILL what is left after ``grace``."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(grace)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(5)
 
 
 def group_alive(pgid: int) -> bool:
@@ -261,7 +249,7 @@ class WorkerPool:
         dead = [n for n in names if not self.alive(n) or self.processes[n].poll() is not None]
         for name in dead:
             if name in self.processes:
-                _stop_group(self.processes.pop(name), grace=0)
+                stop_group(self.processes.pop(name), grace=0)
         if dead:
             self.start(*dead)
 
@@ -282,7 +270,7 @@ class WorkerPool:
     def stop(self) -> None:
         """Stop every worker's process group (SIGTERM: Celery's warm shutdown, then SIGKILL)."""
         for name in list(self.processes):
-            _stop_group(self.processes.pop(name), grace=10)
+            stop_group(self.processes.pop(name), grace=10)
 
 
 def hostname(name: str) -> str:

@@ -129,7 +129,7 @@ def wait_until(
         time.sleep(interval)
 
 
-def _stop_group(process: subprocess.Popen[bytes], grace: float = 20.0) -> None:
+def stop_group(process: subprocess.Popen[bytes], grace: float = 20.0) -> None:
     """SIGTERM the process group led by ``process`` (its code servers and run workers too),
     then SIGKILL whatever is left after ``grace`` seconds."""
     if process.poll() is None:
@@ -256,12 +256,12 @@ class DagsterStack:
     def stop_daemon(self) -> None:
         """Stop the daemon's process group (the webserver keeps running)."""
         if process := self.processes.pop("daemon", None):
-            _stop_group(process)
+            stop_group(process)
 
     def stop(self) -> None:
         """Stop every process group this stack started, by pid."""
         for name in list(self.processes):
-            _stop_group(self.processes.pop(name))
+            stop_group(self.processes.pop(name))
 
     # --- talking to it -----------------------------------------------------------------
 

@@ -291,42 +291,47 @@ def describe_check_failures(
     return alerts.CheckFailures(job=job_label(run), run_id=run.run_id, checks=checks)
 
 
-def build_run_failure_alert_sensor() -> dg.SensorDefinition:
+def _alert_sensor(
+    name: str,
+    description: str,
+    event_type: dg.DagsterEventType,
+    describe: Describe,
+    what: str,
+) -> dg.SensorDefinition:
+    """A running-by-default sensor that posts an alert for each run ending in
+    ``event_type`` that ``describe`` finds worth one (see :func:`alert_tick`)."""
+
     @dg.sensor(
-        name=RUN_FAILURE_ALERTS,
+        name=name,
         minimum_interval_seconds=TICK_INTERVAL_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=(
-            "Post one short message per failed run of this code location (job, run, failed "
-            "step, reason, link) to the webhook in QUOTE_PIPELINE_ALERT_WEBHOOK_URL; nothing "
-            "while it is unset. An alert the webhook refuses is sent again at the next tick."
-        ),
+        description=description,
     )
-    def run_failure_alerts(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        return alert_tick(
-            context, dg.DagsterEventType.RUN_FAILURE, describe_run_failure, "failed runs"
-        )
+    def alert_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        return alert_tick(context, event_type, describe, what)
 
-    return run_failure_alerts
+    return alert_sensor
+
+
+def build_run_failure_alert_sensor() -> dg.SensorDefinition:
+    return _alert_sensor(
+        RUN_FAILURE_ALERTS,
+        "Post one short message per failed run of this code location (job, run, failed "
+        "step, reason, link) to the webhook in QUOTE_PIPELINE_ALERT_WEBHOOK_URL; nothing "
+        "while it is unset. An alert the webhook refuses is sent again at the next tick.",
+        dg.DagsterEventType.RUN_FAILURE,
+        describe_run_failure,
+        "failed runs",
+    )
 
 
 def build_check_failure_alert_sensor() -> dg.SensorDefinition:
-    @dg.sensor(
-        name=CHECK_FAILURE_ALERTS,
-        minimum_interval_seconds=TICK_INTERVAL_SECONDS,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=(
-            "Post one message per successful run whose blocking asset checks failed (such as "
-            "coverage or api_quota_not_exhausted) to the webhook in "
-            "QUOTE_PIPELINE_ALERT_WEBHOOK_URL. A failed run's checks are in its run alert."
-        ),
+    return _alert_sensor(
+        CHECK_FAILURE_ALERTS,
+        "Post one message per successful run whose blocking asset checks failed (such as "
+        "coverage or api_quota_not_exhausted) to the webhook in "
+        "QUOTE_PIPELINE_ALERT_WEBHOOK_URL. A failed run's checks are in its run alert.",
+        dg.DagsterEventType.RUN_SUCCESS,
+        describe_check_failures,
+        "runs with failed blocking checks",
     )
-    def check_failure_alerts(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        return alert_tick(
-            context,
-            dg.DagsterEventType.RUN_SUCCESS,
-            describe_check_failures,
-            "runs with failed blocking checks",
-        )
-
-    return check_failure_alerts
